@@ -1,0 +1,41 @@
+# tabletopic — `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup quickstart test test-unit lint typecheck check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is needed: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed: apt-get install -y maven"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -c 'from tabletopic.local.kafka import fetch; print("kafka jars:", fetch())'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch the Kafka jars (cached)
+
+quickstart: setup ## start a local broker, produce sample events, write them to a table, print rows and the audit
+	$(BIN)/tabletopic quickstart
+
+test: setup ## every test: unit, then integration against a real broker, catalog and S3 server
+	$(BIN)/pytest -q
+
+test-unit: setup ## unit tests only (no services)
+	$(BIN)/pytest -q tests/unit
+
+lint: setup ## ruff
+	$(BIN)/ruff check tabletopic tests
+
+typecheck: setup ## mypy
+	$(BIN)/mypy
+
+check: lint typecheck test ## everything CI runs
+
+clean: ## remove the virtualenv and local state (not the download cache)
+	rm -rf $(VENV) warehouse .tabletopic

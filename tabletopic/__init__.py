@@ -1,0 +1,3 @@
+"""tabletopic: Kafka topics into Apache Iceberg tables, exactly once."""
+
+__version__ = "0.1.0"

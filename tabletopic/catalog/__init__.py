@@ -1,0 +1,1 @@
+"""Catalog loading, table creation and partition specs."""

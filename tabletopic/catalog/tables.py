@@ -1,0 +1,72 @@
+"""Create and open the tables tabletopic writes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import pyarrow as pa
+import structlog
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.schema import assign_fresh_schema_ids
+from pyiceberg.table import Table
+
+from tabletopic.catalog.partitioning import build_spec, parse_term
+from tabletopic.decode import metadata
+
+log = structlog.get_logger(__name__)
+
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    # Our committer runs its own reload → check → append loop; pyiceberg's retry would skip the check.
+    "commit.retry.num-retries": "0",
+}
+
+
+def load_if_exists(catalog: Catalog, identifier: str) -> Table | None:
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        return None
+
+
+def table_schema(value_schema: pa.Schema, with_metadata: bool) -> pa.Schema:
+    """Value columns, then the Kafka metadata columns (unless switched off)."""
+    fields = [f for f in value_schema if not (with_metadata and f.name in metadata.NAMES)]
+    if with_metadata:
+        fields += metadata.FIELDS
+    return pa.schema(fields)
+
+
+def create_table(
+    catalog: Catalog,
+    identifier: str,
+    arrow_schema: pa.Schema,
+    partition_by: list[str],
+    extra_properties: Mapping[str, str],
+) -> Table:
+    """Create the table (format v2, zstd, pyiceberg retries off), or load it if another writer won the race."""
+    namespace = identifier.rsplit(".", 1)[0]
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(namespace)
+    schema = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(arrow_schema))
+    spec = build_spec(schema, [parse_term(term) for term in partition_by])
+    properties = {**TABLE_PROPERTIES, **extra_properties, "commit.retry.num-retries": "0"}
+    try:
+        table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
+    log.info("table.created", table=identifier, columns=len(schema.fields), partition_by=partition_by)
+    return table
+
+
+def ensure_no_retry(catalog: Catalog, table: Table) -> Table:
+    """Switch pyiceberg's own commit retry off on a table someone else created."""
+    if table.properties.get("commit.retry.num-retries") == "0":
+        return table
+    with table.transaction() as transaction:
+        transaction.set_properties({"commit.retry.num-retries": "0"})
+    log.info("table.retry_disabled", table=".".join(table.name()))
+    return catalog.load_table(table.name())

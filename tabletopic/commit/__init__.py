@@ -1,0 +1,1 @@
+"""The exactly-once protocol: offset maps and verdicts (pure), buffers (pure), the committer (I/O)."""

@@ -1,0 +1,91 @@
+"""Offset maps in snapshot summaries, and the verdict on a batch against them. Pure: no I/O.
+
+A snapshot that tabletopic commits carries `tabletopic.offsets.<group>` = JSON
+`{"<topic>/<partition>": next_offset}`: the *next* offset to read (last + 1), cumulative over
+the table's history. The committed map is the one of the newest ancestor that carries the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from tabletopic.exceptions import OffsetsError
+
+OFFSETS_KEY_PREFIX = "tabletopic.offsets."
+COMMIT_ID_KEY = "tabletopic.commit-id"
+WRITER_ID_KEY = "tabletopic.writer-id"
+
+TopicPartition = tuple[str, int]
+OffsetMap = dict[TopicPartition, int]
+
+
+def offsets_key(group: str) -> str:
+    return OFFSETS_KEY_PREFIX + group
+
+
+def encode_offsets(offsets: Mapping[TopicPartition, int]) -> str:
+    items = sorted(offsets.items())
+    return json.dumps({f"{topic}/{partition}": next_offset for (topic, partition), next_offset in items})
+
+
+def decode_offsets(text: str) -> OffsetMap:
+    decoded: OffsetMap = {}
+    for name, next_offset in json.loads(text).items():
+        # Kafka topic names cannot hold '/', so the last one splits topic from partition.
+        topic, _, partition = name.rpartition("/")
+        decoded[(topic, int(partition))] = int(next_offset)
+    return decoded
+
+
+def committed_offsets(summaries_newest_first: Iterable[Mapping[str, str | None]], group: str) -> OffsetMap:
+    """The map of the newest summary that carries the group's key; empty when none does."""
+    key = offsets_key(group)
+    for summary in summaries_newest_first:
+        text = summary.get(key)
+        if text is not None:
+            return decode_offsets(text)
+    return {}
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """The offsets a buffer holds for one partition: `first..last`, both included."""
+
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if self.last < self.first:
+            raise OffsetsError(f"empty or inverted offset range {self.first}..{self.last}")
+
+    @property
+    def next_offset(self) -> int:
+        return self.last + 1
+
+
+class Verdict(Enum):
+    COMMIT = "commit"  # the table's next offset is at or before `first`: append (a gap is legal)
+    REPLAY = "replay"  # the table already holds everything up to `last`: drop the batch
+    FENCE = "fence"  # the table holds part of the batch: another writer won; re-seek to the table's offset
+
+
+def judge(batch: OffsetRange, committed_next: int | None) -> Verdict:
+    if committed_next is None or committed_next <= batch.first:
+        return Verdict.COMMIT
+    if committed_next > batch.last:
+        return Verdict.REPLAY
+    return Verdict.FENCE
+
+
+def merge_offsets(parent: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int]) -> OffsetMap:
+    """The cumulative map for a new snapshot; refuses to move any partition backwards."""
+    merged = dict(parent)
+    for tp, next_offset in committed.items():
+        previous = merged.get(tp)
+        if previous is not None and next_offset < previous:
+            raise OffsetsError(f"offset of {tp[0]}/{tp[1]} would go backwards: {previous} -> {next_offset}")
+        merged[tp] = next_offset
+    return merged

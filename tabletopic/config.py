@@ -1,0 +1,281 @@
+"""tabletopic's configuration: YAML file, flags, and `TABLETOPIC_*` environment overrides.
+
+Two sections pass through as they are, so users paste what they already know:
+`kafka` (librdkafka settings, e.g. `bootstrap.servers`, `security.protocol`) and
+`catalog` (pyiceberg catalog properties, e.g. `uri`, `type`, `s3.endpoint`), beside
+tabletopic's own `name` and `warehouse`. Every other key is checked: an unknown key, a
+wrong type or a missing required key raises ConfigError naming the key.
+
+Environment overrides: `TABLETOPIC_<SECTION>__<KEY>`, e.g.
+`TABLETOPIC_KAFKA__BOOTSTRAP_SERVERS` (kafka: `_` becomes `.`),
+`TABLETOPIC_CATALOG__S3__ENDPOINT` (catalog: `__` becomes `.` and `_` becomes `-`, as in pyiceberg),
+`TABLETOPIC_COMMIT__INTERVAL_SECONDS`, `TABLETOPIC_GROUP_ID`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tabletopic.exceptions import ConfigError
+
+Format = Literal["json", "avro", "raw"]
+FORMATS = ("json", "avro", "raw")
+ENV_PREFIX = "TABLETOPIC_"
+
+DEFAULT_WAREHOUSE = "warehouse"
+DEFAULT_GROUP = "tabletopic"
+# Iceberg readers pay per snapshot and per file; 30 s keeps both in check while data stays fresh.
+DEFAULT_COMMIT_INTERVAL_S = 30.0
+DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
+# Below Kubernetes' default 30 s termination grace period, with room for the JVM-less exit.
+DEFAULT_SHUTDOWN_TIMEOUT_S = 20.0
+
+
+@dataclass
+class CatalogConfig:
+    name: str = "default"
+    warehouse: str = DEFAULT_WAREHOUSE
+    properties: dict[str, str] = field(default_factory=dict)  # pyiceberg catalog properties, as they are
+
+
+@dataclass
+class SchemaRegistryConfig:
+    url: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)  # e.g. basic.auth.user.info
+
+
+@dataclass
+class CommitConfig:
+    interval_seconds: float = DEFAULT_COMMIT_INTERVAL_S
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
+    retry_deadline_seconds: float = 300.0
+
+
+@dataclass
+class ConsumerConfig:
+    # librdkafka hands back up to this many records per consume() call.
+    batch_size: int = 10_000
+    poll_timeout_seconds: float = 0.5
+    # Where a partition starts when its table holds no offset for it yet.
+    start: Literal["earliest", "latest"] = "earliest"
+
+
+@dataclass
+class TableConfig:
+    table: str
+    topics: list[str] = field(default_factory=list)
+    topic: str | None = None
+    format: Format = "json"
+    partition_by: list[str] = field(default_factory=list)
+    metadata_columns: bool = True
+    properties: dict[str, str] = field(default_factory=dict)  # extra Iceberg table properties
+
+    @property
+    def all_topics(self) -> list[str]:
+        return ([self.topic] if self.topic else []) + [t for t in self.topics if t != self.topic]
+
+
+@dataclass
+class Config:
+    kafka: dict[str, str] = field(default_factory=dict)
+    group_id: str = DEFAULT_GROUP
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
+    commit: CommitConfig = field(default_factory=CommitConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    shutdown_timeout_seconds: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tables: list[TableConfig] = field(default_factory=list)
+
+
+# --- building typed config from plain data ---------------------------------------------------
+
+_CATALOG_OWN_KEYS = {"name", "warehouse"}
+
+
+def _check_scalar(value: Any, kind: Any, key: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    raise AssertionError(f"unsupported config type {kind}")
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        return _convert(value, next(a for a in args if a is not type(None)), key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        return [_convert(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return {str(k): _check_scalar(v, str, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key)
+    return _check_scalar(value, kind, key)
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix or "config", f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    passthrough: dict[str, str] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if cls is CatalogConfig and key not in _CATALOG_OWN_KEYS and key != "properties":
+            passthrough[str(key)] = _check_scalar(value, str, path)
+            continue
+        if key not in known:
+            raise ConfigError(path, "unknown key")
+        values[key] = _convert(value, hints[key], path)
+    if passthrough:
+        values["properties"] = {**values.get("properties", {}), **passthrough}
+    for name, spec in known.items():
+        if name not in values and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}.{name}" if prefix else name, "required")
+    return cls(**values)
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`TABLETOPIC_*` variables as a nested mapping to merge over the file."""
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("TABLETOPIC_CACHE", "TABLETOPIC_CONFIG"):
+            continue
+        parts = name[len(ENV_PREFIX):].split("__")
+        section = parts[0].lower()
+        if section == "kafka" and len(parts) >= 2:
+            key = ".".join(p.lower().replace("_", ".") for p in parts[1:])
+            overrides.setdefault("kafka", {})[key] = value
+        elif section == "catalog" and len(parts) >= 2:
+            own = parts[1].lower()
+            key = own if own in _CATALOG_OWN_KEYS else ".".join(p.lower().replace("_", "-") for p in parts[1:])
+            overrides.setdefault("catalog", {})[key] = value
+        else:
+            target = overrides
+            for part in [p.lower() for p in parts[:-1]]:
+                target = target.setdefault(part, {})
+            target[parts[-1].lower()] = value
+    return overrides
+
+
+def load_config(
+    path: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """File, then environment, then flags (highest); validated as a whole."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError("--config", f"{path} must hold a mapping at the top")
+        data = dict(loaded or {})
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    data = _merge(data, flags or {})
+    config: Config = _build(Config, data, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks across keys that the types alone do not catch."""
+    if not config.kafka.get("bootstrap.servers"):
+        raise ConfigError("kafka.bootstrap.servers", "required")
+    if not config.tables:
+        raise ConfigError("tables", "required: at least one table (or --topic and --table)")
+    seen: dict[str, str] = {}
+    for index, table in enumerate(config.tables):
+        key = f"tables[{index}]"
+        if table.table.count(".") < 1:
+            raise ConfigError(f"{key}.table", f"expected NAMESPACE.TABLE, got {table.table!r}")
+        if not table.all_topics:
+            raise ConfigError(f"{key}.topic", "required: the topic (or topics) this table reads")
+        for topic in table.all_topics:
+            if topic in seen:
+                raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
+            seen[topic] = table.table
+        if table.format == "avro" and not config.schema_registry.url:
+            raise ConfigError("schema_registry.url", f"required by {key} (format avro)")
+        for term_index, term in enumerate(table.partition_by):
+            from tabletopic.catalog.partitioning import parse_term
+
+            try:
+                parse_term(term)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.partition_by[{term_index}]", str(exc)) from None
+    if config.commit.interval_seconds <= 0:
+        raise ConfigError("commit.interval_seconds", "must be above 0")
+    if config.commit.max_buffer_bytes <= 0:
+        raise ConfigError("commit.max_buffer_bytes", "must be above 0")
+    if config.consumer.batch_size <= 0:
+        raise ConfigError("consumer.batch_size", "must be above 0")
+    if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":
+        raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
+
+
+def redacted(properties: Mapping[str, str]) -> dict[str, str]:
+    """A copy safe to log: values of keys that look secret are masked."""
+    secret_words = ("password", "secret", "token", "credential", "key.pem", "private")
+    return {k: ("***" if any(w in k.lower() for w in secret_words) else v) for k, v in properties.items()}

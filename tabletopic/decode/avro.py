@@ -1,0 +1,153 @@
+"""Avro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro body) → Arrow.
+
+Writer schemas come from the registry by id and are parsed once. Records are decoded with
+fastavro and assembled into Arrow per batch. A value that cannot be decoded is named with its
+reason: not the wire format, an unknown schema id, or an undecodable body.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import fastavro
+import pyarrow as pa
+
+from tabletopic.decode.base import BadValue
+from tabletopic.kafka.records import RecordChunk
+from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
+
+MAGIC = 0
+HEADER = struct.Struct(">bI")
+
+
+def schema_id_of(value: bytes) -> int:
+    """The schema id of a wire-format value; raises ValueError if it is not one."""
+    if len(value) < HEADER.size:
+        raise ValueError(f"too short for the Confluent wire format ({len(value)} bytes)")
+    magic, schema_id = HEADER.unpack_from(value)
+    if magic != MAGIC:
+        raise ValueError(f"not the Confluent wire format (magic byte {magic}, expected 0)")
+    return int(schema_id)
+
+
+class WriterSchemas:
+    """Parsed writer schemas by id."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._registry = registry
+        self._parsed: dict[int, Any] = {}
+
+    def parsed(self, schema_id: int) -> Any:
+        schema = self._parsed.get(schema_id)
+        if schema is None:
+            schema = fastavro.parse_schema(json.loads(self._registry.schema_text(schema_id)))
+            self._parsed[schema_id] = schema
+        return schema
+
+
+class AvroDecoder:
+    def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema) -> None:
+        self._schemas = schemas
+        self.schema = arrow_schema
+
+    def decode(self, chunk: RecordChunk) -> pa.Table:
+        rows = [self._decode_one(index, value) for index, value in enumerate(chunk.values)]
+        try:
+            return pa.Table.from_pylist(rows, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            for index, row in enumerate(rows):
+                try:
+                    pa.Table.from_pylist([row], schema=self.schema)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+                    raise BadValue(index, f"type mismatch: {exc}") from None
+            raise
+
+    def _decode_one(self, index: int, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        try:
+            schema_id = schema_id_of(value)
+        except ValueError as exc:
+            raise BadValue(index, str(exc)) from None
+        try:
+            writer = self._schemas.parsed(schema_id)
+        except UnknownSchemaId:
+            raise BadValue(index, f"unknown schema id {schema_id}") from None
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size:]), writer, None)
+        except Exception as exc:
+            raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}") from None
+        if not isinstance(record, dict):
+            raise BadValue(index, f"schema id {schema_id} is not an Avro record")
+        return record
+
+
+def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) -> Any:
+    """The parsed writer schema of the first decodable value, for creating a table."""
+    for value in values:
+        if value is None:
+            continue
+        try:
+            return schemas.parsed(schema_id_of(value))
+        except (ValueError, UnknownSchemaId):
+            continue
+    return None
+
+
+def avro_to_arrow(schema: Any) -> pa.Schema:
+    """The Arrow schema of an Avro record schema (parsed by fastavro)."""
+    if not (isinstance(schema, dict) and schema.get("type") == "record"):
+        raise ValueError("the writer schema is not an Avro record")
+    return pa.schema([pa.field(f["name"], _arrow_type(f["type"]), nullable=True) for f in schema["fields"]])
+
+
+_PRIMITIVES = {
+    "boolean": pa.bool_(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "bytes": pa.binary(),
+    "string": pa.string(),
+}
+
+
+def _arrow_type(avro: Any) -> pa.DataType:
+    if isinstance(avro, str):
+        if avro in _PRIMITIVES:
+            return _PRIMITIVES[avro]
+        raise ValueError(f"unsupported Avro type {avro!r}")
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"unsupported Avro union {avro!r}: only [null, T] maps to a column")
+        return _arrow_type(branches[0])
+    kind = avro.get("type")
+    logical = avro.get("logicalType")
+    if logical in ("timestamp-millis", "timestamp-micros"):
+        return pa.timestamp("us", tz="UTC")
+    if logical in ("local-timestamp-millis", "local-timestamp-micros"):
+        return pa.timestamp("us")
+    if logical == "date":
+        return pa.date32()
+    if logical in ("time-millis", "time-micros"):
+        return pa.time64("us")
+    if logical == "decimal":
+        return pa.decimal128(int(avro["precision"]), int(avro.get("scale", 0)))
+    if logical == "uuid":
+        return pa.string()
+    if kind == "record":
+        return pa.struct([pa.field(f["name"], _arrow_type(f["type"]), nullable=True) for f in avro["fields"]])
+    if kind == "array":
+        return pa.list_(_arrow_type(avro["items"]))
+    if kind == "map":
+        return pa.map_(pa.string(), _arrow_type(avro["values"]))
+    if kind == "enum":
+        return pa.string()
+    if kind == "fixed":
+        return pa.binary()
+    return _arrow_type(kind)

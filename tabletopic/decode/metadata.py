@@ -1,0 +1,39 @@
+"""The Kafka metadata columns every row carries (unless switched off), built as whole Arrow arrays."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tabletopic.kafka.records import RecordChunk
+
+TOPIC = "_kafka_topic"
+PARTITION = "_kafka_partition"
+OFFSET = "_kafka_offset"
+TIMESTAMP = "_kafka_timestamp"
+KEY = "_kafka_key"
+HEADERS = "_kafka_headers"
+
+HEADERS_TYPE = pa.map_(pa.string(), pa.binary())
+FIELDS = [
+    pa.field(TOPIC, pa.string()),
+    pa.field(PARTITION, pa.int32()),
+    pa.field(OFFSET, pa.int64()),
+    pa.field(TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    pa.field(KEY, pa.binary()),
+    pa.field(HEADERS, HEADERS_TYPE),
+]
+NAMES = frozenset(f.name for f in FIELDS)
+
+
+def metadata_arrays(chunk: RecordChunk) -> dict[str, pa.Array]:
+    count = len(chunk)
+    return {
+        TOPIC: pa.repeat(pa.scalar(chunk.topic, pa.string()), count),
+        PARTITION: pa.repeat(pa.scalar(chunk.partition, pa.int32()), count),
+        OFFSET: pa.array(chunk.offsets, pa.int64()),
+        TIMESTAMP: pa.array(
+            [None if ms is None else ms * 1000 for ms in chunk.timestamps_ms], pa.int64()
+        ).cast(pa.timestamp("us", tz="UTC")),
+        KEY: pa.array(chunk.keys, pa.binary()),
+        HEADERS: pa.array(chunk.headers, HEADERS_TYPE),
+    }

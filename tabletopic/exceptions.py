@@ -1,0 +1,47 @@
+"""Every error tabletopic raises on purpose.
+
+    TabletopicError
+    ├── ConfigError            bad configuration: names the key; exit code 2, before anything connects
+    ├── RecordError            one record could not be decoded: names topic, partition, offset and reason
+    ├── OffsetsError           offsets that must only go up did not
+    ├── CommitError            a commit could not be made within its retry budget (retryable later)
+    └── AuditError             the audit could not run (not: the audit found a difference)
+"""
+
+from __future__ import annotations
+
+
+class TabletopicError(Exception):
+    """Root of tabletopic's own errors."""
+
+
+class ConfigError(TabletopicError):
+    """The configuration is invalid; `key` is the dotted path of the offending setting."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config error: {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class RecordError(TabletopicError):
+    """A record that cannot be turned into a row."""
+
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        super().__init__(f"bad record at {topic}/{partition}@{offset}: {reason}")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+
+
+class OffsetsError(TabletopicError):
+    """Offsets went backwards where they must only go up."""
+
+
+class CommitError(TabletopicError):
+    """A table commit did not land within its retry budget."""
+
+
+class AuditError(TabletopicError):
+    """The audit could not be carried out."""

@@ -1,0 +1,122 @@
+"""A consumer-group member that hands back RecordChunks and lets the table decide where to start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+
+from tabletopic.exceptions import ConfigError
+from tabletopic.kafka.records import RecordChunk
+
+log = structlog.get_logger(__name__)
+
+TP = tuple[str, int]
+
+# Settings the protocol depends on: Kafka's own offsets are informational only.
+_FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
+_DEFAULTS = {
+    "partition.assignment.strategy": "cooperative-sticky",
+    "enable.partition.eof": "false",
+}
+
+
+@dataclass
+class RebalanceHandlers:
+    """What the service does on a rebalance; called on the polling thread."""
+
+    start_offsets: Callable[[list[TP]], Mapping[TP, int]]  # table's next offsets for newly assigned partitions
+    revoked: Callable[[list[TP]], None]  # flush and commit these partitions, then they go
+    lost: Callable[[list[TP]], None]  # drop these partitions without committing
+
+
+class GroupConsumer:
+    def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
+        conf = {**_DEFAULTS, **settings, **_FORCED, "group.id": group_id}
+        conf.setdefault("auto.offset.reset", start)
+        self._start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
+        try:
+            self._consumer = Consumer(conf)
+        except KafkaException as exc:
+            raise ConfigError("kafka", str(exc.args[0].str() if exc.args else exc)) from None
+        self.assigned: set[TP] = set()
+
+    def subscribe(self, topics: list[str], handlers: RebalanceHandlers) -> None:
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            tps = [(p.topic, p.partition) for p in partitions]
+            starts = handlers.start_offsets(tps)
+            for p in partitions:
+                p.offset = starts.get((p.topic, p.partition), self._start)
+            log.info("kafka.assigned", partitions={f"{p.topic}/{p.partition}": p.offset for p in partitions})
+            self.assigned.update(tps)
+            consumer.incremental_assign(partitions)
+
+        def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            tps = [(p.topic, p.partition) for p in partitions]
+            log.info("kafka.revoked", partitions=[f"{t}/{p}" for t, p in tps])
+            try:
+                handlers.revoked(tps)
+            finally:
+                self.assigned.difference_update(tps)
+                consumer.incremental_unassign(partitions)
+
+        def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            tps = [(p.topic, p.partition) for p in partitions]
+            log.warning("kafka.lost", partitions=[f"{t}/{p}" for t, p in tps])
+            try:
+                handlers.lost(tps)
+            finally:
+                self.assigned.difference_update(tps)
+                consumer.incremental_unassign(partitions)
+
+        self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RecordChunk]:
+        """Up to `max_records`, grouped into one chunk per topic-partition, in offset order."""
+        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        chunks: dict[TP, RecordChunk] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("kafka.error", error=error.str())
+                continue
+            tp = (cast(str, message.topic()), cast(int, message.partition()))
+            chunk = chunks.get(tp)
+            if chunk is None:
+                chunk = chunks[tp] = RecordChunk(tp[0], tp[1])
+            chunk.offsets.append(cast(int, message.offset()))
+            chunk.keys.append(message.key())
+            chunk.values.append(message.value())
+            kind, timestamp = message.timestamp()
+            chunk.timestamps_ms.append(timestamp if kind else None)
+            chunk.headers.append(cast(list[tuple[str, bytes | None]] | None, message.headers()))
+        return list(chunks.values())
+
+    def seek(self, tp: TP, offset: int) -> None:
+        if tp not in self.assigned:
+            return
+        try:
+            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        except KafkaException as exc:
+            log.warning("kafka.seek_failed", partition=f"{tp[0]}/{tp[1]}", offset=offset, error=str(exc))
+
+    def commit_group_offsets(self, offsets: Mapping[TP, int]) -> None:
+        """Record the table's offsets in the group too, for lag tools; never read back by tabletopic."""
+        owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.assigned]
+        if not owned:
+            return
+        try:
+            self._consumer.commit(offsets=owned, asynchronous=True)
+        except KafkaException as exc:
+            log.info("kafka.group_commit_skipped", error=str(exc))
+
+    def close(self) -> None:
+        """Leave the group (runs the revoke callback first)."""
+        self._consumer.close()

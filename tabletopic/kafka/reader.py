@@ -1,0 +1,69 @@
+"""Read a whole topic's offsets (not its values' meaning) for the audit."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from tabletopic.exceptions import AuditError
+
+# Metadata and watermark calls against a healthy local or remote cluster answer well within this.
+REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass
+class PartitionLog:
+    low: int  # first offset still in the log
+    high: int  # log end: the next offset to be written
+    offsets: list[int] = field(default_factory=list)  # offsets of records present below `upto`
+
+
+def read_offsets(
+    settings: Mapping[str, str], topic: str, upto: Mapping[int, int] | None = None
+) -> dict[int, PartitionLog]:
+    """Offsets of every record in `topic` (per partition, below `upto[p]` when given, else to the log end)."""
+    conf = {
+        **settings,
+        "group.id": f"tabletopic-audit-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": "false",
+        "enable.partition.eof": "true",
+        "isolation.level": "read_committed",
+    }
+    consumer = Consumer(conf)
+    try:
+        metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
+            raise AuditError(f"topic {topic!r} not found")
+        logs: dict[int, PartitionLog] = {}
+        targets: dict[int, int] = {}
+        for partition in sorted(topic_meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=REQUEST_TIMEOUT_S)
+            logs[partition] = PartitionLog(low, high)
+            target = high if upto is None else min(high, upto.get(partition, low))
+            if target > low:
+                targets[partition] = target
+        if targets:
+            consumer.assign([TopicPartition(topic, p, logs[p].low) for p in targets])
+        pending = set(targets)
+        while pending:
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                partition = typing.cast(int, message.partition())
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(partition)
+                        continue
+                    raise KafkaException(error)
+                offset = typing.cast(int, message.offset())
+                if offset < targets[partition]:
+                    logs[partition].offsets.append(offset)
+                if offset >= targets[partition] - 1:
+                    pending.discard(partition)
+        return logs
+    finally:
+        consumer.close()

@@ -1,0 +1,41 @@
+"""Writer schemas from a Confluent-compatible Schema Registry, cached by id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+
+class UnknownSchemaId(LookupError):
+    """The registry has no schema under this id."""
+
+
+class SchemaRegistry:
+    def __init__(self, url: str, properties: Mapping[str, str] | None = None) -> None:
+        self._client = SchemaRegistryClient.new_client({"url": url, **(properties or {})})
+        self._cache: dict[int, str] = {}
+
+    def schema_text(self, schema_id: int) -> str:
+        cached = self._cache.get(schema_id)
+        if cached is not None:
+            return cached
+        try:
+            schema = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise UnknownSchemaId(schema_id) from None
+            raise
+        if schema.schema_str is None:
+            raise UnknownSchemaId(schema_id)
+        self._cache[schema_id] = schema.schema_str
+        return schema.schema_str
+
+    def latest_schema_text(self, subject: str) -> str | None:
+        try:
+            return str(self._client.get_latest_version(subject).schema.schema_str)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise

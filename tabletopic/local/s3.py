@@ -1,0 +1,70 @@
+"""moto's standalone S3 server on a free loopback port, run as its own process so it can be stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabletopic.local.ports import free_port, wait_for_port
+
+ACCESS_KEY = "tabletopic"
+SECRET_KEY = "tabletopic-secret"
+REGION = "us-east-1"
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class LocalS3:
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties that point at this server."""
+        return {
+            "s3.endpoint": self.endpoint,
+            "s3.access-key-id": ACCESS_KEY,
+            "s3.secret-access-key": SECRET_KEY,
+            "s3.region": REGION,
+            "s3.path-style-access": "true",
+        }
+
+    def start(self) -> LocalS3:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        out = (self.workdir / "moto.log").open("ab")
+        try:
+            import moto.server  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("moto's server is needed: pip install -e '.[dev]'") from exc
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, START_TIMEOUT_S, "moto S3 server")
+        return self
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY, region_name=REGION,
+        )
+        client.create_bucket(Bucket=name)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None

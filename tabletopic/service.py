@@ -1,0 +1,195 @@
+"""The service: one consumer-group member feeding one TableSink per table.
+
+Its loop polls a batch, decodes and buffers it per table, and flushes a table when its commit
+interval has passed or its buffer is full. Rebalances flush (revoke) or drop (lost) partitions,
+and new partitions start where their table says. SIGTERM flushes, commits and leaves the group
+within `shutdown_timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from types import FrameType
+
+import structlog
+from pyiceberg.catalog import Catalog
+
+from tabletopic.catalog.loader import open_catalog
+from tabletopic.commit.committer import CommitOutcome
+from tabletopic.commit.offsets import OffsetMap, TopicPartition
+from tabletopic.commit.retry import RetryPolicy
+from tabletopic.config import Config
+from tabletopic.decode.avro import WriterSchemas
+from tabletopic.exceptions import CommitError, RecordError
+from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
+from tabletopic.kafka.registry import SchemaRegistry
+from tabletopic.sink import TableSink
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_BAD_RECORD = 1
+EXIT_CONFIG = 2
+EXIT_SHUTDOWN_TIMEOUT = 3
+EXIT_COMMIT_FAILED = 4
+
+
+def writer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Service:
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+        self.config = config
+        self.writer_id = writer_id()
+        self._stopping = threading.Event()
+        catalog = catalog or open_catalog(config.catalog)
+        registry = (
+            WriterSchemas(SchemaRegistry(config.schema_registry.url, config.schema_registry.properties))
+            if config.schema_registry.url
+            else None
+        )
+        retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
+        self.sinks = [
+            TableSink(spec, catalog, config.group_id, self.writer_id, retry, registry) for spec in config.tables
+        ]
+        self._sink_of_topic = {topic: sink for sink in self.sinks for topic in sink.spec.all_topics}
+        self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish; safe from a signal handler or another thread."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("service.stopping", signal=signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        """Poll, buffer, flush until stopped or a bad record; returns the process exit code."""
+        log.info(
+            "service.started",
+            writer_id=self.writer_id,
+            group=self.config.group_id,
+            tables={s.identifier: s.spec.all_topics for s in self.sinks},
+        )
+        self.consumer.subscribe(
+            list(self._sink_of_topic),
+            RebalanceHandlers(start_offsets=self._start_offsets, revoked=self._on_revoked, lost=self._on_lost),
+        )
+        try:
+            code = self._loop()
+        except CommitError as exc:
+            log.error("service.commit_failed", error=str(exc))
+            code = EXIT_COMMIT_FAILED
+        except BaseException:
+            log.exception("service.crashed")
+            self.consumer.close()
+            raise
+        return self._shutdown(code)
+
+    def _loop(self) -> int:
+        settings = self.config.consumer
+        commit = self.config.commit
+        while not self._stopping.is_set():
+            chunks = self.consumer.poll(settings.batch_size, settings.poll_timeout_seconds)
+            now = time.monotonic()
+            failure: RecordError | None = None
+            for chunk in chunks:
+                try:
+                    self._sink_of_topic[chunk.topic].ingest(chunk, now)
+                except RecordError as exc:
+                    # Other partitions' records in this batch are good: keep going, then stop.
+                    failure = failure or exc
+            if failure is not None:
+                log.error(
+                    "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
+                    reason=failure.reason,
+                )
+                self._flush_all()
+                return EXIT_BAD_RECORD
+            for sink in self.sinks:
+                if sink.is_flush_due(now, commit.interval_seconds, commit.max_buffer_bytes):
+                    self._flush(sink)
+        return EXIT_OK
+
+    def _shutdown(self, code: int) -> int:
+        """Flush, commit and leave the group, or give up after the shutdown bound (the table stays consistent)."""
+        timeout = self.config.shutdown_timeout_seconds
+        watchdog = threading.Timer(timeout, _exit_now, args=(timeout,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            if code == EXIT_OK:
+                self._flush_all()
+            self.consumer.close()
+        except CommitError as exc:
+            log.error("service.commit_failed", error=str(exc))
+            code = EXIT_COMMIT_FAILED
+        finally:
+            watchdog.cancel()
+        log.info("service.stopped", exit_code=code)
+        return code
+
+    # --- flushing ------------------------------------------------------------------------------
+
+    def _flush_all(self) -> None:
+        for sink in self.sinks:
+            self._flush(sink)
+
+    def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
+        outcome = sink.flush(tps)
+        if outcome is not None:
+            self._after_commit(outcome)
+
+    def _after_commit(self, outcome: CommitOutcome) -> None:
+        for tp, next_offset in outcome.fenced.items():
+            log.warning("partition.fenced", partition=f"{tp[0]}/{tp[1]}", seek_to=next_offset)
+            self.consumer.seek(tp, next_offset)
+        for tp, next_offset in outcome.replayed.items():
+            self.consumer.seek(tp, next_offset)
+        if outcome.committed:
+            self.consumer.commit_group_offsets(outcome.committed)
+
+    # --- rebalance callbacks (run inside poll) --------------------------------------------------
+
+    def _start_offsets(self, tps: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        starts: OffsetMap = {}
+        for sink in self.sinks:
+            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            if mine:
+                sink.drop(mine)
+                starts.update(sink.start_offsets(mine))
+        return starts
+
+    def _on_revoked(self, tps: list[TopicPartition]) -> None:
+        for sink in self.sinks:
+            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            if not mine:
+                continue
+            try:
+                self._flush(sink, mine)
+            except CommitError as exc:
+                # The next owner starts from the table, so nothing is lost by letting go.
+                log.warning("revoke.commit_failed", table=sink.identifier, error=str(exc))
+            sink.drop(mine)
+
+    def _on_lost(self, tps: list[TopicPartition]) -> None:
+        for sink in self.sinks:
+            sink.drop(tps)
+
+
+def _exit_now(timeout: float) -> None:
+    log.error("service.shutdown_timeout", seconds=timeout)
+    os._exit(EXIT_SHUTDOWN_TIMEOUT)

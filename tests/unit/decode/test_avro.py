@@ -1,0 +1,76 @@
+import io
+import json
+import struct
+
+import fastavro
+import pyarrow as pa
+import pytest
+
+from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
+from tabletopic.decode.base import BadValue
+from tabletopic.kafka.records import RecordChunk
+
+SCHEMA = {
+    "type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Line", "fields": [
+            {"name": "sku", "type": "string"}, {"name": "qty", "type": "int"}]}}},
+        {"name": "attrs", "type": {"type": "map", "values": "string"}},
+    ],
+}
+
+
+class FixedRegistry:
+    """A registry holding one schema: a seam for this unit test only (integration tests use a real one)."""
+
+    def schema_text(self, schema_id: int) -> str:
+        from tabletopic.kafka.registry import UnknownSchemaId
+
+        if schema_id != 7:
+            raise UnknownSchemaId(schema_id)
+        return json.dumps(SCHEMA)
+
+
+def wire(record, schema_id=7):
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(SCHEMA), record)
+    return struct.pack(">bI", 0, schema_id) + body.getvalue()
+
+
+def chunk(values):
+    n = len(values)
+    return RecordChunk("orders", 3, list(range(n)), [None] * n, values, [0] * n, [None] * n)
+
+
+RECORD = {"id": 1, "note": None, "at": 1767225600000, "lines": [{"sku": "a", "qty": 2}], "attrs": {"k": "v"}}
+
+
+def decoder():
+    return AvroDecoder(WriterSchemas(FixedRegistry()), avro_to_arrow(fastavro.parse_schema(SCHEMA)))  # type: ignore[arg-type]
+
+
+def test_wire_format_records_decode_to_the_schema():
+    table = decoder().decode(chunk([wire(RECORD), wire({**RECORD, "id": 2, "note": "hi"})]))
+    assert table.column("id").to_pylist() == [1, 2]
+    assert table.column("note").to_pylist() == [None, "hi"]
+    assert table.column("at").type == pa.timestamp("us", tz="UTC")
+    assert table.column("lines").to_pylist()[0] == [{"sku": "a", "qty": 2}]
+    assert table.column("attrs").to_pylist()[0] == [("k", "v")]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\x01\x00\x00\x00\x07abc", "magic byte 1"),
+        (b"\x00\x00", "too short"),
+        (wire(RECORD, schema_id=99), "unknown schema id 99"),
+        (wire(RECORD)[:-9], "undecodable Avro"),
+    ],
+)
+def test_bad_values_are_named_with_a_reason(value, reason):
+    with pytest.raises(BadValue) as caught:
+        decoder().decode(chunk([wire(RECORD), value]))
+    assert caught.value.index == 1
+    assert reason in caught.value.reason

@@ -1,0 +1,90 @@
+import pytest
+
+from tabletopic.config import env_overrides, load_config
+from tabletopic.exceptions import ConfigError
+
+BASE = {
+    "kafka": {"bootstrap.servers": "127.0.0.1:9092"},
+    "tables": [{"table": "ns.events", "topic": "events"}],
+}
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "tabletopic.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_file_loads_with_pass_through_sections(tmp_path):
+    path = write(tmp_path, """
+kafka:
+  bootstrap.servers: broker:9092
+  security.protocol: SASL_SSL
+group_id: g1
+catalog:
+  name: prod
+  uri: http://rest:8181
+  s3.endpoint: http://minio:9000
+commit:
+  interval_seconds: 10
+tables:
+  - table: analytics.orders
+    topic: orders
+    format: raw
+    partition_by: ["day(_kafka_timestamp)", "bucket(16, id)"]
+""")
+    config = load_config(path, environ={})
+    assert config.kafka == {"bootstrap.servers": "broker:9092", "security.protocol": "SASL_SSL"}
+    assert config.catalog.name == "prod"
+    assert config.catalog.properties == {"uri": "http://rest:8181", "s3.endpoint": "http://minio:9000"}
+    assert config.commit.interval_seconds == 10.0
+    assert config.tables[0].partition_by == ["day(_kafka_timestamp)", "bucket(16, id)"]
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({**BASE, "comit": {}}, "comit"),
+        ({**BASE, "commit": {"interval_seconds": "soon"}}, "commit.interval_seconds"),
+        ({**BASE, "commit": {"intervall": 3}}, "commit.intervall"),
+        ({**BASE, "tables": [{"topic": "events"}]}, "tables[0].table"),
+        ({**BASE, "tables": [{"table": "ns.e", "topic": "events", "format": "xml"}]}, "tables[0].format"),
+        ({**BASE, "tables": [{"table": "ns.e", "topic": "events", "format": "avro"}]}, "schema_registry.url"),
+        ({**BASE, "tables": [{"table": "ns.e", "topic": "e", "partition_by": ["dya(ts)"]}]},
+         "tables[0].partition_by[0]"),
+        ({**BASE, "tables": []}, "tables"),
+        ({"tables": BASE["tables"]}, "kafka.bootstrap.servers"),
+        ({**BASE, "kafka": {"bootstrap.servers": "x:1", "enable.auto.commit": "true"}}, "kafka.enable.auto.commit"),
+    ],
+)
+def test_bad_config_names_the_key(data, key):
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=data, environ={})
+    assert caught.value.key == key
+
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
+    path = write(tmp_path, "kafka:\n  bootstrap.servers: file:9092\ntables:\n  - {table: ns.t, topic: t}\n")
+    environ = {
+        "TABLETOPIC_KAFKA__BOOTSTRAP_SERVERS": "env:9092",
+        "TABLETOPIC_CATALOG__S3__ACCESS_KEY_ID": "AKIA",
+        "TABLETOPIC_COMMIT__INTERVAL_SECONDS": "7.5",
+        "TABLETOPIC_GROUP_ID": "from-env",
+    }
+    config = load_config(path, environ=environ)
+    assert config.kafka["bootstrap.servers"] == "env:9092"
+    assert config.catalog.properties["s3.access-key-id"] == "AKIA"
+    assert config.commit.interval_seconds == 7.5
+    assert config.group_id == "from-env"
+    flagged = load_config(path, flags={"kafka": {"bootstrap.servers": "flag:9092"}}, environ=environ)
+    assert flagged.kafka["bootstrap.servers"] == "flag:9092"
+
+
+def test_env_override_names_map_like_pyiceberg():
+    assert env_overrides({"TABLETOPIC_CATALOG__URI": "sqlite:///x", "OTHER": "1"}) == {"catalog": {"uri": "sqlite:///x"}}
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "missing.yaml", environ={})
+    assert caught.value.key == "--config"
