@@ -142,11 +142,11 @@ class LocalKafka:
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
         ]
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
             check=True, stdout=subprocess.DEVNULL,
         )
-        out = (self.workdir / "stdout.log").open("ab")
-        self.process = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
+        with (self.workdir / "stdout.log").open("ab") as out:
+            self.process = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, START_TIMEOUT_S, "Kafka broker")
         except TimeoutError:

@@ -37,15 +37,15 @@ class LocalS3:
 
     def start(self) -> LocalS3:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        out = (self.workdir / "moto.log").open("ab")
         try:
             import moto.server  # noqa: F401
         except ImportError as exc:
             raise RuntimeError("moto's server is needed: pip install -e '.[dev]'") from exc
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+        with (self.workdir / "moto.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
         wait_for_port(self.port, START_TIMEOUT_S, "moto S3 server")
         return self
 

@@ -1,0 +1,60 @@
+"""Real services for the integration tests: one Kafka broker and one S3 server per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tabletopic.local.kafka import LocalKafka
+from tabletopic.local.s3 import LocalS3
+from tabletopic.local.topics import create_topic
+from tests.integration.support import Writer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    # fetch() fails with the apt-get command to run when Java or Maven is missing.
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    server = LocalS3(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spawn_writer() -> Iterator[Callable[..., Writer]]:
+    """Start `tabletopic run` processes; any still running at the end of the test is killed."""
+    started: list[Writer] = []
+
+    def spawn(config_path: Path, env: dict[str, str] | None = None) -> Writer:
+        writer = Writer(config_path, env)
+        started.append(writer)
+        return writer
+
+    yield spawn
+    for writer in started:
+        writer.kill()
+
+
+@pytest.fixture
+def new_topic(kafka: LocalKafka) -> Callable[..., str]:
+    def make(partitions: int = 4, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        create_topic(kafka.bootstrap, name, partitions)
+        return name
+
+    return make

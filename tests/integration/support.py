@@ -1,0 +1,171 @@
+"""Helpers for integration tests: the writer as a real process, producing, waiting on the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+from pyiceberg.catalog import Catalog
+
+from tabletopic.catalog.loader import open_catalog
+from tabletopic.commit.committer import table_offsets
+from tabletopic.config import load_config
+
+# Writers in tests leave a killed member's partitions after 6 s (the broker's minimum), not 45 s.
+FAST_GROUP = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
+
+
+def writer_config(
+    path: Path, bootstrap: str, topic: str, table: str, warehouse: Path | str, **overrides: Any
+) -> Path:
+    config: dict[str, Any] = {
+        "kafka": {"bootstrap.servers": bootstrap, **FAST_GROUP, **overrides.pop("kafka", {})},
+        "group_id": overrides.pop("group_id", "tests"),
+        "catalog": overrides.pop("catalog", {"warehouse": str(warehouse)}),
+        "commit": {"interval_seconds": 1, **overrides.pop("commit", {})},
+        "tables": [{"table": table, "topic": topic, **overrides.pop("table", {})}],
+    }
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def catalog_of(config_path: Path) -> Catalog:
+    return open_catalog(load_config(config_path, environ={}).catalog)
+
+
+class Writer:
+    """`tabletopic run --config FILE` as a child process; its JSON log lines are collected."""
+
+    def __init__(self, config_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr_text: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tabletopic", "run", "--config", str(config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.stderr_text.append(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.events.append(event)
+                self._lines.put(event)
+
+    def wait_for(self, event: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self._lines.empty() and not self._reader.is_alive():
+                    raise AssertionError(f"writer exited ({self.process.returncode}) before {event}:\n{self.log()}")
+                continue
+            if line.get("event") == event:
+                return line
+        raise AssertionError(f"no {event} within {timeout}s:\n{self.log()}")
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == event]
+
+    def log(self) -> str:
+        return "\n".join(self.stderr_text[-40:])
+
+    def _finish(self) -> None:
+        self._reader.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._finish()
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, as Kubernetes would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._finish()
+        return code
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self._finish()
+        return code
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[int | None, bytes | None, bytes | None, Any]]) -> int:
+    """(partition or None, key, value, headers) tuples; returns how many were delivered."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
+    count = 0
+    for partition, key, value, headers in records:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+    assert producer.flush(60) == 0
+    return count
+
+
+def log_end(bootstrap: str, topic: str, partitions: int) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests-watermarks"})
+    try:
+        return {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def wait_committed(
+    catalog: Catalog, table: str, group: str, expected: Mapping[tuple[str, int], int], timeout: float = 120.0,
+    writer: Writer | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    committed: dict[tuple[str, int], int] = {}
+    while time.monotonic() < deadline:
+        if catalog.table_exists(table):
+            committed = table_offsets(catalog.load_table(table), group)
+            if all(committed.get(tp, -1) >= n for tp, n in expected.items()):
+                return
+        if writer is not None and writer.process.poll() is not None:
+            raise AssertionError(f"writer exited ({writer.process.returncode}):\n{writer.log()}")
+        time.sleep(0.3)
+    raise AssertionError(f"table offsets {committed} never reached {dict(expected)}" +
+                         (f"\n{writer.log()}" if writer else ""))
+
+
+def audit_cli(config_path: Path, topic: str, table: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tabletopic", "audit", "--config", str(config_path), "--topic", topic, "--table", table],
+        capture_output=True, text=True, timeout=300,
+    )
