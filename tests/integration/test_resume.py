@@ -41,7 +41,7 @@ def test_group_offsets_behind_or_ahead_do_not_move_the_writer(kafka, new_topic, 
     run_until_committed(spawn_writer, config, iceberg, table, first_ends)
 
     # Behind: the group says 0, the table says first_ends.
-    set_group_offsets(kafka.bootstrap, "tests", {tp: 0 for tp in first_ends})
+    set_group_offsets(kafka.bootstrap, "tests", dict.fromkeys(first_ends, 0))
     produce(kafka.bootstrap, topic, batch(1000, 1000))
     second_ends = log_end(kafka.bootstrap, topic, PARTITIONS)
     assigned = run_until_committed(spawn_writer, config, iceberg, table, second_ends)
