@@ -79,7 +79,8 @@ class Writer:
                 line = self._lines.get(timeout=0.1)
             except queue.Empty:
                 if self.process.poll() is not None and self._lines.empty() and not self._reader.is_alive():
-                    raise AssertionError(f"writer exited ({self.process.returncode}) before {event}:\n{self.log()}") from None
+                    code = self.process.returncode
+                    raise AssertionError(f"writer exited ({code}) before {event}:\n{self.log()}") from None
                 continue
             if line.get("event") == event:
                 return line
