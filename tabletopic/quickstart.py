@@ -30,7 +30,11 @@ WAIT_LIMIT_S = 300.0
 def quickstart(records: int, warehouse: str) -> int:
     # Step 1.
     print("starting a local Kafka broker ...", flush=True)
-    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="tabletopic-kafka-"))).start()
+    with tempfile.TemporaryDirectory(prefix="tabletopic-kafka-") as workdir:
+        return _quickstart(LocalKafka(Path(workdir)).start(), records, warehouse)
+
+
+def _quickstart(kafka: LocalKafka, records: int, warehouse: str) -> int:
     try:
         # Step 2.
         create_topic(kafka.bootstrap, TOPIC, 4)

@@ -45,19 +45,20 @@ def writer_id() -> str:
 
 
 class Service:
-    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, config: Config, catalog: Catalog | None = None, registry: SchemaRegistry | None = None
+    ) -> None:
         self.config = config
         self.writer_id = writer_id()
         self._stopping = threading.Event()
+        self.failure: RecordError | None = None  # the bad record that stopped the service, if one did
         catalog = catalog or open_catalog(config.catalog)
-        registry = (
-            WriterSchemas(SchemaRegistry(config.schema_registry.url, config.schema_registry.properties))
-            if config.schema_registry.url
-            else None
-        )
+        if registry is None and config.schema_registry.url:
+            registry = SchemaRegistry(config.schema_registry.url, config.schema_registry.properties)
+        writer_schemas = WriterSchemas(registry) if registry is not None else None
         retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
         self.sinks = [
-            TableSink(spec, catalog, config.group_id, self.writer_id, retry, registry) for spec in config.tables
+            TableSink(spec, catalog, config.group_id, self.writer_id, retry, writer_schemas) for spec in config.tables
         ]
         self._sink_of_topic = {topic: sink for sink in self.sinks for topic in sink.spec.all_topics}
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
@@ -113,6 +114,7 @@ class Service:
                     # Other partitions' records in this batch are good: keep going, then stop.
                     failure = failure or exc
             if failure is not None:
+                self.failure = failure
                 log.error(
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
                     reason=failure.reason,
