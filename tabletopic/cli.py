@@ -17,8 +17,8 @@ from tabletopic.exceptions import AuditError, ConfigError
 EXIT_CONFIG = 2
 
 
-def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags-only form, as config data (flags win over file and environment)."""
+def _connection_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Broker, group and catalog flags as config data (flags win over file and environment)."""
     flags: dict[str, Any] = {}
     if args.bootstrap_servers:
         flags["kafka"] = {"bootstrap.servers": args.bootstrap_servers}
@@ -31,6 +31,12 @@ def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
         catalog["warehouse"] = args.warehouse
     if catalog:
         flags["catalog"] = catalog
+    return flags
+
+
+def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags-only form of `run`, as config data."""
+    flags = _connection_flags(args)
     if args.schema_registry:
         flags["schema_registry"] = {"url": args.schema_registry}
     if args.commit_interval is not None:
@@ -110,20 +116,9 @@ def _audit(args: argparse.Namespace) -> int:
     from tabletopic.audit import audit, format_report
     from tabletopic.catalog.loader import open_catalog
 
-    flags: dict[str, Any] = {
-        "tables": [{"table": args.table, "topic": args.topic, "format": "raw"}],
-    }
-    if args.bootstrap_servers:
-        flags["kafka"] = {"bootstrap.servers": args.bootstrap_servers}
-    if args.group_id:
-        flags["group_id"] = args.group_id
-    catalog: dict[str, Any] = {}
-    if args.catalog_uri:
-        catalog["uri"] = args.catalog_uri
-    if args.warehouse:
-        catalog["warehouse"] = args.warehouse
-    if catalog:
-        flags["catalog"] = catalog
+    flags = _connection_flags(args)
+    # The audit reads the table as it is: the format only satisfies validation.
+    flags["tables"] = [{"table": args.table, "topic": args.topic, "format": "raw"}]
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
     logs.configure("warning")
     try:

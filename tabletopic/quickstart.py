@@ -70,7 +70,10 @@ def _quickstart(kafka: LocalKafka, records: int, warehouse: str) -> int:
         table = catalog.load_table(TABLE)
         rows = table.scan(limit=5, selected_fields=("event_id", "user_id", "page", "amount", "device",
                                                      "_kafka_partition", "_kafka_offset")).to_arrow()
-        print(rows.to_pandas().to_string() if hasattr(rows, "to_pandas") and _has_pandas() else rows.to_pylist())
+        print(f"\nfirst rows of {TABLE}:")
+        for line in _format_rows(rows.to_pylist()):
+            print(line)
+        print()
         reports = audit(catalog, TABLE, TOPIC, config.group_id, config.kafka)
         for line in format_report(reports):
             print(line)
@@ -81,9 +84,12 @@ def _quickstart(kafka: LocalKafka, records: int, warehouse: str) -> int:
         kafka.stop()
 
 
-def _has_pandas() -> bool:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _format_rows(rows: list[dict[str, object]]) -> list[str]:
+    if not rows:
+        return ["(no rows)"]
+    names = list(rows[0])
+    cells = [[str(row[name]) for name in names] for row in rows]
+    widths = [max(len(name), *(len(row[i]) for row in cells)) for i, name in enumerate(names)]
+    lines = ["  ".join(name.ljust(w) for name, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
+    return lines

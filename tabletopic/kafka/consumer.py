@@ -54,23 +54,22 @@ class GroupConsumer:
             self.assigned.update(tps)
             consumer.incremental_assign(partitions)
 
-        def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def release(consumer: Consumer, partitions: list[TopicPartition], lost: bool) -> None:
             tps = [(p.topic, p.partition) for p in partitions]
-            log.info("kafka.revoked", partitions=[f"{t}/{p}" for t, p in tps])
+            (log.warning if lost else log.info)(
+                "kafka.lost" if lost else "kafka.revoked", partitions=[f"{t}/{p}" for t, p in tps]
+            )
             try:
-                handlers.revoked(tps)
+                (handlers.lost if lost else handlers.revoked)(tps)
             finally:
                 self.assigned.difference_update(tps)
                 consumer.incremental_unassign(partitions)
 
+        def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            release(consumer, partitions, lost=False)
+
         def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            tps = [(p.topic, p.partition) for p in partitions]
-            log.warning("kafka.lost", partitions=[f"{t}/{p}" for t, p in tps])
-            try:
-                handlers.lost(tps)
-            finally:
-                self.assigned.difference_update(tps)
-                consumer.incremental_unassign(partitions)
+            release(consumer, partitions, lost=True)
 
         self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
