@@ -275,7 +275,3 @@ def validate(config: Config) -> None:
         raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
 
 
-def redacted(properties: Mapping[str, str]) -> dict[str, str]:
-    """A copy safe to log: values of keys that look secret are masked."""
-    secret_words = ("password", "secret", "token", "credential", "key.pem", "private")
-    return {k: ("***" if any(w in k.lower() for w in secret_words) else v) for k, v in properties.items()}

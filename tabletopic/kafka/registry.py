@@ -13,12 +13,10 @@ class UnknownSchemaId(LookupError):
 
 
 class SchemaRegistry:
-    """`url` may be `mock://NAME` (confluent-kafka's in-process registry); pass `client` to share one."""
+    """`url` may also be `mock://NAME`: confluent-kafka's in-process registry, for embedding."""
 
-    def __init__(
-        self, url: str, properties: Mapping[str, str] | None = None, client: SchemaRegistryClient | None = None
-    ) -> None:
-        self._client = client or SchemaRegistryClient.new_client({"url": url, **(properties or {})})
+    def __init__(self, url: str, properties: Mapping[str, str] | None = None) -> None:
+        self._client = SchemaRegistryClient.new_client({"url": url, **(properties or {})})
         self._cache: dict[int, str] = {}
 
     def schema_text(self, schema_id: int) -> str:

@@ -7,7 +7,6 @@ Step 2 (`LocalKafka.start`) formats a fresh log dir and starts `kafka.Kafka` on 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port, wait_for_port
 
 KAFKA_VERSION = "4.1.1"
@@ -23,10 +23,6 @@ LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.17"
 # A cold JVM on a loaded 2-core machine takes 10-20 s to open its listener.
 START_TIMEOUT_S = 90.0
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TABLETOPIC_CACHE", Path.home() / ".cache" / "tabletopic"))
 
 
 def kafka_libs() -> Path:
@@ -54,18 +50,12 @@ def fetch() -> Path:
     libs = kafka_libs()
     if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
         return libs
-    if shutil.which("mvn") is None:
-        raise RuntimeError("Maven is needed to fetch Kafka: apt-get install -y maven openjdk-17-jdk-headless")
     with tempfile.TemporaryDirectory() as work:
         pom = Path(work) / "pom.xml"
         pom.write_text(_POM.format(kafka=KAFKA_VERSION, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION))
         staging = libs.with_name("libs.partial")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            check=True,
-        )
+        maven("-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime")
         # slf4j 1.x comes in transitively; the log4j bridge needs 2.x alone on the classpath.
         for old in staging.glob("slf4j-api-1.*.jar"):
             old.unlink()
@@ -137,16 +127,16 @@ class LocalKafka:
         config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
         log4j = self.workdir / "log4j2.yaml"
         log4j.write_text(_LOG4J2.format(log=self.workdir / "server.log"))
-        java = [
-            _java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+        jvm = [
+            java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
         ]
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
+            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
             check=True, stdout=subprocess.DEVNULL,
         )
         with (self.workdir / "stdout.log").open("ab") as out:
-            self.process = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([*jvm, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, START_TIMEOUT_S, "Kafka broker")
         except TimeoutError:
@@ -164,16 +154,6 @@ class LocalKafka:
             self.process.kill()
             self.process.wait()
         self.process = None
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    found = shutil.which("java")
-    if found is None:
-        raise RuntimeError("Java 17+ is needed for the local broker: apt-get install -y openjdk-17-jdk-headless")
-    return found
 
 
 def _cluster_id() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tabletopic.local.kafka import LocalKafka
+from tabletopic.local.registry import LocalRegistry
 from tabletopic.local.s3 import LocalS3
 from tabletopic.local.topics import create_topic
 from tests.integration.support import Writer
@@ -26,6 +27,13 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     broker = LocalKafka(tmp_path_factory.mktemp("kafka")).start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    server = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

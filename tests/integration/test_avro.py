@@ -1,22 +1,20 @@
-"""Avro in the Confluent wire format through a Schema Registry: round trip, and an unknown schema id."""
+"""Avro in the Confluent wire format through a real Schema Registry (Apicurio's Confluent API):
+round trip, and an unknown schema id."""
 
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tabletopic.commit.committer import table_offsets
-from tabletopic.config import load_config
-from tabletopic.kafka.registry import SchemaRegistry
-from tabletopic.service import Service
 from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 100_000
@@ -49,52 +47,30 @@ def payment(i: int) -> dict:
     }
 
 
-class InProcessWriter:
-    """The service in a thread of the test process, sharing the producer's registry client."""
-
-    def __init__(self, config_path: Path, client: SchemaRegistryClient) -> None:
-        config = load_config(config_path, environ={})
-        assert config.schema_registry.url is not None
-        self.service = Service(config, registry=SchemaRegistry(config.schema_registry.url, client=client))
-        self.code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.code = self.service.run()
-
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> int | None:
-        self.service.stop()
-        self.thread.join(60)
-        return self.code
-
-
 def serializer(client: SchemaRegistryClient, topic: str) -> tuple[AvroSerializer, SerializationContext]:
     serialize = AvroSerializer(client, json.dumps(SCHEMA), conf={"auto.register.schemas": True})
     return serialize, SerializationContext(topic, MessageField.VALUE)
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient.new_client({"url": url})
+@pytest.fixture
+def client(registry) -> Iterator[SchemaRegistryClient]:
+    registry_client = SchemaRegistryClient({"url": registry.url})
+    yield registry_client
+    registry_client.close()
 
 
-def test_avro_topic_round_trip(kafka, new_topic, tmp_path):
+def test_avro_topic_round_trip(kafka, registry, client, new_topic, spawn_writer, tmp_path):
     topic = new_topic(PARTITIONS)
     table = "rt.avro_payments"
-    registry_url = "mock://tabletopic-avro-roundtrip"
-    client = registry_client(registry_url)
     serialize, context = serializer(client, topic)
     produce(kafka.bootstrap, topic, ((None, str(i).encode(), serialize(payment(i), context), None)
                                      for i in range(RECORDS)))
     ends = log_end(kafka.bootstrap, topic, PARTITIONS)
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           schema_registry={"url": registry_url}, table_settings={"format": "avro"})
-    writer = InProcessWriter(config, client)
+                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
+    writer = spawn_writer(config)
     iceberg = catalog_of(config)
-    wait_committed(iceberg, table, "tests", ends, timeout=300, alive=writer.alive)
+    wait_committed(iceberg, table, "tests", ends, timeout=300, writer=writer)
     assert writer.stop() == 0
 
     rows = iceberg.load_table(table).scan().to_arrow()
@@ -110,26 +86,24 @@ def test_avro_topic_round_trip(kafka, new_topic, tmp_path):
     assert audit.returncode == 0, audit.stdout
 
 
-def test_an_unknown_schema_id_stops_the_writer_naming_the_record(kafka, new_topic, tmp_path):
+def test_an_unknown_schema_id_stops_the_writer_naming_the_record(
+    kafka, registry, client, new_topic, spawn_writer, tmp_path
+):
     topic = new_topic(2)
     table = "bad.avro_payments"
-    registry_url = "mock://tabletopic-avro-bad"
-    client = registry_client(registry_url)
     serialize, context = serializer(client, topic)
     produce(kafka.bootstrap, topic, ((i % 2, None, serialize(payment(i), context), None) for i in range(200)))
     bad_offset = log_end(kafka.bootstrap, topic, 2)[(topic, 0)]
-    produce(kafka.bootstrap, topic, [(0, None, b"\x00\x00\x00\x03\xe7" + b"\x02" * 20, None)])  # schema id 999
+    produce(kafka.bootstrap, topic, [(0, None, b"\x00\x00\x0f\x42\x3f" + b"\x02" * 20, None)])  # schema id 999999
     produce(kafka.bootstrap, topic, ((i % 2, None, serialize(payment(i), context), None) for i in range(200, 240)))
     ends = log_end(kafka.bootstrap, topic, 2)
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           schema_registry={"url": registry_url}, table_settings={"format": "avro"},
+                           schema_registry={"url": registry.url}, table_settings={"format": "avro"},
                            commit={"interval_seconds": 60})
-    writer = InProcessWriter(config, client)
-    writer.thread.join(120)
-    assert writer.code == 1
-    failure = writer.service.failure
-    assert failure is not None
-    assert (failure.topic, failure.partition, failure.offset) == (topic, 0, bad_offset)
-    assert "unknown schema id 999" in failure.reason
+    writer = spawn_writer(config)
+    assert writer.wait_exit(timeout=120) == 1, writer.log()
+    bad = writer.named("record.bad")
+    assert [(e["topic"], e["partition"], e["offset"]) for e in bad] == [(topic, 0, bad_offset)], writer.log()
+    assert "unknown schema id 999999" in bad[0]["reason"]
     committed = table_offsets(catalog_of(config).load_table(table), "tests")
     assert committed == {(topic, 0): bad_offset, (topic, 1): ends[(topic, 1)]}
