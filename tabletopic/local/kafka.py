@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port, wait_for_port
+from tabletopic.local.process import stop_process
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -145,14 +146,7 @@ class LocalKafka:
         return self
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=30)
         self.process = None
 
 

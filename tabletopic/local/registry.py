@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port
+from tabletopic.local.process import stop_process
 
 APICURIO_VERSION = "2.6.13.Final"
 # Quarkus starts in ~6 s on an idle 2-core machine; a loaded one needs several times that.
@@ -86,12 +87,5 @@ class LocalRegistry:
         raise TimeoutError(f"the Schema Registry did not answer within {START_TIMEOUT_S:.0f}s")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=30)
         self.process = None

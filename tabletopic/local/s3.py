@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabletopic.local.ports import free_port, wait_for_port
+from tabletopic.local.process import stop_process
 
 ACCESS_KEY = "tabletopic"
 SECRET_KEY = "tabletopic-secret"
@@ -59,12 +60,5 @@ class LocalS3:
         client.create_bucket(Bucket=name)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=15)
         self.process = None
