@@ -3,6 +3,7 @@
     TabletopicError
     ├── ConfigError            bad configuration: names the key; exit code 2, before anything connects
     ├── RecordError            one record could not be decoded: names topic, partition, offset and reason
+    ├── SchemaError            a field whose type or name a table cannot hold: names the field
     ├── OffsetsError           offsets that must only go up did not
     ├── CommitError            a commit could not be made within its retry budget (retryable later)
     └── AuditError             the audit could not run (not: the audit found a difference)
@@ -32,6 +33,15 @@ class RecordError(TabletopicError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.reason = reason
+
+
+class SchemaError(TabletopicError):
+    """A field that cannot become an Iceberg column; `field` is its dotted path."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"field {field!r}: {reason}")
+        self.field = field
         self.reason = reason
 
 

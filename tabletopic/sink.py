@@ -9,6 +9,7 @@ import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, ensure_no_retry, load_if_exists, table_schema
 from tabletopic.commit.buffer import TableBuffer
 from tabletopic.commit.committer import CommitOutcome, Committer
@@ -19,7 +20,7 @@ from tabletopic.decode import metadata, raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow, first_writer_schema
 from tabletopic.decode.base import BadValue, Decoder
 from tabletopic.decode.json import JsonDecoder, infer_schema
-from tabletopic.exceptions import RecordError
+from tabletopic.exceptions import RecordError, SchemaError
 from tabletopic.kafka.records import RecordChunk
 
 log = structlog.get_logger(__name__)
@@ -77,7 +78,12 @@ class TableSink:
         """Create the table from the first batch, unless its very first record is already bad."""
         existing = load_if_exists(self._catalog, self.identifier)
         if existing is None:
-            value_schema = self._value_schema_from(chunk)
+            try:
+                value_schema = self._value_schema_from(chunk)
+                check_schema(table_schema(value_schema, self.spec.metadata_columns))
+            except SchemaError as exc:
+                reason = f"cannot create table {self.identifier}: {exc}"
+                raise RecordError(chunk.topic, chunk.partition, chunk.first, reason) from None
             try:
                 self._make_decoder(value_schema).decode(chunk)
             except BadValue as bad:

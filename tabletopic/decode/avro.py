@@ -17,6 +17,7 @@ import fastavro
 import pyarrow as pa
 
 from tabletopic.decode.base import BadValue
+from tabletopic.exceptions import SchemaError
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
 
@@ -99,10 +100,14 @@ def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) 
 
 
 def avro_to_arrow(schema: Any) -> pa.Schema:
-    """The Arrow schema of an Avro record schema (parsed by fastavro)."""
+    """The Arrow schema of an Avro record schema (parsed by fastavro); SchemaError names a field it cannot map."""
     if not (isinstance(schema, dict) and schema.get("type") == "record"):
-        raise ValueError("the writer schema is not an Avro record")
-    return pa.schema([pa.field(f["name"], _arrow_type(f["type"]), nullable=True) for f in schema["fields"]])
+        raise SchemaError("(value)", "the writer schema is not an Avro record")
+    return pa.schema([_arrow_field(f, f["name"]) for f in schema["fields"]])
+
+
+def _arrow_field(field: dict[str, Any], path: str) -> pa.Field:
+    return pa.field(field["name"], _arrow_type(field["type"], path), nullable=True)
 
 
 _PRIMITIVES = {
@@ -116,16 +121,17 @@ _PRIMITIVES = {
 }
 
 
-def _arrow_type(avro: Any) -> pa.DataType:
+def _arrow_type(avro: Any, path: str) -> pa.DataType:
     if isinstance(avro, str):
         if avro in _PRIMITIVES:
             return _PRIMITIVES[avro]
-        raise ValueError(f"unsupported Avro type {avro!r}")
+        raise SchemaError(path, f"Avro type {avro!r} has no Iceberg column type")
     if isinstance(avro, list):
         branches = [b for b in avro if b != "null"]
         if len(branches) != 1:
-            raise ValueError(f"unsupported Avro union {avro!r}: only [null, T] maps to a column")
-        return _arrow_type(branches[0])
+            names = [b if isinstance(b, str) else b.get("name", b.get("type")) for b in avro]
+            raise SchemaError(path, f"Avro union {names} has no Iceberg column type: only [null, T] maps to one")
+        return _arrow_type(branches[0], path)
     kind = avro.get("type")
     logical = avro.get("logicalType")
     if logical in ("timestamp-millis", "timestamp-micros"):
@@ -141,13 +147,13 @@ def _arrow_type(avro: Any) -> pa.DataType:
     if logical == "uuid":
         return pa.string()
     if kind == "record":
-        return pa.struct([pa.field(f["name"], _arrow_type(f["type"]), nullable=True) for f in avro["fields"]])
+        return pa.struct([_arrow_field(f, f"{path}.{f['name']}") for f in avro["fields"]])
     if kind == "array":
-        return pa.list_(_arrow_type(avro["items"]))
+        return pa.list_(_arrow_type(avro["items"], f"{path}[]"))
     if kind == "map":
-        return pa.map_(pa.string(), _arrow_type(avro["values"]))
+        return pa.map_(pa.string(), _arrow_type(avro["values"], f"{path}{{}}"))
     if kind == "enum":
         return pa.string()
     if kind == "fixed":
         return pa.binary()
-    return _arrow_type(kind)
+    return _arrow_type(kind, path)

@@ -80,3 +80,12 @@ def test_good_records_before_a_bad_one_are_buffered(catalog):
     assert caught.value.offset == 12 and "type mismatch" in caught.value.reason
     outcome = json_sink.flush()
     assert outcome is not None and outcome.committed == {("topic", 0): 12}
+
+
+def test_json_keys_that_differ_only_by_case_refuse_to_create_the_table(catalog):
+    json_sink = sink(catalog)
+    with pytest.raises(RecordError) as caught:
+        json_sink.ingest(chunk([b'{"id": 1, "nested": {"Name": "a", "name": "b"}}'], first=3), now=0.0)
+    assert caught.value.offset == 3
+    assert "'nested.name'" in caught.value.reason and "only by case" in caught.value.reason
+    assert not catalog.table_exists("ns.t")

@@ -74,3 +74,15 @@ def test_bad_values_are_named_with_a_reason(value, reason):
         decoder().decode(chunk([wire(RECORD), value]))
     assert caught.value.index == 1
     assert reason in caught.value.reason
+
+
+def test_an_avro_union_without_a_column_type_names_the_field():
+    from tabletopic.exceptions import SchemaError
+
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "inner", "type": {"type": "record", "name": "I", "fields": [
+            {"name": "either", "type": ["null", "string", "long"]}]}}]}
+    with pytest.raises(SchemaError) as caught:
+        avro_to_arrow(fastavro.parse_schema(schema))
+    assert caught.value.field == "inner.either"
+    assert "union" in caught.value.reason
