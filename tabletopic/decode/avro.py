@@ -7,6 +7,7 @@ reason: not the wire format, an unknown schema id, or an undecodable body.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import struct
@@ -36,18 +37,24 @@ def schema_id_of(value: bytes) -> int:
 
 
 class WriterSchemas:
-    """Parsed writer schemas by id."""
+    """Parsed writer schemas by id, and whether their records hold times of day."""
 
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._parsed: dict[int, Any] = {}
+        self._has_time: dict[int, bool] = {}
 
     def parsed(self, schema_id: int) -> Any:
         schema = self._parsed.get(schema_id)
         if schema is None:
-            schema = fastavro.parse_schema(json.loads(self._registry.schema_text(schema_id)))
+            text = self._registry.schema_text(schema_id)
+            schema = fastavro.parse_schema(json.loads(text))
             self._parsed[schema_id] = schema
+            self._has_time[schema_id] = '"time-m' in text.replace(" ", "")
         return schema
+
+    def has_time(self, schema_id: int) -> bool:
+        return self._has_time.get(schema_id, False)
 
 
 class AvroDecoder:
@@ -84,7 +91,20 @@ class AvroDecoder:
             raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}") from None
         if not isinstance(record, dict):
             raise BadValue(index, f"schema id {schema_id} is not an Avro record")
+        if self._schemas.has_time(schema_id):
+            record = _times_as_micros(record)
         return record
+
+
+def _times_as_micros(value: Any) -> Any:
+    """time-millis/-micros values (datetime.time) as microseconds since midnight, the column's type."""
+    if isinstance(value, dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    if isinstance(value, dict):
+        return {k: _times_as_micros(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_times_as_micros(v) for v in value]
+    return value
 
 
 def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) -> Any:
@@ -141,7 +161,8 @@ def _arrow_type(avro: Any, path: str) -> pa.DataType:
     if logical == "date":
         return pa.date32()
     if logical in ("time-millis", "time-micros"):
-        return pa.time64("us")
+        # Spark cannot read Iceberg's `time`: keep microseconds since midnight as a long.
+        return pa.int64()
     if logical == "decimal":
         return pa.decimal128(int(avro["precision"]), int(avro.get("scale", 0)))
     if logical == "uuid":

@@ -15,7 +15,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tabletopic.commit.committer import table_offsets
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 100_000
 PARTITIONS = 4

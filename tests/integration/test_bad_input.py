@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tabletopic.commit.committer import table_offsets
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, writer_config
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

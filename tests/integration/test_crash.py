@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 200_000
 PARTITIONS = 4

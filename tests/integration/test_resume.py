@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, TopicPartition
 
 from tabletopic.commit.committer import table_offsets
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 PARTITIONS = 2
 

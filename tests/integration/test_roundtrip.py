@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 100_000
 PARTITIONS = 4

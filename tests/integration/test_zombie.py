@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.integration.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 PARTITIONS = 4
 RECORDS = 20_000

@@ -86,3 +86,23 @@ def test_an_avro_union_without_a_column_type_names_the_field():
         avro_to_arrow(fastavro.parse_schema(schema))
     assert caught.value.field == "inner.either"
     assert "union" in caught.value.reason
+
+
+def test_times_of_day_become_microseconds_since_midnight():
+    import datetime as dt
+
+    schema = {"type": "record", "name": "T", "fields": [
+        {"name": "t", "type": {"type": "long", "logicalType": "time-micros"}},
+        {"name": "ms", "type": {"type": "int", "logicalType": "time-millis"}}]}
+
+    class Registry:
+        def schema_text(self, schema_id: int) -> str:
+            return json.dumps(schema)
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema),
+                               {"t": dt.time(1, 2, 3, 4), "ms": dt.time(0, 0, 1, 500000)})
+    value = struct.pack(">bI", 0, 1) + body.getvalue()
+    avro = AvroDecoder(WriterSchemas(Registry()), avro_to_arrow(fastavro.parse_schema(schema)))  # type: ignore[arg-type]
+    row = avro.decode(chunk([value])).to_pylist()[0]
+    assert row == {"t": 3723000004, "ms": 1500000}

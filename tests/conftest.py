@@ -1,4 +1,5 @@
-"""Real services for the integration tests: one Kafka broker and one S3 server per session."""
+"""Real services for the integration and engine tests, one of each per session, started on first use:
+a Kafka broker, a Schema Registry, an S3 server and a REST catalog over it."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import pytest
 
 from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.registry import LocalRegistry
+from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.s3 import LocalS3
 from tabletopic.local.topics import create_topic
-from tests.integration.support import Writer
+from tests.support import Writer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if "/engines/" in str(item.fspath):
+            item.add_marker(pytest.mark.engines)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +43,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
     server = LocalS3(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_catalog(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3) -> Iterator[LocalRestCatalog]:
+    server = LocalRestCatalog(tmp_path_factory.mktemp("rest"), s3).start()
     yield server
     server.stop()
 
