@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import struct
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,12 +38,13 @@ def schema_id_of(value: bytes) -> int:
 
 
 class WriterSchemas:
-    """Parsed writer schemas by id, and whether their records hold times of day."""
+    """Parsed writer schemas by id, and whether their records hold values fastavro gives as objects
+    that have no column type of their own (times of day, UUIDs)."""
 
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._parsed: dict[int, Any] = {}
-        self._has_time: dict[int, bool] = {}
+        self._needs_fixing: dict[int, bool] = {}
 
     def parsed(self, schema_id: int) -> Any:
         schema = self._parsed.get(schema_id)
@@ -50,11 +52,12 @@ class WriterSchemas:
             text = self._registry.schema_text(schema_id)
             schema = fastavro.parse_schema(json.loads(text))
             self._parsed[schema_id] = schema
-            self._has_time[schema_id] = '"time-m' in text.replace(" ", "")
+            compact = text.replace(" ", "")
+            self._needs_fixing[schema_id] = '"time-m' in compact or '"uuid"' in compact
         return schema
 
-    def has_time(self, schema_id: int) -> bool:
-        return self._has_time.get(schema_id, False)
+    def needs_fixing(self, schema_id: int) -> bool:
+        return self._needs_fixing.get(schema_id, False)
 
 
 class AvroDecoder:
@@ -91,19 +94,21 @@ class AvroDecoder:
             raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}") from None
         if not isinstance(record, dict):
             raise BadValue(index, f"schema id {schema_id} is not an Avro record")
-        if self._schemas.has_time(schema_id):
-            record = _times_as_micros(record)
+        if self._schemas.needs_fixing(schema_id):
+            record = _as_column_values(record)
         return record
 
 
-def _times_as_micros(value: Any) -> Any:
-    """time-millis/-micros values (datetime.time) as microseconds since midnight, the column's type."""
+def _as_column_values(value: Any) -> Any:
+    """Times of day as microseconds since midnight, UUIDs as strings: the types of their columns."""
     if isinstance(value, dt.time):
         return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if isinstance(value, dict):
-        return {k: _times_as_micros(v) for k, v in value.items()}
+        return {k: _as_column_values(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_times_as_micros(v) for v in value]
+        return [_as_column_values(v) for v in value]
     return value
 
 

@@ -1,0 +1,111 @@
+"""One adapter per query engine, all answering the same questions in canonical form (dataset.canonical)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from pyiceberg.catalog import load_catalog
+
+from tabletopic.local.rest_catalog import LocalRestCatalog
+from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.engines.dataset import canonical
+
+
+class Engine(Protocol):
+    name: str
+
+    def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
+        """Every row of `table`, these columns, in canonical form."""
+        ...
+
+    def count(self, table: str, snapshot_id: int | None = None) -> int:
+        """Rows now, or as of an earlier snapshot (time travel)."""
+        ...
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        ...
+
+    def scanned(self, table: str, column: str, value: str) -> tuple[int, int]:
+        """(what a scan filtered on `column = value` reads, what an unfiltered scan reads), in files or rows."""
+        ...
+
+
+class PyIcebergEngine:
+    name = "pyiceberg"
+
+    def __init__(self, rest: LocalRestCatalog) -> None:
+        self.catalog = load_catalog("lake", **rest.client_properties())
+
+    def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
+        arrow = self.catalog.load_table(table).scan(selected_fields=tuple(columns)).to_arrow()
+        return [{k: canonical(v) for k, v in row.items()} for row in arrow.to_pylist()]
+
+    def count(self, table: str, snapshot_id: int | None = None) -> int:
+        return self.catalog.load_table(table).scan(snapshot_id=snapshot_id).count()
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        values = self.catalog.load_table(table).scan(selected_fields=(column,)).to_arrow()[column]
+        counts = values.value_counts().to_pylist()
+        return {c["values"]: c["counts"] for c in counts}
+
+    def scanned(self, table: str, column: str, value: str) -> tuple[int, int]:
+        loaded = self.catalog.load_table(table)
+        filtered = len(list(loaded.scan(row_filter=f"{column} == '{value}'").plan_files()))
+        return filtered, len(list(loaded.scan().plan_files()))
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, rest: LocalRestCatalog) -> None:
+        import duckdb
+
+        self.con = duckdb.connect()
+        self.con.execute("SET autoinstall_known_extensions=false; SET autoload_known_extensions=false")
+        self.con.execute("SET TimeZone='UTC'")
+        for extension in ("httpfs", "avro", "iceberg"):
+            self.con.execute(f"LOAD '{_duckdb_extension(extension, duckdb.__version__)}'")
+        endpoint = rest.s3.endpoint.removeprefix("http://")
+        self.con.execute(
+            f"CREATE SECRET lake_s3 (TYPE s3, PROVIDER config, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', "
+            f"REGION '{REGION}', ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"
+        )
+        self.con.execute(f"ATTACH 'warehouse' AS lake (TYPE iceberg, ENDPOINT '{rest.uri}', AUTHORIZATION_TYPE 'none')")
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
+        result = self._query(f"SELECT {', '.join(_quote(c) for c in columns)} FROM lake.{table}")
+        return [{c: canonical(v) for c, v in zip(columns, row, strict=True)} for row in result]
+
+    def count(self, table: str, snapshot_id: int | None = None) -> int:
+        at = f" AT (VERSION => {snapshot_id})" if snapshot_id is not None else ""
+        return int(self._query(f"SELECT count(*) FROM lake.{table}{at}")[0][0])
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        return dict(self._query(f"SELECT {column}, count(*) FROM lake.{table} GROUP BY 1"))  # type: ignore[arg-type]
+
+    def scanned(self, table: str, column: str, value: str) -> tuple[int, int]:
+        def files_read(where: str) -> int:
+            # max() over a data column forces a scan (a bare count(*) may come from metadata).
+            plan = self._query(f"EXPLAIN ANALYZE SELECT max(_kafka_offset) FROM lake.{table}{where}")[0][1]
+            found = re.search(r"Total Files Read: (\d+)", plan)
+            assert found is not None, plan
+            return int(found.group(1))
+
+        return files_read(f" WHERE {column} = '{value}'"), files_read("")
+
+
+def _duckdb_extension(name: str, version: str) -> Path:
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"pip install duckdb-extension-{name}=={version}  (or: make setup)")
+    return Path(next(iter(spec.submodule_search_locations))) / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+
+
+def _quote(column: str) -> str:
+    return f'"{column}"'
