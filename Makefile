@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/python -c 'from tabletopic.local import kafka, registry; print(kafka.fetch(), registry.fetch())'
+	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch the Kafka jars (cached)

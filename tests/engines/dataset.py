@@ -132,7 +132,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return {canonical(k): canonical(v) for k, v in value.items()}
     if isinstance(value, list):
-        if value and all(isinstance(v, tuple) and len(v) == 2 and not hasattr(v, "_names") for v in value):
+        if value and all(type(v) is tuple and len(v) == 2 for v in value):
             return {canonical(k): canonical(v) for k, v in value}  # a map as a list of pairs (pyarrow)
         return [canonical(v) for v in value]
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:

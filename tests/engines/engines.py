@@ -100,6 +100,82 @@ class DuckDBEngine:
         return files_read(f" WHERE {column} = '{value}'"), files_read("")
 
 
+class SparkEngine:
+    name = "spark"
+
+    def __init__(self, rest: LocalRestCatalog) -> None:
+        import os
+
+        from pyspark.sql import SparkSession
+
+        from tabletopic.local import spark
+
+        os.environ.setdefault("JAVA_HOME", _java17_home())
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # loopback only, whatever the host name resolves to
+        prefix = "spark.sql.catalog.lake"
+        builder = (
+            SparkSession.builder.master("local[2]").appName("tabletopic-engines")
+            .config("spark.driver.memory", "1g").config("spark.ui.enabled", "false")
+            .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.sql.shuffle.partitions", "2").config("spark.sql.session.timeZone", "UTC")
+            .config("spark.jars", ",".join(str(jar) for jar in spark.fetch()))
+            .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
+            .config(prefix, "org.apache.iceberg.spark.SparkCatalog")
+            .config(f"{prefix}.type", "rest").config(f"{prefix}.uri", rest.uri)
+            .config(f"{prefix}.io-impl", "org.apache.iceberg.aws.s3.S3FileIO")
+            .config(f"{prefix}.s3.endpoint", rest.s3.endpoint).config(f"{prefix}.s3.path-style-access", "true")
+            .config(f"{prefix}.s3.access-key-id", ACCESS_KEY).config(f"{prefix}.s3.secret-access-key", SECRET_KEY)
+            .config(f"{prefix}.client.region", REGION)
+        )
+        self.session = builder.getOrCreate()
+
+    def close(self) -> None:
+        self.session.stop()
+
+    def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
+        frame = self.session.sql(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM lake.{table}")
+        return [{c: canonical(row[c]) for c in columns} for row in frame.collect()]
+
+    def count(self, table: str, snapshot_id: int | None = None) -> int:
+        version = f" VERSION AS OF {snapshot_id}" if snapshot_id is not None else ""
+        return int(self.session.sql(f"SELECT count(*) FROM lake.{table}{version}").collect()[0][0])
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        rows = self.session.sql(f"SELECT {column}, count(*) FROM lake.{table} GROUP BY 1").collect()
+        return {row[0]: row[1] for row in rows}
+
+    def scanned(self, table: str, column: str, value: str) -> tuple[int, int]:
+        return (self._data_files_read(f"SELECT * FROM lake.{table} WHERE {column} = '{value}'"),
+                self._data_files_read(f"SELECT * FROM lake.{table}"))
+
+    def _data_files_read(self, sql: str) -> int:
+        """Iceberg's `resultDataFiles` scan metric of the query's BatchScan (adaptive execution off, so the
+        executed plan is the one that ran)."""
+        self.session.conf.set("spark.sql.adaptive.enabled", "false")
+        try:
+            frame = self.session.sql(sql)
+            frame.collect()
+            pending = [frame._jdf.queryExecution().executedPlan()]
+            while pending:
+                node = pending.pop()
+                if "BatchScan" in node.nodeName():
+                    return int(node.metrics().apply("resultDataFiles").value())
+                children = node.children().iterator()
+                while children.hasNext():
+                    pending.append(children.next())
+        finally:
+            self.session.conf.set("spark.sql.adaptive.enabled", "true")
+        raise AssertionError(f"no BatchScan in the plan of {sql}")
+
+
+def _java17_home() -> str:
+    """Spark 4.1's Hadoop fails on Java 25 (Subject.getSubject); use the machine's Java 17."""
+    for candidate in Path("/usr/lib/jvm").glob("java-17-openjdk*"):
+        if (candidate / "bin" / "java").exists():
+            return str(candidate)
+    raise RuntimeError("Spark needs Java 17: apt-get install -y openjdk-17-jdk-headless")
+
+
 def _duckdb_extension(name: str, version: str) -> Path:
     spec = importlib.util.find_spec(f"duckdb_extension_{name}")
     if spec is None or not spec.submodule_search_locations:

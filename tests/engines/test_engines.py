@@ -10,16 +10,23 @@ import pytest
 
 from tests.engines import dataset
 from tests.engines.conftest import Lake
-from tests.engines.engines import DuckDBEngine, Engine, PyIcebergEngine
+from tests.engines.engines import DuckDBEngine, Engine, PyIcebergEngine, SparkEngine
 
-ENGINES = ["pyiceberg", "duckdb"]
+# py4j (pyspark's bridge to the JVM) leaves its gateway sockets for the garbage collector to close.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+ENGINES = ["pyiceberg", "duckdb", "spark"]
 MAP_COLUMNS = {"attrs", "_kafka_headers"}
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request: pytest.FixtureRequest, lake: Lake) -> Iterator[Engine]:
-    factories = {"pyiceberg": PyIcebergEngine, "duckdb": DuckDBEngine}
-    yield factories[request.param](lake.catalog)
+    factories = {"pyiceberg": PyIcebergEngine, "duckdb": DuckDBEngine, "spark": SparkEngine}
+    adapter = factories[request.param](lake.catalog)
+    yield adapter
+    close = getattr(adapter, "close", None)
+    if close is not None:
+        close()
 
 
 def as_map(value: Any) -> dict[Any, Any] | None:
