@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch the Kafka jars (cached)
+setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)
 
 quickstart: setup ## start a local broker, produce sample events, write them to a table, print rows and the audit
 	$(BIN)/tabletopic quickstart

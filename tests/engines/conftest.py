@@ -6,7 +6,7 @@ Two runs of the writer, so the tables have an earlier snapshot to travel back to
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.registry import LocalRegistry
 from tabletopic.local.rest_catalog import LocalRestCatalog
+from tabletopic.local.trino import LocalTrino
 from tests.engines import dataset
 from tests.support import Writer, catalog_of, log_end, produce, wait_committed, writer_config
 
@@ -44,6 +45,13 @@ def _run_writer(config: Path, table: str, ends: dict[tuple[str, int], int]) -> N
         assert writer.stop() == 0, writer.log()
     finally:
         writer.kill()
+
+
+@pytest.fixture(scope="session")
+def trino_server(rest_catalog: LocalRestCatalog, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino]:
+    server = LocalTrino(tmp_path_factory.mktemp("trino"), rest_catalog).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -125,10 +125,10 @@ def canonical(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    if hasattr(value, "asDict"):  # a Spark Row
-        return {k: canonical(v) for k, v in value.asDict(recursive=False).items()}
-    if isinstance(value, tuple) and hasattr(value, "_names"):  # a Trino row
+    if isinstance(value, tuple) and type(value).__name__ == "NamedRowTuple":  # a Trino row
         return {k: canonical(v) for k, v in zip(value._names, value, strict=True)}
+    if isinstance(value, tuple) and type(value).__name__ == "Row":  # a Spark row
+        return {k: canonical(v) for k, v in value.asDict(recursive=False).items()}
     if isinstance(value, dict):
         return {canonical(k): canonical(v) for k, v in value.items()}
     if isinstance(value, list):

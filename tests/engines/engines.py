@@ -11,6 +11,7 @@ from pyiceberg.catalog import load_catalog
 
 from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tabletopic.local.trino import LocalTrino
 from tests.engines.dataset import canonical
 
 
@@ -166,6 +167,47 @@ class SparkEngine:
         finally:
             self.session.conf.set("spark.sql.adaptive.enabled", "true")
         raise AssertionError(f"no BatchScan in the plan of {sql}")
+
+
+class TrinoEngine:
+    name = "trino"
+
+    def __init__(self, server: LocalTrino) -> None:
+        from trino.dbapi import connect
+
+        self.connection = connect(host="127.0.0.1", port=server.port, user="tests", catalog="lake")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _query(self, sql: str) -> tuple[list[Any], dict[str, Any]]:
+        cursor = self.connection.cursor()
+        try:
+            rows = cursor.execute(sql).fetchall()
+            return rows, dict(cursor.stats)
+        finally:
+            cursor.close()
+
+    def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
+        result, _ = self._query(f"SELECT {', '.join(_quote(c) for c in columns)} FROM lake.{table}")
+        return [{c: canonical(v) for c, v in zip(columns, row, strict=True)} for row in result]
+
+    def count(self, table: str, snapshot_id: int | None = None) -> int:
+        version = f" FOR VERSION AS OF {snapshot_id}" if snapshot_id is not None else ""
+        return int(self._query(f"SELECT count(*) FROM lake.{table}{version}")[0][0][0])
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        result, _ = self._query(f"SELECT {_quote(column)}, count(*) FROM lake.{table} GROUP BY 1")
+        return {row[0]: row[1] for row in result}
+
+    def scanned(self, table: str, column: str, value: str) -> tuple[int, int]:
+        """Rows the scan read (Trino's processedRows): a pruned scan never reads the other partitions."""
+        def processed(where: str) -> int:
+            _, stats = self._query(f"SELECT max(_kafka_offset) FROM lake.{table}{where}")
+            return int(stats["processedRows"])
+
+        return processed(f" WHERE {_quote(column)} = '{value}'"), processed("")
+
 
 
 def _java17_home() -> str:

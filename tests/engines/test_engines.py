@@ -10,19 +10,22 @@ import pytest
 
 from tests.engines import dataset
 from tests.engines.conftest import Lake
-from tests.engines.engines import DuckDBEngine, Engine, PyIcebergEngine, SparkEngine
+from tests.engines.engines import DuckDBEngine, Engine, PyIcebergEngine, SparkEngine, TrinoEngine
 
 # py4j (pyspark's bridge to the JVM) leaves its gateway sockets for the garbage collector to close.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-ENGINES = ["pyiceberg", "duckdb", "spark"]
+ENGINES = ["pyiceberg", "duckdb", "spark", "trino"]
 MAP_COLUMNS = {"attrs", "_kafka_headers"}
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request: pytest.FixtureRequest, lake: Lake) -> Iterator[Engine]:
-    factories = {"pyiceberg": PyIcebergEngine, "duckdb": DuckDBEngine, "spark": SparkEngine}
-    adapter = factories[request.param](lake.catalog)
+    if request.param == "trino":
+        adapter: Any = TrinoEngine(request.getfixturevalue("trino_server"))
+    else:
+        factories = {"pyiceberg": PyIcebergEngine, "duckdb": DuckDBEngine, "spark": SparkEngine}
+        adapter = factories[request.param](lake.catalog)
     yield adapter
     close = getattr(adapter, "close", None)
     if close is not None:
