@@ -39,6 +39,10 @@ def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags = _connection_flags(args)
     if args.schema_registry:
         flags["schema_registry"] = {"url": args.schema_registry}
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError("--workers", "must be 1 or more")
+        flags["workers"] = args.workers
     if args.commit_interval is not None:
         flags["commit"] = {"interval_seconds": args.commit_interval}
     if args.topic or args.table:
@@ -72,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schema-registry", help="Schema Registry URL (format avro)")
     run.add_argument("--partition-by", action="append", help="partition expression, e.g. 'day(_kafka_timestamp)'")
     run.add_argument("--commit-interval", type=float, help="seconds between commits (default 30)")
+    run.add_argument("--workers", type=int, help="worker processes in the group (default: config, else the cores)")
 
     audit = commands.add_parser("audit", help="prove a table holds its topic exactly once")
     _add_connection_flags(audit)
@@ -85,11 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _run_flags(args))
             logs.configure(config.log_level)
+            workers = config.workers or os.cpu_count() or 1
+            if workers > 1:
+                from tabletopic.supervisor import Supervisor
+
+                worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
+                return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
             return _run(config)
         if args.command == "audit":
             return _audit(args)

@@ -56,8 +56,12 @@ class SchemaRegistryConfig:
 @dataclass
 class CommitConfig:
     interval_seconds: float = DEFAULT_COMMIT_INTERVAL_S
-    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
-    retry_deadline_seconds: float = 300.0
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES  # per table: flush when its buffer reaches this
+    # per process: flush the largest tables early, or pause consumption, at this many buffered bytes
+    max_process_buffer_bytes: int = 2 * DEFAULT_MAX_BUFFER_BYTES
+    # How long one flush retries conflicts and outages before the table backs off and polling goes
+    # on; well below max.poll.interval.ms (300 s) so the worker is not thrown out of the group.
+    retry_deadline_seconds: float = 30.0
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Config:
     commit: CommitConfig = field(default_factory=CommitConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     shutdown_timeout_seconds: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    workers: int | None = None  # worker processes; None: one per core
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     tables: list[TableConfig] = field(default_factory=list)
 
@@ -269,6 +274,8 @@ def validate(config: Config) -> None:
         raise ConfigError("commit.interval_seconds", "must be above 0")
     if config.commit.max_buffer_bytes <= 0:
         raise ConfigError("commit.max_buffer_bytes", "must be above 0")
+    if config.commit.max_process_buffer_bytes <= 0:
+        raise ConfigError("commit.max_process_buffer_bytes", "must be above 0")
     if config.consumer.batch_size <= 0:
         raise ConfigError("consumer.batch_size", "must be above 0")
     if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import FrameType
 
 import structlog
@@ -23,6 +24,7 @@ from pyiceberg.catalog import Catalog
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.commit.committer import CommitOutcome
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
+from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config
 from tabletopic.decode.avro import WriterSchemas
@@ -38,6 +40,12 @@ EXIT_BAD_RECORD = 1
 EXIT_CONFIG = 2
 EXIT_SHUTDOWN_TIMEOUT = 3
 EXIT_COMMIT_FAILED = 4
+
+
+@dataclass
+class TableHealth:
+    failures: int = 0  # failed flushes in a row
+    retry_at: float = 0.0  # monotonic time before which the table does not try again
 
 
 def writer_id() -> str:
@@ -62,6 +70,9 @@ class Service:
         ]
         self._sink_of_topic = {topic: sink for sink in self.sinks for topic in sink.spec.all_topics}
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
+        self._sink_named = {sink.identifier: sink for sink in self.sinks}
+        self._health = {sink.identifier: TableHealth() for sink in self.sinks}
+        self._paused: list[TopicPartition] = []
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -91,9 +102,6 @@ class Service:
         )
         try:
             code = self._loop()
-        except CommitError as exc:
-            log.error("service.commit_failed", error=str(exc))
-            code = EXIT_COMMIT_FAILED
         except BaseException:
             log.exception("service.crashed")
             self.consumer.close()
@@ -123,8 +131,48 @@ class Service:
                 return EXIT_BAD_RECORD
             for sink in self.sinks:
                 if sink.is_flush_due(now, commit.interval_seconds, commit.max_buffer_bytes):
-                    self._flush(sink)
+                    self._try_flush(sink, now)
+            self._relieve_memory(now)
         return EXIT_OK
+
+    def _try_flush(self, sink: TableSink, now: float) -> None:
+        """Flush unless the table is backing off; a failure backs it off and leaves the others alone."""
+        health = self._health[sink.identifier]
+        if now < health.retry_at:
+            return
+        try:
+            self._flush(sink)
+        except CommitError as exc:
+            health.failures += 1
+            health.retry_at = time.monotonic() + table_backoff(health.failures)
+            log.error("table.commit_failed", table=sink.identifier, failures=health.failures,
+                      retry_in_s=table_backoff(health.failures), buffered_bytes=sink.buffer.nbytes, error=str(exc))
+            return
+        if health.failures:
+            log.info("table.recovered", table=sink.identifier, after_failures=health.failures)
+        health.failures = 0
+
+    def _relieve_memory(self, now: float) -> None:
+        """Keep buffered bytes under the process cap: flush early, else pause until commits catch up."""
+        cap = self.config.commit.max_process_buffer_bytes
+        sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
+        if not self._paused:
+            blocked = {name for name, health in self._health.items() if now < health.retry_at}
+            for name in tables_to_flush_early(sizes, cap, blocked):
+                self._try_flush(self._sink_named[name], now)
+            sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
+            if should_pause(sum(sizes.values()), cap):
+                self._paused = sorted(self.consumer.assigned)
+                self.consumer.pause(self._paused)
+                log.warning("memory.paused", buffered_bytes=sum(sizes.values()), cap=cap)
+        elif should_resume(sum(sizes.values()), cap):
+            self.consumer.resume(self._paused)
+            log.info("memory.resumed", buffered_bytes=sum(sizes.values()), cap=cap)
+            self._paused = []
+        else:
+            for sink in self.sinks:
+                if sink.buffer.nbytes:
+                    self._try_flush(sink, now)
 
     def _shutdown(self, code: int) -> int:
         """Flush, commit and leave the group, or give up after the shutdown bound (the table stays consistent)."""
@@ -186,10 +234,12 @@ class Service:
                 # The next owner starts from the table, so nothing is lost by letting go.
                 log.warning("revoke.commit_failed", table=sink.identifier, error=str(exc))
             sink.drop(mine)
+        self._paused = [tp for tp in self._paused if tp not in tps]
 
     def _on_lost(self, tps: list[TopicPartition]) -> None:
         for sink in self.sinks:
             sink.drop(tps)
+        self._paused = [tp for tp in self._paused if tp not in tps]
 
 
 def _exit_now(timeout: float) -> None:

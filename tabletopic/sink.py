@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ from tabletopic.decode import metadata, raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow, first_writer_schema
 from tabletopic.decode.base import BadValue, Decoder
 from tabletopic.decode.json import JsonDecoder, infer_schema
-from tabletopic.exceptions import RecordError, SchemaError
+from tabletopic.exceptions import CommitError, RecordError, SchemaError
 from tabletopic.kafka.records import RecordChunk
 
 log = structlog.get_logger(__name__)
@@ -150,10 +151,15 @@ class TableSink:
         return self.buffer.is_flush_due(now, interval_s, max_bytes)
 
     def flush(self, tps: Iterable[TopicPartition] | None = None) -> CommitOutcome | None:
+        """Commit the buffered partitions; on CommitError they go back to the buffer, nothing is dropped."""
         parts = self.buffer.take(tps)
         if not parts:
             return None
-        outcome = self.committer.commit(parts)
+        try:
+            outcome = self.committer.commit(parts)
+        except CommitError:
+            self.buffer.put_back(parts, time.monotonic())
+            raise
         log.info(
             "commit.done" if outcome.committed else "commit.nothing",
             table=self.identifier,

@@ -32,6 +32,7 @@ def writer_config(
     config: dict[str, Any] = {
         "kafka": {"bootstrap.servers": bootstrap, **FAST_GROUP, **overrides.pop("kafka", {})},
         "group_id": overrides.pop("group_id", "tests"),
+        "workers": overrides.pop("workers", 1),
         "catalog": overrides.pop("catalog", {"warehouse": str(warehouse)}),
         "commit": {"interval_seconds": 1, **overrides.pop("commit", {})},
         "tables": [{"table": table, "topic": topic, **overrides.pop("table_settings", {})}],

@@ -21,6 +21,8 @@ _FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "enable.partition.eof": "false",
+    # librdkafka prefetches up to 64 MiB by default; 16 MiB keeps a worker's memory near its buffer cap.
+    "queued.max.messages.kbytes": "16384",
 }
 
 
@@ -97,6 +99,16 @@ class GroupConsumer:
             chunk.timestamps_ms.append(timestamp if kind else None)
             chunk.headers.append(cast(list[tuple[str, bytes | None]] | None, message.headers()))
         return list(chunks.values())
+
+    def pause(self, tps: list[TP]) -> None:
+        owned = [TopicPartition(t, p) for t, p in tps if (t, p) in self.assigned]
+        if owned:
+            self._consumer.pause(owned)
+
+    def resume(self, tps: list[TP]) -> None:
+        owned = [TopicPartition(t, p) for t, p in tps if (t, p) in self.assigned]
+        if owned:
+            self._consumer.resume(owned)
 
     def seek(self, tp: TP, offset: int) -> None:
         if tp not in self.assigned:

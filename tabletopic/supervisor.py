@@ -1,0 +1,121 @@
+"""`tabletopic run --workers N`: N worker processes in one consumer group, kept alive by this parent.
+
+Python's GIL rules out threads for decoding, so each worker is its own `tabletopic run
+--workers 1` process; Kafka's group protocol spreads the partitions among them (and among
+replicas on other hosts). The parent only supervises:
+
+- a worker that dies is restarted, with a backoff that grows while it keeps dying;
+- a worker that stops on a bad record (exit 1) or bad config (exit 2) is not restarted: the
+  others are stopped and the parent exits with that code, since a restart meets the same input;
+- SIGTERM/SIGINT are passed on; the parent waits for the workers' graceful stop and exits 0
+  when all stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+import structlog
+
+from tabletopic.service import EXIT_BAD_RECORD, EXIT_CONFIG, EXIT_OK
+
+log = structlog.get_logger(__name__)
+
+# A worker that ran this long before dying is healthy again: its backoff starts over.
+HEALTHY_AFTER_S = 60.0
+MAX_BACKOFF_S = 30.0
+FATAL_EXITS = (EXIT_BAD_RECORD, EXIT_CONFIG)
+
+
+def restart_delay(failures_in_a_row: int) -> float:
+    """1 s, 2 s, 4 s, … up to MAX_BACKOFF_S. Pure."""
+    return float(min(MAX_BACKOFF_S, 2 ** max(0, failures_in_a_row - 1)))
+
+
+@dataclass
+class WorkerSlot:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, worker_argv: Sequence[str], workers: int, shutdown_timeout_s: float) -> None:
+        self.worker_argv = list(worker_argv)
+        self.slots = [WorkerSlot(i) for i in range(workers)]
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._stopping = False
+
+    def _start(self, slot: WorkerSlot) -> None:
+        slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv])
+        slot.started_at = time.monotonic()
+        slot.restart_at = None
+        log.info("supervisor.worker_started", worker=slot.index, pid=slot.process.pid)
+
+    def _stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("supervisor.stopping", signal=signal.Signals(signum).name)
+        self._stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop_signal)
+        signal.signal(signal.SIGINT, self._stop_signal)
+        for slot in self.slots:
+            self._start(slot)
+        fatal: int | None = None
+        while not self._stopping and fatal is None:
+            time.sleep(0.2)
+            now = time.monotonic()
+            for slot in self.slots:
+                fatal = fatal or self._check(slot, now)
+        return self._stop_all(fatal)
+
+    def _check(self, slot: WorkerSlot, now: float) -> int | None:
+        if slot.process is not None:
+            code = slot.process.poll()
+            if code is None:
+                return None
+            slot.exit_codes.append(code)
+            slot.process = None
+            if code in FATAL_EXITS:
+                log.error("supervisor.worker_failed", worker=slot.index, exit_code=code)
+                return code
+            slot.failures = 1 if now - slot.started_at >= HEALTHY_AFTER_S else slot.failures + 1
+            slot.restart_at = now + restart_delay(slot.failures)
+            log.warning("supervisor.worker_died", worker=slot.index, exit_code=code,
+                        restart_in_s=round(slot.restart_at - now, 1))
+        if slot.restart_at is not None and now >= slot.restart_at:
+            self._start(slot)
+        return None
+
+    def _stop_all(self, fatal: int | None) -> int:
+        now = time.monotonic()
+        for slot in self.slots:  # deaths just before the stop count as deaths, not as unclean stops
+            if slot.process is not None and slot.process.poll() is not None:
+                self._check(slot, now)
+                slot.process = None
+        running = [s.process for s in self.slots if s.process is not None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        # The workers bound their own shutdown; allow them that plus a margin to exit.
+        deadline = time.monotonic() + self.shutdown_timeout_s + 10
+        codes = []
+        for process in running:
+            try:
+                codes.append(process.wait(timeout=max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait())
+        if fatal is not None:
+            return fatal
+        unclean = [c for c in codes if c != EXIT_OK]
+        log.info("supervisor.stopped", worker_exit_codes=codes)
+        return unclean[0] if unclean else EXIT_OK

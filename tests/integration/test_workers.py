@@ -1,0 +1,80 @@
+"""Many workers in one group: kill -9 them again and again and scale 1 → 3 → 1 while records arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+
+RECORDS = 300_000
+PARTITIONS = 12
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_three_workers_killed_and_scaled_then_audit_passes(kafka, new_topic, spawn_writer, tmp_path):
+    topic = new_topic(PARTITIONS)
+    table = "workers.events"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
+                           commit={"interval_seconds": 1}, consumer={"batch_size": 5000})
+    rng = random.Random(9)
+
+    def produce_slowly() -> None:
+        for start in range(0, RECORDS, 10_000):
+            produce(kafka.bootstrap, topic, (
+                (None, None, json.dumps({"n": n, "pad": "y" * 80}).encode(), None)
+                for n in range(start, start + 10_000)
+            ))
+            time.sleep(1.0)
+
+    producer = threading.Thread(target=produce_slowly)
+    producer.start()
+
+    # Scale 1 → 3: one single-worker replica, then a supervised pool of two more.
+    single = spawn_writer(config)
+    single.wait_for("commit.done", timeout=120)
+    pool_config = writer_config(tmp_path / "pool.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
+                                commit={"interval_seconds": 1}, consumer={"batch_size": 5000}, workers=2)
+    pool = spawn_writer(pool_config)
+    kills = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and kills < 6:
+        time.sleep(rng.uniform(3, 6))
+        workers = children(pool.process.pid)
+        if workers:
+            victim = rng.choice(workers)
+            signal_kill(victim)
+            kills += 1
+    assert kills >= 4
+    time.sleep(1)  # let the supervisor see the last kill before it is asked to stop
+    # Back to 1: the pool stops gracefully; the single replica takes every partition.
+    assert pool.stop(timeout=90) == 0, pool.log()
+    assert len(pool.named("supervisor.worker_died")) >= kills - 1, pool.log()
+    producer.join()
+
+    ends = log_end(kafka.bootstrap, topic, PARTITIONS)
+    assert sum(ends.values()) == RECORDS
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", ends, timeout=300, writer=single)
+    assert single.stop() == 0
+
+    rows = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()
+    assert rows.num_rows == RECORDS
+    assert sorted(rows["n"].to_pylist()) == list(range(RECORDS))
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout
+
+
+def signal_kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have died on its own a moment ago
+        os.kill(pid, signal.SIGKILL)
