@@ -21,8 +21,9 @@ _FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "enable.partition.eof": "false",
-    # librdkafka prefetches up to 64 MiB by default; 16 MiB keeps a worker's memory near its buffer cap.
-    "queued.max.messages.kbytes": "16384",
+    # librdkafka prefetches up to 64 MiB *per partition* by default: a worker with dozens of
+    # partitions would hold gigabytes. 2 MiB each still keeps a full poll batch in hand.
+    "queued.max.messages.kbytes": "2048",
 }
 
 
