@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,12 +182,21 @@ class TrinoEngine:
         self.connection.close()
 
     def _query(self, sql: str) -> tuple[list[Any], dict[str, Any]]:
-        cursor = self.connection.cursor()
-        try:
-            rows = cursor.execute(sql).fetchall()
-            return rows, dict(cursor.stats)
-        finally:
-            cursor.close()
+        from trino.exceptions import TrinoQueryError
+
+        # A fresh single-node Trino answers SELECT 1 before it schedules splits on itself.
+        deadline = time.monotonic() + 60
+        while True:
+            cursor = self.connection.cursor()
+            try:
+                rows = cursor.execute(sql).fetchall()
+                return rows, dict(cursor.stats)
+            except TrinoQueryError as exc:
+                if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+            finally:
+                cursor.close()
 
     def rows(self, table: str, columns: list[str]) -> list[dict[str, Any]]:
         result, _ = self._query(f"SELECT {', '.join(_quote(c) for c in columns)} FROM lake.{table}")
