@@ -173,3 +173,12 @@ def audit_cli(config_path: Path, topic: str, table: str) -> subprocess.Completed
         [sys.executable, "-m", "tabletopic", "audit", "--config", str(config_path), "--topic", topic, "--table", table],
         capture_output=True, text=True, timeout=300,
     )
+
+
+def assert_exactly_once(iceberg: Catalog, config_path: Path, topic: str, table: str, records: int) -> None:
+    """The table holds each of the records `{"n": 0..records-1}` once, and `tabletopic audit` agrees."""
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert len(values) == records
+    assert sorted(values) == list(range(records))
+    audit = audit_cli(config_path, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr

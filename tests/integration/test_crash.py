@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 200_000
 PARTITIONS = 4
@@ -54,8 +54,4 @@ def test_kill_9_at_random_moments_then_audit_passes(kafka, new_topic, spawn_writ
     wait_committed(iceberg, table, "tests", ends, timeout=300, writer=final)
     assert final.stop() == 0
 
-    rows = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()
-    assert rows.num_rows == RECORDS
-    assert sorted(rows["n"].to_pylist()) == list(range(RECORDS))
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_exactly_once(iceberg, config, topic, table, RECORDS)

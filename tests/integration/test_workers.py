@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 300_000
 PARTITIONS = 12
@@ -68,11 +68,7 @@ def test_three_workers_killed_and_scaled_then_audit_passes(kafka, new_topic, spa
     wait_committed(iceberg, table, "tests", ends, timeout=300, writer=single)
     assert single.stop() == 0
 
-    rows = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()
-    assert rows.num_rows == RECORDS
-    assert sorted(rows["n"].to_pylist()) == list(range(RECORDS))
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout
+    assert_exactly_once(iceberg, config, topic, table, RECORDS)
 
 
 def signal_kill(pid: int) -> None:
