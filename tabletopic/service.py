@@ -53,17 +53,16 @@ def writer_id() -> str:
 
 
 class Service:
-    def __init__(
-        self, config: Config, catalog: Catalog | None = None, registry: SchemaRegistry | None = None
-    ) -> None:
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.config = config
         self.writer_id = writer_id()
         self._stopping = threading.Event()
-        self.failure: RecordError | None = None  # the bad record that stopped the service, if one did
         catalog = catalog or open_catalog(config.catalog)
-        if registry is None and config.schema_registry.url:
-            registry = SchemaRegistry(config.schema_registry.url, config.schema_registry.properties)
-        writer_schemas = WriterSchemas(registry) if registry is not None else None
+        writer_schemas = (
+            WriterSchemas(SchemaRegistry(config.schema_registry.url, config.schema_registry.properties))
+            if config.schema_registry.url
+            else None
+        )
         retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
         self.sinks = [
             TableSink(spec, catalog, config.group_id, self.writer_id, retry, writer_schemas) for spec in config.tables
@@ -122,7 +121,6 @@ class Service:
                     # Other partitions' records in this batch are good: keep going, then stop.
                     failure = failure or exc
             if failure is not None:
-                self.failure = failure
                 log.error(
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
                     reason=failure.reason,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def log_end(bootstrap: str, topic: str, partitions: int) -> dict[tuple[str, int]
 
 def wait_committed(
     catalog: Catalog, table: str, group: str, expected: Mapping[tuple[str, int], int], timeout: float = 120.0,
-    writer: Writer | None = None, alive: Callable[[], bool] | None = None,
+    writer: Writer | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     committed: dict[tuple[str, int], int] = {}
@@ -159,8 +159,6 @@ def wait_committed(
             committed = table_offsets(catalog.load_table(table), group)
             if all(committed.get(tp, -1) >= n for tp, n in expected.items()):
                 return
-        if alive is not None and not alive():
-            raise AssertionError("the in-process writer stopped")
         if writer is not None and writer.process.poll() is not None:
             raise AssertionError(f"writer exited ({writer.process.returncode}):\n{writer.log()}")
         time.sleep(0.3)

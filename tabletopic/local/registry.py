@@ -11,15 +11,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port
-from tabletopic.local.process import stop_process
+from tabletopic.local.process import http_answers, stop_process, wait_until_ready
 
 APICURIO_VERSION = "2.6.13.Final"
 # Quarkus starts in ~6 s on an idle 2-core machine; a loaded one needs several times that.
@@ -73,18 +70,13 @@ class LocalRegistry:
         ]
         with (self.workdir / "registry.log").open("ab") as out:
             self.process = subprocess.Popen(command, cwd=jar.parent, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the Schema Registry exited; see {self.workdir / 'registry.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"the Schema Registry did not answer within {START_TIMEOUT_S:.0f}s")
+        try:
+            wait_until_ready(self.process, lambda: http_answers(f"{self.url}/subjects"), START_TIMEOUT_S,
+                             "the Schema Registry", self.workdir / "registry.log")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         stop_process(self.process, timeout_s=30)

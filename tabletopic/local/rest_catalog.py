@@ -14,15 +14,12 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port
-from tabletopic.local.process import stop_process
+from tabletopic.local.process import http_answers, stop_process, wait_until_ready
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 
 ICEBERG_VERSION = "1.10.1"
@@ -117,18 +114,13 @@ class LocalRestCatalog:
         command = [java(), "-Xmx512m", "-cp", f"{jars}/*", "org.apache.iceberg.rest.RESTCatalogServer"]
         with (self.workdir / "rest.log").open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the REST catalog exited; see {self.workdir / 'rest.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/v1/config", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"the REST catalog did not answer within {START_TIMEOUT_S:.0f}s")
+        try:
+            wait_until_ready(self.process, lambda: http_answers(f"{self.uri}/v1/config"), START_TIMEOUT_S,
+                             "the REST catalog", self.workdir / "rest.log", interval_s=0.2)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -13,15 +13,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, maven
 from tabletopic.local.ports import free_port
-from tabletopic.local.process import stop_process
+from tabletopic.local.process import http_answers, stop_process, wait_until_ready
 from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
@@ -114,22 +111,14 @@ class LocalTrino:
         command = [str(server / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={self.workdir / 'data'}"]
         with (self.workdir / "trino.log").open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Trino exited; see {self.workdir / 'trino.log'}")
-            if self._ready():
-                return self
-            time.sleep(1)
-        self.stop()
-        raise TimeoutError(f"Trino did not start within {START_TIMEOUT_S:.0f}s; see {self.workdir / 'trino.log'}")
-
-    def _ready(self) -> bool:
+        info = f"http://127.0.0.1:{self.port}/v1/info"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/info", timeout=2) as response:
-                return b'"starting":false' in response.read().replace(b" ", b"")
-        except (urllib.error.URLError, OSError):
-            return False
+            wait_until_ready(self.process, lambda: http_answers(info, b'"starting":false'), START_TIMEOUT_S,
+                             "Trino", self.workdir / "trino.log", interval_s=1)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         stop_process(self.process)
