@@ -13,7 +13,7 @@ from pyiceberg.table import Table
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, ensure_no_retry, load_if_exists, table_schema
 from tabletopic.commit.buffer import TableBuffer
-from tabletopic.commit.committer import CommitOutcome, Committer
+from tabletopic.commit.committer import CommitOutcome, Committer, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
@@ -142,9 +142,10 @@ class TableSink:
 
     def start_offsets(self, tps: Iterable[TopicPartition]) -> OffsetMap:
         """The table's next offsets for these partitions (absent: the table holds none)."""
-        if load_if_exists(self._catalog, self.identifier) is None:
+        table = load_if_exists(self._catalog, self.identifier)
+        if table is None:
             return {}
-        committed = self.committer.committed_offsets()
+        committed = table_offsets(table, self.committer.group)
         return {tp: committed[tp] for tp in tps if tp in committed}
 
     def is_flush_due(self, now: float, interval_s: float, max_bytes: int) -> bool:

@@ -84,9 +84,6 @@ class Committer:
     def load(self) -> Table:
         return self.catalog.load_table(self.identifier)
 
-    def committed_offsets(self) -> OffsetMap:
-        return table_offsets(self.load(), self.group)
-
     def commit(self, parts: dict[TopicPartition, PartitionBuffer]) -> CommitOutcome:
         """Commit what the table does not hold yet.
 
