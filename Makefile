@@ -30,7 +30,7 @@ test-unit: setup ## unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
 lint: setup ## ruff
-	$(BIN)/ruff check tabletopic tests
+	$(BIN)/ruff check tabletopic tests bench
 
 typecheck: setup ## mypy
 	$(BIN)/mypy

@@ -1,8 +1,11 @@
 """`tabletopic audit`: prove a table holds its topic exactly once, offset by offset.
 
 Per partition it compares the offsets present in the topic below the table's committed offset
-with the `_kafka_offset` values in the table: any missing is a loss, any seen twice a duplicate,
-any at or past the committed offset is a row no commit should have written.
+with the `_kafka_offset` values in the table and in its dead-letter table `<table>__dlq`: any
+missing from both is a loss, any seen twice (in either or across both) a duplicate, any at or
+past the committed offset is a row no commit should have written. Dead letters run ahead of the
+table's offsets by up to one commit (they commit first); those are not counted yet, but one
+past the dead-letter table's own committed offset is an error.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
+from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
+from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.decode import metadata
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.reader import PartitionLog, read_offsets
@@ -30,6 +37,7 @@ class PartitionReport:
     log_start: int
     log_end: int
     rows: int
+    dead_letters: int
     missing: list[int]
     duplicated: list[int]
     beyond_committed: list[int]
@@ -40,22 +48,31 @@ class PartitionReport:
 
 
 def compare_partition(
-    partition: int, log: PartitionLog, committed: int | None, table_offsets_: np.ndarray
+    partition: int,
+    log: PartitionLog,
+    committed: int | None,
+    table_offsets_: np.ndarray,
+    dead_letter_offsets: np.ndarray | None = None,
+    dead_letters_committed: int | None = None,
 ) -> PartitionReport:
     """Pure comparison of one partition."""
-    values, counts = np.unique(table_offsets_, return_counts=True)
-    duplicated = values[counts > 1]
     limit = committed if committed is not None else log.low
+    letters = np.zeros(0, dtype=np.int64) if dead_letter_offsets is None else dead_letter_offsets
+    letters_limit = dead_letters_committed if dead_letters_committed is not None else limit
+    counted_letters = letters[letters < limit]
+    values, counts = np.unique(np.concatenate([table_offsets_, counted_letters]), return_counts=True)
+    duplicated = values[counts > 1]
     topic_offsets = np.asarray(log.offsets, dtype=np.int64)
     expected = topic_offsets[(topic_offsets >= log.low) & (topic_offsets < limit)]
     missing = np.setdiff1d(expected, values, assume_unique=True)
-    beyond = values[values >= limit]
+    beyond = np.concatenate([values[values >= limit], letters[letters >= max(letters_limit, limit)]])
     return PartitionReport(
         partition=partition,
         committed=committed,
         log_start=log.low,
         log_end=log.high,
         rows=int(table_offsets_.size),
+        dead_letters=int(counted_letters.size),
         missing=missing.tolist(),
         duplicated=duplicated.tolist(),
         beyond_committed=beyond.tolist(),
@@ -69,29 +86,47 @@ def audit(
     names = {f.name for f in table.schema().fields}
     if not {metadata.TOPIC, metadata.PARTITION, metadata.OFFSET} <= names:
         raise AuditError(f"{identifier} has no Kafka metadata columns (_kafka_partition, _kafka_offset) to audit")
-    committed_map = {p: n for (t, p), n in table_offsets(table, group).items() if t == topic}
-    rows = table.scan(
-        row_filter=f"{metadata.TOPIC} == '{topic}'", selected_fields=(metadata.PARTITION, metadata.OFFSET)
-    ).to_arrow()
+    committed_map = _committed(table, group, topic)
+    rows = _coordinates(table, topic)
+    dead_letter_table = load_if_exists(catalog, dlq_identifier(identifier))
+    letters = None if dead_letter_table is None else _coordinates(dead_letter_table, topic)
+    letters_committed = {} if dead_letter_table is None else _committed(dead_letter_table, group, topic)
     logs = read_offsets(kafka_settings, topic, upto=committed_map)
     partitions = sorted(set(logs) | set(committed_map))
     reports = []
     for partition in partitions:
-        mask = pc.equal(rows[metadata.PARTITION], partition)
-        offsets = rows.filter(mask)[metadata.OFFSET].to_numpy(zero_copy_only=False).astype(np.int64)
         log = logs.get(partition, PartitionLog(0, 0))
-        reports.append(compare_partition(partition, log, committed_map.get(partition), offsets))
+        reports.append(compare_partition(
+            partition, log, committed_map.get(partition), _offsets_of(rows, partition),
+            None if letters is None else _offsets_of(letters, partition), letters_committed.get(partition),
+        ))
     return reports
+
+
+def _committed(table: Table, group: str, topic: str) -> dict[int, int]:
+    return {p: n for (t, p), n in table_offsets(table, group).items() if t == topic}
+
+
+def _coordinates(table: Table, topic: str) -> pa.Table:
+    return table.scan(
+        row_filter=f"{metadata.TOPIC} == '{topic}'", selected_fields=(metadata.PARTITION, metadata.OFFSET)
+    ).to_arrow()
+
+
+def _offsets_of(rows: pa.Table, partition: int) -> np.ndarray:
+    mask = pc.equal(rows[metadata.PARTITION], partition)
+    return rows.filter(mask)[metadata.OFFSET].to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def format_report(reports: Iterable[PartitionReport]) -> list[str]:
     lines = [f"{'partition':>9} {'committed':>10} {'log_start':>10} {'log_end':>10} {'rows':>10} "
-             f"{'missing':>8} {'dup':>8} {'beyond':>8}  status"]
+             f"{'dead':>8} {'missing':>8} {'dup':>8} {'beyond':>8}  status"]
     for r in reports:
         committed = "-" if r.committed is None else str(r.committed)
         status = "ok" if r.ok else "FAIL"
         line = (f"{r.partition:>9} {committed:>10} {r.log_start:>10} {r.log_end:>10} {r.rows:>10} "
-                f"{len(r.missing):>8} {len(r.duplicated):>8} {len(r.beyond_committed):>8}  {status}")
+                f"{r.dead_letters:>8} {len(r.missing):>8} {len(r.duplicated):>8} {len(r.beyond_committed):>8}"
+                f"  {status}")
         for label, offsets in (("missing", r.missing), ("duplicated", r.duplicated),
                                ("beyond committed", r.beyond_committed)):
             if offsets:

@@ -29,6 +29,10 @@ from tabletopic.exceptions import ConfigError
 
 Format = Literal["json", "avro", "raw"]
 FORMATS = ("json", "avro", "raw")
+ErrorPolicy = Literal["dlq", "fail", "skip"]
+JsonDrift = Literal["evolve", "strict", "ignore"]
+# Kafka's own default limit is 1 MiB; a record far past it is more likely a mistake than data.
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
 
 DEFAULT_WAREHOUSE = "warehouse"
@@ -82,6 +86,12 @@ class TableConfig:
     partition_by: list[str] = field(default_factory=list)
     metadata_columns: bool = True
     properties: dict[str, str] = field(default_factory=dict)  # extra Iceberg table properties
+    # A record that cannot become a row: kept in `<table>__dlq` (dlq), stops the writer (fail),
+    # or is logged and left out (skip).
+    errors: ErrorPolicy = "dlq"
+    dead_letter_topic: str | None = None  # also produce dead letters to this Kafka topic
+    json_drift: JsonDrift = "evolve"  # JSON fields the table does not have: add, dead-letter, or drop
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # larger values are dead letters (`oversized`)
 
     @property
     def all_topics(self) -> list[str]:
@@ -261,6 +271,10 @@ def validate(config: Config) -> None:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
             seen[topic] = table.table
+        if table.max_record_bytes <= 0:
+            raise ConfigError(f"{key}.max_record_bytes", "must be above 0")
+        if table.dead_letter_topic is not None and table.errors != "dlq":
+            raise ConfigError(f"{key}.dead_letter_topic", f"needs errors: dlq (is {table.errors})")
         if table.format == "avro" and not config.schema_registry.url:
             raise ConfigError("schema_registry.url", f"required by {key} (format avro)")
         for term_index, term in enumerate(table.partition_by):

@@ -6,6 +6,7 @@
     ├── SchemaError            a field whose type or name a table cannot hold: names the field
     ├── OffsetsError           offsets that must only go up did not
     ├── CommitError            a commit could not be made within its retry budget (retryable later)
+    ├── SourceUnavailable      a service records depend on (the schema registry) did not answer: retry later
     └── AuditError             the audit could not run (not: the audit found a difference)
 """
 
@@ -51,6 +52,10 @@ class OffsetsError(TabletopicError):
 
 class CommitError(TabletopicError):
     """A table commit did not land within its retry budget."""
+
+
+class SourceUnavailable(TabletopicError):
+    """Records could not be decoded for want of a service, not for anything in them: never a dead letter."""
 
 
 class AuditError(TabletopicError):

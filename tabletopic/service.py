@@ -28,8 +28,9 @@ from tabletopic.commit.pressure import should_pause, should_resume, table_backof
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.exceptions import CommitError, RecordError
+from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
+from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.sink import TableSink
 
@@ -71,7 +72,8 @@ class Service:
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
         self._sink_named = {sink.identifier: sink for sink in self.sinks}
         self._health = {sink.identifier: TableHealth() for sink in self.sinks}
-        self._paused: list[TopicPartition] = []
+        self._paused: list[TopicPartition] = []  # paused for memory
+        self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -115,23 +117,51 @@ class Service:
             now = time.monotonic()
             failure: RecordError | None = None
             for chunk in chunks:
+                sink = self._sink_of_topic[chunk.topic]
+                if sink.identifier in self._held:
+                    self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
+                    continue
                 try:
-                    self._sink_of_topic[chunk.topic].ingest(chunk, now)
+                    sink.ingest(chunk, now)
                 except RecordError as exc:
                     # Other partitions' records in this batch are good: keep going, then stop.
                     failure = failure or exc
+                except SourceUnavailable as exc:
+                    self._hold(sink, chunk, exc, now)
             if failure is not None:
                 log.error(
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
                     reason=failure.reason,
                 )
-                self._flush_all()
                 return EXIT_BAD_RECORD
             for sink in self.sinks:
                 if sink.is_flush_due(now, commit.interval_seconds, commit.max_buffer_bytes):
                     self._try_flush(sink, now)
+            self._release_holds(now)
             self._relieve_memory(now)
         return EXIT_OK
+
+    def _partitions_of(self, sink: TableSink) -> list[TopicPartition]:
+        return sorted(tp for tp in self.consumer.assigned if self._sink_of_topic.get(tp[0]) is sink)
+
+    def _hold(self, sink: TableSink, chunk: RecordChunk, exc: SourceUnavailable, now: float) -> None:
+        """A service the table's records need is down: read the chunk again later, pause the table meanwhile."""
+        self.consumer.seek((chunk.topic, chunk.partition), chunk.first)
+        health = self._health[sink.identifier]
+        health.failures += 1
+        wait = table_backoff(health.failures)
+        self._held[sink.identifier] = now + wait
+        self.consumer.pause(self._partitions_of(sink))
+        log.warning("table.source_unavailable", table=sink.identifier, retry_in_s=wait, failures=health.failures,
+                    partition=f"{chunk.topic}/{chunk.partition}", offset=chunk.first, error=str(exc))
+
+    def _release_holds(self, now: float) -> None:
+        for name, until in list(self._held.items()):
+            if now >= until:
+                del self._held[name]
+                if not self._paused:
+                    self.consumer.resume(self._partitions_of(self._sink_named[name]))
+                log.info("table.retrying", table=name)
 
     def _try_flush(self, sink: TableSink, now: float) -> None:
         """Flush unless the table is backing off; a failure backs it off and leaves the others alone."""
@@ -164,7 +194,8 @@ class Service:
                 self.consumer.pause(self._paused)
                 log.warning("memory.paused", buffered_bytes=sum(sizes.values()), cap=cap)
         elif should_resume(sum(sizes.values()), cap):
-            self.consumer.resume(self._paused)
+            held = {tp for name in self._held for tp in self._partitions_of(self._sink_named[name])}
+            self.consumer.resume([tp for tp in self._paused if tp not in held])
             log.info("memory.resumed", buffered_bytes=sum(sizes.values()), cap=cap)
             self._paused = []
         else:
@@ -179,7 +210,7 @@ class Service:
         watchdog.daemon = True
         watchdog.start()
         try:
-            if code == EXIT_OK:
+            if code in (EXIT_OK, EXIT_BAD_RECORD):  # the good records before a bad one are kept
                 self._flush_all()
             self.consumer.close()
         except CommitError as exc:

@@ -1,30 +1,41 @@
-"""One table's way from records to snapshots: decode, buffer, commit."""
+"""One table's way from records to snapshots: decode, evolve, buffer, dead-letter, commit."""
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from tabletopic.catalog.evolve import evolve
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, ensure_no_retry, load_if_exists, table_schema
-from tabletopic.commit.buffer import TableBuffer
+from tabletopic.commit.buffer import PartitionBuffer, TableBuffer
 from tabletopic.commit.committer import CommitOutcome, Committer, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.deadletter import rows as dead_letter
+from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode import metadata, raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow, first_writer_schema
-from tabletopic.decode.base import BadValue, Decoder
+from tabletopic.decode.base import BadValue, Decoded, Decoder, SchemaDrift
+from tabletopic.decode.conform import conform_table
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.exceptions import CommitError, RecordError, SchemaError
 from tabletopic.kafka.records import RecordChunk
 
 log = structlog.get_logger(__name__)
+
+# Schema changes one batch may ask for before its remaining misfits count as dead letters.
+MAX_EVOLUTIONS_PER_BATCH = 3
 
 
 class TableSink:
@@ -42,7 +53,11 @@ class TableSink:
         self._catalog = catalog
         self._writer_schemas = writer_schemas
         self.buffer = TableBuffer()
+        self.dead_letters = TableBuffer()
         self.committer = Committer(catalog, spec.table, group, writer_id, retry)
+        self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(spec.table), group, writer_id,
+                                               retry, offset_column=metadata.OFFSET)
+        self.bad_records: Counter[str] = Counter()  # by reason code, since start
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
         table = load_if_exists(catalog, spec.table)
@@ -57,10 +72,12 @@ class TableSink:
         with_metadata = self.spec.metadata_columns
         value_schema = pa.schema([f for f in self._arrow_schema if not (with_metadata and f.name in metadata.NAMES)])
         self._decoder = self._make_decoder(value_schema)
+        schema = self._arrow_schema
+        self.buffer.map_rows(lambda rows: conform_table(rows, schema))
 
     def _make_decoder(self, value_schema: pa.Schema) -> Decoder:
         if self.spec.format == "json":
-            return JsonDecoder(value_schema)
+            return JsonDecoder(value_schema, self.spec.json_drift)
         if self.spec.format == "avro":
             assert self._writer_schemas is not None, "config validation requires a registry for avro"
             return AvroDecoder(self._writer_schemas, value_schema)
@@ -76,20 +93,19 @@ class TableSink:
         return raw.SCHEMA
 
     def _create_for(self, chunk: RecordChunk) -> None:
-        """Create the table from the first batch, unless its very first record is already bad."""
+        """Create the table from the first batch's schema; a first batch with no usable schema creates
+        it with the metadata columns only (its records are then dead letters or new columns)."""
         existing = load_if_exists(self._catalog, self.identifier)
         if existing is None:
             try:
                 value_schema = self._value_schema_from(chunk)
                 check_schema(table_schema(value_schema, self.spec.metadata_columns))
             except SchemaError as exc:
-                reason = f"cannot create table {self.identifier}: {exc}"
-                raise RecordError(chunk.topic, chunk.partition, chunk.first, reason) from None
-            try:
-                self._make_decoder(value_schema).decode(chunk)
-            except BadValue as bad:
-                if bad.index == 0:
-                    raise self._record_error(chunk, bad) from None
+                if self.spec.errors == "fail":
+                    reason = f"cannot create table {self.identifier}: {exc}"
+                    raise RecordError(chunk.topic, chunk.partition, chunk.first, reason) from None
+                log.warning("table.schema_unusable", table=self.identifier, error=str(exc))
+                value_schema = pa.schema([])
             existing = create_table(
                 self._catalog,
                 self.identifier,
@@ -102,25 +118,64 @@ class TableSink:
     # --- records -------------------------------------------------------------------------------
 
     def ingest(self, chunk: RecordChunk, now: float) -> None:
-        """Decode and buffer a chunk; on a bad record, buffer the good ones before it and raise RecordError."""
+        """Decode and buffer a chunk; bad records go the way of the table's error policy
+        (`fail`: the good ones before the first bad one are buffered, then RecordError)."""
         if self._decoder is None:
             self._create_for(chunk)
+        tp = (chunk.topic, chunk.partition)
+        oversized = [
+            BadValue(i, f"value of {len(v)} bytes is over max_record_bytes ({self.spec.max_record_bytes})",
+                     Reason.OVERSIZED)
+            for i, v in enumerate(chunk.values) if v is not None and len(v) > self.spec.max_record_bytes
+        ]
+        work, positions = chunk, list(range(len(chunk)))
+        if oversized:
+            skip = {b.index for b in oversized}
+            positions = [i for i in positions if i not in skip]
+            work = chunk.select(positions)
+        decoded = self._decode(work)
+        good = positions if decoded.good is None else [positions[i] for i in decoded.good]
+        bad = oversized + [b.at(positions[b.index]) for b in decoded.bad]
+        rows = self._assemble(chunk if len(good) == len(chunk) else chunk.select(good), decoded.rows)
+        rows, good, nulls = self._without_required_nulls(rows, good)
+        bad = sorted(bad + nulls, key=lambda b: b.index)
+        if decoded.dropped_fields:
+            log.info("json.fields_ignored", table=self.identifier, records=decoded.dropped_fields,
+                     partition=f"{chunk.topic}/{chunk.partition}", first_offset=chunk.first)
+        if bad:
+            self._on_bad(chunk, bad, rows, good, now)
+        self.buffer.add(tp, chunk.first, chunk.last, rows, now)
+
+    def _decode(self, chunk: RecordChunk) -> Decoded:
+        for _ in range(MAX_EVOLUTIONS_PER_BATCH):
+            assert self._decoder is not None
+            try:
+                return self._decoder.decode(chunk)
+            except SchemaDrift as drift:
+                table, plan = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only)
+                if plan.incompatible:
+                    log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible)
+                self._use(table)
         assert self._decoder is not None
-        try:
-            values = self._decoder.decode(chunk)
-        except BadValue as bad:
-            if bad.index > 0:
-                good = chunk.head(bad.index)
-                self._buffer(good, self._decoder.decode(good), now)
-            raise self._record_error(chunk, bad) from None
-        self._buffer(chunk, values, now)
+        return self._decoder.decode(chunk, allow_drift=False)
 
-    def _record_error(self, chunk: RecordChunk, bad: BadValue) -> RecordError:
-        return RecordError(chunk.topic, chunk.partition, chunk.offsets[bad.index], bad.reason)
-
-    def _buffer(self, chunk: RecordChunk, values: pa.Table, now: float) -> None:
-        rows = self._assemble(chunk, values)
-        self.buffer.add((chunk.topic, chunk.partition), chunk.first, chunk.last, rows, now)
+    def _on_bad(self, chunk: RecordChunk, bad: list[BadValue], rows: pa.Table, good: list[int], now: float) -> None:
+        tp = (chunk.topic, chunk.partition)
+        if self.spec.errors == "fail":
+            first = bad[0]
+            if first.index > 0:
+                kept = bisect.bisect_left(good, first.index)
+                self.buffer.add(tp, chunk.first, chunk.offsets[first.index - 1], rows.slice(0, kept), now)
+            reason = f"{first.code}: {first.reason}"
+            raise RecordError(chunk.topic, chunk.partition, chunk.offsets[first.index], reason)
+        event = "record.dead_letter" if self.spec.errors == "dlq" else "record.skipped"
+        for b in bad:
+            self.bad_records[str(b.code)] += 1
+            log.warning(event, table=self.identifier, topic=chunk.topic, partition=chunk.partition,
+                        offset=chunk.offsets[b.index], reason=str(b.code), message=b.reason[:500])
+        if self.spec.errors == "dlq":
+            letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
+            self.dead_letters.add(tp, chunk.first, chunk.last, letters, now)
 
     def _assemble(self, chunk: RecordChunk, values: pa.Table) -> pa.Table:
         assert self._arrow_schema is not None
@@ -138,6 +193,21 @@ class TableSink:
             arrays.append(array)
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
+    def _without_required_nulls(self, rows: pa.Table, good: list[int]) -> tuple[pa.Table, list[int], list[BadValue]]:
+        """Rows with a null in a required column (tables created elsewhere can have them) are bad."""
+        required = [f.name for f in rows.schema if not f.nullable]
+        if not required or rows.num_rows == 0:
+            return rows, good, []
+        missing = pc.or_kleene(*[pc.is_null(rows[name]) for name in required]) if len(required) > 1 \
+            else pc.is_null(rows[required[0]])
+        if not pc.any(missing).as_py():
+            return rows, good, []
+        flags = missing.to_pylist()
+        bad = [BadValue(good[i], f"null for a required column ({', '.join(required)})", Reason.NULL_REQUIRED)
+               for i, flag in enumerate(flags) if flag]
+        kept = [g for g, flag in zip(good, flags, strict=True) if not flag]
+        return rows.filter(pc.invert(missing)), kept, bad
+
     # --- commits -------------------------------------------------------------------------------
 
     def start_offsets(self, tps: Iterable[TopicPartition]) -> OffsetMap:
@@ -152,13 +222,22 @@ class TableSink:
         return self.buffer.is_flush_due(now, interval_s, max_bytes)
 
     def flush(self, tps: Iterable[TopicPartition] | None = None) -> CommitOutcome | None:
-        """Commit the buffered partitions; on CommitError they go back to the buffer, nothing is dropped."""
-        parts = self.buffer.take(tps)
+        """Commit the dead letters, then the rows; on CommitError both go back to their buffers.
+
+        Dead letters go first: if the process dies between the two commits, the records are read
+        again from the data table's offsets and the dead-letter table keeps only what it lacks.
+        """
+        wanted = None if tps is None else list(tps)
+        letters = self.dead_letters.take(wanted)
+        parts = self.buffer.take(wanted)
         if not parts:
             return None
         try:
+            if letters:
+                self._commit_dead_letters(letters)
             outcome = self.committer.commit(parts)
         except CommitError:
+            self.dead_letters.put_back(letters, time.monotonic())
             self.buffer.put_back(parts, time.monotonic())
             raise
         log.info(
@@ -172,5 +251,15 @@ class TableSink:
         )
         return outcome
 
+    def _commit_dead_letters(self, letters: dict[TopicPartition, PartitionBuffer]) -> None:
+        identifier = self.dead_letter_committer.identifier
+        if load_if_exists(self._catalog, identifier) is None:
+            create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {})
+        outcome = self.dead_letter_committer.commit(letters)
+        log.info("dead_letters.committed", table=identifier, rows=outcome.rows,
+                 offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()})
+
     def drop(self, tps: Iterable[TopicPartition]) -> None:
-        self.buffer.take(tps)
+        wanted = list(tps)
+        self.buffer.take(wanted)
+        self.dead_letters.take(wanted)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tabletopic.commit.offsets import OffsetRange, TopicPartition
 from tabletopic.exceptions import OffsetsError
@@ -26,6 +27,12 @@ class PartitionBuffer:
 
     def rows(self) -> pa.Table:
         return pa.concat_tables(self.tables)
+
+    def from_offset(self, next_offset: int, offset_column: str) -> PartitionBuffer:
+        """The part at or after `next_offset`, for rows that carry their offset in `offset_column`."""
+        rows = self.rows()
+        kept = rows.filter(pc.greater_equal(rows[offset_column], next_offset))
+        return PartitionBuffer(next_offset, self.last, [kept], kept.nbytes)
 
 
 @dataclass
@@ -69,6 +76,12 @@ class TableBuffer:
         if not self.partitions:
             self.opened_at = None
         return taken
+
+    def map_rows(self, change: Callable[[pa.Table], pa.Table]) -> None:
+        """Apply `change` to every buffered table (after the table's schema changed)."""
+        for held in self.partitions.values():
+            held.tables = [change(rows) for rows in held.tables]
+            held.nbytes = sum(rows.nbytes for rows in held.tables)
 
     def put_back(self, taken: dict[TopicPartition, PartitionBuffer], now: float) -> None:
         """Return buffers whose commit failed, ahead of anything buffered since."""

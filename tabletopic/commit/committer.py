@@ -33,6 +33,7 @@ from tabletopic.commit.offsets import (
     offsets_key,
 )
 from tabletopic.commit.retry import RetryPolicy
+from tabletopic.decode.conform import conform_table
 from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
@@ -73,13 +74,18 @@ class Committer:
         writer_id: str,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        offset_column: str | None = None,
     ) -> None:
+        """With `offset_column`, a batch the table partly holds is trimmed to what it lacks instead
+        of fenced: for dead letters, whose rows each carry their offset and whose table may run
+        ahead of the data table's (it commits first)."""
         self.catalog = catalog
         self.identifier = identifier
         self.group = group
         self.writer_id = writer_id
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        self.offset_column = offset_column
 
     def load(self) -> Table:
         return self.catalog.load_table(self.identifier)
@@ -96,7 +102,7 @@ class Committer:
         """
         outcome = CommitOutcome()
         commit_id = str(uuid.uuid4())
-        written_for: frozenset[TopicPartition] | None = None
+        written_for: frozenset[tuple[TopicPartition, int, int]] | None = None
         files: list[DataFile] = []
         started = time.monotonic()
         while True:
@@ -115,6 +121,8 @@ class Committer:
                         to_commit[tp] = held
                     elif verdict is Verdict.REPLAY:
                         outcome.replayed[tp] = committed[tp]
+                    elif self.offset_column is not None:
+                        to_commit[tp] = held.from_offset(committed[tp], self.offset_column)
                     else:
                         outcome.fenced[tp] = committed[tp]
                 if outcome.replayed or outcome.fenced:
@@ -128,10 +136,13 @@ class Committer:
                     outcome.committed = {}
                     return outcome
                 # Step 3.
-                if written_for != frozenset(to_commit):
+                ranges = frozenset((tp, held.first, held.last) for tp, held in to_commit.items())
+                if written_for != ranges:
                     rows = pa.concat_tables([held.rows() for held in to_commit.values()])
+                    # Another writer may have evolved the table since these rows were decoded.
+                    rows = conform_table(rows, table.schema().as_arrow())
                     files = write_data_files(table, rows)
-                    written_for = frozenset(to_commit)
+                    written_for = ranges
                     outcome.rows, outcome.files = rows.num_rows, len(files)
                 # Step 4.
                 new_offsets = {tp: held.last + 1 for tp, held in to_commit.items()}

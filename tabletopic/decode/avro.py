@@ -2,11 +2,13 @@
 
 Writer schemas come from the registry by id and are parsed once. Records are decoded with
 fastavro and assembled into Arrow per batch. A value that cannot be decoded is named with its
-reason: not the wire format, an unknown schema id, or an undecodable body.
+reason code: not the wire format, an unknown schema id, a schema the table cannot take, an
+undecodable body, a value that does not fit its column.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -18,7 +20,9 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 
-from tabletopic.decode.base import BadValue
+from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
+from tabletopic.deadletter.reasons import Reason
+from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.exceptions import SchemaError
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
@@ -61,21 +65,76 @@ class WriterSchemas:
 
 
 class AvroDecoder:
+    """Decodes each record with the writer schema of its own id; a batch may mix schema versions.
+
+    Each id's schema is checked against the table once: one the table can take with a change
+    raises SchemaDrift before any row is made; one it cannot take makes its records dead letters.
+    """
+
     def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema) -> None:
         self._schemas = schemas
         self.schema = arrow_schema
+        self._plans: dict[int, EvolutionPlan] = {}
 
-    def decode(self, chunk: RecordChunk) -> pa.Table:
-        rows = [self._decode_one(index, value) for index, value in enumerate(chunk.values)]
+    def _plan(self, schema_id: int) -> EvolutionPlan:
+        plan = self._plans.get(schema_id)
+        if plan is None:
+            try:
+                plan = plan_evolution(self.schema, avro_to_arrow(self._schemas.parsed(schema_id)))
+            except SchemaError as exc:
+                plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
+            self._plans[schema_id] = plan
+        return plan
+
+    def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
+        if allow_drift:
+            self._raise_if_drift(chunk.values)
+        records: list[dict[str, Any]] = []
+        good: list[int] = []
+        bad: list[BadValue] = []
+        for index, value in enumerate(chunk.values):
+            try:
+                records.append(self._decode_one(index, value))
+                good.append(index)
+            except BadValue as exc:
+                bad.append(exc)
         try:
-            return pa.Table.from_pylist(rows, schema=self.schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            for index, row in enumerate(rows):
-                try:
-                    pa.Table.from_pylist([row], schema=self.schema)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-                    raise BadValue(index, f"type mismatch: {exc}") from None
-            raise
+            rows = pa.Table.from_pylist(records, schema=self.schema)
+        except _ARROW_ERRORS:
+            rows, good, bad = self._rows_one_by_one(records, good, bad)
+        return Decoded(rows, good if bad else None, sorted(bad, key=lambda b: b.index))
+
+    def _raise_if_drift(self, values: Sequence[bytes | None]) -> None:
+        ids = set()
+        for value in values:
+            with contextlib.suppress(ValueError):
+                if value is not None:
+                    ids.add(schema_id_of(value))
+        target, changed = self.schema, False
+        for schema_id in sorted(ids):
+            try:
+                plan = self._plan(schema_id)
+            except UnknownSchemaId:
+                continue
+            if plan.needs_change:
+                merged = plan_evolution(target, plan.target)
+                target, changed = merged.target, changed or bool(merged.changes)
+        if changed:
+            raise SchemaDrift(target, additions_only=False)
+
+    def _rows_one_by_one(
+        self, records: list[dict[str, Any]], good: list[int], bad: list[BadValue]
+    ) -> tuple[pa.Table, list[int], list[BadValue]]:
+        kept_records, kept = [], []
+        for record, index in zip(records, good, strict=True):
+            try:
+                pa.Table.from_pylist([record], schema=self.schema)
+            except _ARROW_ERRORS as exc:
+                bad.append(BadValue(index, f"type mismatch: {exc}", Reason.TYPE_MISMATCH))
+                continue
+            kept_records.append(record)
+            kept.append(index)
+        return pa.Table.from_pylist(kept_records, schema=self.schema), kept, bad
 
     def _decode_one(self, index: int, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -83,20 +142,32 @@ class AvroDecoder:
         try:
             schema_id = schema_id_of(value)
         except ValueError as exc:
-            raise BadValue(index, str(exc)) from None
+            raise BadValue(index, str(exc), Reason.NOT_WIRE_FORMAT) from None
         try:
-            writer = self._schemas.parsed(schema_id)
+            plan = self._plan(schema_id)
         except UnknownSchemaId:
-            raise BadValue(index, f"unknown schema id {schema_id}") from None
+            raise BadValue(index, f"unknown schema id {schema_id}", Reason.UNKNOWN_SCHEMA_ID, schema_id) from None
+        if plan.incompatible:
+            raise BadValue(index, f"schema id {schema_id}: " + "; ".join(plan.incompatible),
+                           Reason.INCOMPATIBLE_SCHEMA, schema_id)
+        if plan.needs_change:
+            raise BadValue(index, f"schema id {schema_id} needs a table change that did not land: {plan.changes}",
+                           Reason.INCOMPATIBLE_SCHEMA, schema_id)
+        writer = self._schemas.parsed(schema_id)
         try:
             record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size:]), writer, None)
         except Exception as exc:
-            raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}") from None
+            raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}", Reason.UNDECODABLE_AVRO,
+                           schema_id) from None
         if not isinstance(record, dict):
-            raise BadValue(index, f"schema id {schema_id} is not an Avro record")
+            raise BadValue(index, f"schema id {schema_id} is not an Avro record", Reason.INCOMPATIBLE_SCHEMA,
+                           schema_id)
         if self._schemas.needs_fixing(schema_id):
             record = _as_column_values(record)
         return record
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
 def _as_column_values(value: Any) -> Any:

@@ -1,53 +1,86 @@
-"""What every decoder shares: the failure it raises and the schema normalisation for new tables."""
+"""What every decoder shares: what it hands back, the failures it names, and the search for bad values."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
 
+from tabletopic.deadletter.reasons import Reason
 from tabletopic.kafka.records import RecordChunk
 
 
 class BadValue(Exception):
-    """Value number `index` of a batch cannot be decoded; `reason` says why."""
+    """Value number `index` of a batch cannot be decoded; `code` and `reason` say why."""
 
-    def __init__(self, index: int, reason: str) -> None:
+    def __init__(self, index: int, reason: str, code: Reason = Reason.TYPE_MISMATCH,
+                 schema_id: int | None = None) -> None:
         super().__init__(f"value {index}: {reason}")
         self.index = index
         self.reason = reason
+        self.code = code
+        self.schema_id = schema_id
+
+    def at(self, index: int) -> BadValue:
+        return BadValue(index, self.reason, self.code, self.schema_id)
+
+
+class SchemaDrift(Exception):
+    """The batch needs the table to evolve first: `incoming` is the value schema to evolve towards."""
+
+    def __init__(self, incoming: pa.Schema, additions_only: bool) -> None:
+        super().__init__("the table schema must evolve")
+        self.incoming = incoming
+        self.additions_only = additions_only
+
+
+@dataclass
+class Decoded:
+    rows: pa.Table  # one row per good value, in order
+    good: list[int] | None = None  # the good values' indices in the batch; None: every value
+    bad: list[BadValue] = field(default_factory=list)
+    dropped_fields: int = 0  # values that carried fields the table ignores (JSON drift `ignore`)
 
 
 class Decoder(Protocol):
-    def decode(self, chunk: RecordChunk) -> pa.Table:
-        """One row per record; raises BadValue for the first record whose value cannot be decoded."""
+    def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
+        """Rows for the good values, a BadValue for each bad one; raises SchemaDrift (if allowed)
+        when the table should evolve before this batch."""
         ...
 
 
-def find_bad_value(
+def split_bad_values(
     values: Sequence[bytes | None],
     decode: Callable[[Sequence[bytes | None]], pa.Table],
-    explain: Callable[[bytes | None, Exception | None], str],
-) -> BadValue:
-    """Bisect a batch that failed as a whole down to its first bad value (log2(n) decodes)."""
-    lo, hi = 0, len(values)
-    while hi - lo > 1:
+    explain: Callable[[int, bytes | None, Exception | None], BadValue],
+    schema: pa.Schema,
+) -> Decoded:
+    """Decode a batch that failed as a whole: halves that decode are kept, the rest split again
+    down to single values, each of which is explained. k bad values cost about n·log2(n/k) work."""
+    tables: list[pa.Table] = []
+    good: list[int] = []
+    bad: list[BadValue] = []
+
+    def visit(lo: int, hi: int) -> None:
+        error: Exception | None = None
+        try:
+            table = decode(values[lo:hi])
+            if table.num_rows == hi - lo:
+                tables.append(table)
+                good.extend(range(lo, hi))
+                return
+        except Exception as exc:
+            error = exc
+        if hi - lo == 1:
+            bad.append(explain(lo, values[lo], error))
+            return
         mid = (lo + hi) // 2
-        if _decodes(values[lo:mid], decode):
-            lo = mid
-        else:
-            hi = mid
-    error: Exception | None = None
-    try:
-        decode(values[lo:hi])
-    except Exception as exc:
-        error = exc
-    return BadValue(lo, explain(values[lo] if values else None, error))
+        visit(lo, mid)
+        visit(mid, hi)
 
-
-def _decodes(values: Sequence[bytes | None], decode: Callable[[Sequence[bytes | None]], pa.Table]) -> bool:
-    try:
-        return decode(values).num_rows == len(values)
-    except Exception:
-        return False
+    if values:
+        visit(0, len(values))
+    rows = pa.concat_tables(tables) if tables else schema.empty_table()
+    return Decoded(rows, good, bad)

@@ -1,8 +1,11 @@
 """JSON values → Arrow, parsed a batch at a time by pyarrow.json against the table's schema.
 
-The values of a batch are joined with newlines and parsed in one call. A batch that fails is
-bisected down to its first bad value, which is then explained (malformed JSON, not an object,
-type mismatch). Schemas pyarrow.json cannot parse into (maps) take a per-record path.
+The values of a batch are joined with newlines and parsed in one call, with fields the table
+does not have treated by the table's drift policy: `evolve` asks the sink to add them as
+columns first (SchemaDrift), `strict` makes their records dead letters, `ignore` drops them
+and counts the records that had them. A batch that still fails is split down to its bad
+values, each explained with a reason code. Schemas pyarrow.json cannot parse into (maps) take
+a per-record path, which ignores unknown fields under every policy.
 """
 
 from __future__ import annotations
@@ -10,12 +13,19 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from tabletopic.decode.base import find_bad_value
+from tabletopic.catalog.evolution import plan_evolution
+from tabletopic.deadletter.reasons import Reason
+from tabletopic.decode.base import BadValue, Decoded, SchemaDrift, split_bad_values
 from tabletopic.kafka.records import RecordChunk
+
+Drift = Literal["evolve", "strict", "ignore"]
+_PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 # A null value (a tombstone) becomes a row whose value columns are all null.
 _EMPTY_OBJECT = b"{}"
@@ -32,29 +42,15 @@ def _join(values: Sequence[bytes | None]) -> bytes:
     return joined
 
 
-def _parse(values: Sequence[bytes | None], schema: pa.Schema | None) -> pa.Table:
+def _parse(values: Sequence[bytes | None], schema: pa.Schema | None, unknown: str = "ignore") -> pa.Table:
     joined = _join(values)
     read_options = pa_json.ReadOptions(block_size=max(_MIN_BLOCK_BYTES, len(joined) + 1))
     parse_options = (
-        pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unknown)
         if schema is not None
         else pa_json.ParseOptions()
     )
     return pa_json.read_json(io.BytesIO(joined), read_options=read_options, parse_options=parse_options)
-
-
-def explain(value: bytes | None, error: Exception | None) -> str:
-    if value is None:
-        return "null value"
-    try:
-        parsed = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"malformed JSON: {exc}"
-    if not isinstance(parsed, dict):
-        return f"expected a JSON object, got {type(parsed).__name__}"
-    if error is not None:
-        return f"type mismatch: {error}"
-    return "value does not fit the table schema"
 
 
 def _has_map(data_type: pa.DataType) -> bool:
@@ -94,26 +90,110 @@ def _small_field(field: pa.Field) -> pa.Field:
 
 
 class JsonDecoder:
-    """Decodes against a fixed Arrow schema: the table's value columns."""
+    """Decodes against a fixed Arrow schema (the table's value columns) under a drift policy."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, drift: Drift = "evolve") -> None:
+        self.table_schema = schema
         self.schema = pa.schema([_small_field(f) for f in schema])
+        self.drift = drift
+        self._unknown = "ignore" if drift == "ignore" else "error"
         self._batch_path = not any(_has_map(f.type) for f in schema)
+        self._missed: list[pa.Schema] = []  # new-field schemas found one value at a time
 
-    def _decode_values(self, values: Sequence[bytes | None]) -> pa.Table:
+    def _decode_values(self, values: Sequence[bytes | None], unknown: str | None = None) -> pa.Table:
         if self._batch_path:
-            return _parse(values, self.schema)
+            return _parse(values, self.schema, unknown or self._unknown)
         return _parse_per_record(values, self.schema)
 
-    def decode(self, chunk: RecordChunk) -> pa.Table:
+    def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
         values = chunk.values
         try:
-            rows = self._decode_values(values)
-        except (pa.ArrowInvalid, ValueError, TypeError, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            rows = None
-        if rows is not None and rows.num_rows == len(values):
-            return rows
-        raise find_bad_value(values, self._decode_values, explain)
+            rows = self._decode_values(values, "error")
+            if rows.num_rows == len(values):
+                return Decoded(rows)
+        except _PARSE_ERRORS:
+            pass
+        if self.drift == "ignore":
+            try:
+                rows = self._decode_values(values)
+                if rows.num_rows == len(values):
+                    return Decoded(rows, dropped_fields=self._count_unknown(values))
+            except _PARSE_ERRORS:
+                pass
+        elif self.drift == "evolve" and allow_drift:
+            incoming = self._batch_new_fields(values)
+            if incoming is not None:
+                raise SchemaDrift(incoming, additions_only=True)
+        self._missed = []
+        decoded = split_bad_values(values, self._decode_values, self._explain, self.schema)
+        if self._missed and allow_drift:
+            incoming = self._with_new_fields(self._missed)
+            if incoming is not None:
+                raise SchemaDrift(incoming, additions_only=True)
+        return decoded
+
+    def _batch_new_fields(self, values: Sequence[bytes | None]) -> pa.Schema | None:
+        """New fields from the whole batch's inferred schema, if the batch parses as one value per row."""
+        try:
+            inferred = _parse(values, None)
+        except _PARSE_ERRORS:
+            return None  # values disagree: the split below finds new fields value by value
+        if inferred.num_rows != len(values):
+            return None
+        return self._with_new_fields([_settled(inferred.schema)])
+
+    def _with_new_fields(self, inferred: list[pa.Schema]) -> pa.Schema | None:
+        """The table schema plus the compatible new fields of `inferred`; None if there are none."""
+        target, changed = self.table_schema, False
+        for schema in inferred:
+            plan = plan_evolution(target, schema, additions_only=True)
+            target, changed = plan.target, changed or bool(plan.changes)
+        return target if changed else None
+
+    def _count_unknown(self, values: Sequence[bytes | None]) -> int:
+        """How many values carry top-level fields the table does not have."""
+        try:
+            inferred = _parse(values, None)
+        except _PARSE_ERRORS:
+            return 0
+        known = set(self.schema.names)
+        unknown = [inferred[name] for name in inferred.column_names if name not in known]
+        if not unknown:
+            return 0
+        present = pa.array([False] * len(values))
+        for column in unknown:
+            present = pc.or_(present, pc.is_valid(column))
+        return int(pc.sum(present).as_py() or 0)
+
+    def _explain(self, index: int, value: bytes | None, error: Exception | None) -> BadValue:
+        if value is None:
+            return BadValue(index, "null value", Reason.MALFORMED_JSON)
+        try:
+            parsed = json.loads(value)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return BadValue(index, f"malformed JSON: {exc}", Reason.MALFORMED_JSON)
+        if not isinstance(parsed, dict):
+            return BadValue(index, f"expected a JSON object, got {type(parsed).__name__}", Reason.MALFORMED_JSON)
+        if self._unknown == "error" and self._fits_without_unknown_fields(value):
+            return self._explain_new_fields(index, value)
+        return BadValue(index, f"type mismatch: {error}", Reason.TYPE_MISMATCH)
+
+    def _fits_without_unknown_fields(self, value: bytes) -> bool:
+        try:
+            return bool(self._decode_values([value], "ignore").num_rows == 1)
+        except _PARSE_ERRORS:
+            return False
+
+    def _explain_new_fields(self, index: int, value: bytes) -> BadValue:
+        plan = plan_evolution(self.table_schema, infer_schema([value]), additions_only=True)
+        if self.drift == "strict":
+            added = ", ".join(change.removeprefix("add ") for change in plan.changes) or "nested"
+            return BadValue(index, f"fields the table does not have (drift policy strict): {added}",
+                            Reason.UNKNOWN_FIELD)
+        if plan.incompatible:
+            return BadValue(index, "; ".join(plan.incompatible), Reason.INCOMPATIBLE_SCHEMA)
+        self._missed.append(infer_schema([value]))
+        return BadValue(index, f"new fields the table did not take: {plan.changes}", Reason.INCOMPATIBLE_SCHEMA)
 
 
 def infer_schema(values: Sequence[bytes | None]) -> pa.Schema:
@@ -134,8 +214,11 @@ def infer_schema(values: Sequence[bytes | None]) -> pa.Schema:
                 break
             except (pa.ArrowInvalid, ValueError):
                 continue
-    fields = [f for f in (_settle(field) for field in inferred) if f is not None]
-    return pa.schema(fields)
+    return _settled(inferred)
+
+
+def _settled(inferred: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in (_settle(field) for field in inferred) if f is not None])
 
 
 def _settle(field: pa.Field) -> pa.Field | None:

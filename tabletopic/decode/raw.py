@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from tabletopic.decode.base import Decoded
 from tabletopic.kafka.records import RecordChunk
 
 SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("value", pa.binary())])
 
 
 class RawDecoder:
-    def decode(self, chunk: RecordChunk) -> pa.Table:
-        return pa.table({"key": pa.array(chunk.keys, pa.binary()), "value": pa.array(chunk.values, pa.binary())})
+    def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
+        keys, values = pa.array(chunk.keys, pa.binary()), pa.array(chunk.values, pa.binary())
+        return Decoded(pa.table({"key": keys, "value": values}))

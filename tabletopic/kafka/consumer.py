@@ -36,9 +36,14 @@ class RebalanceHandlers:
     lost: Callable[[list[TP]], None]  # drop these partitions without committing
 
 
+def _log_error(error: KafkaError) -> None:
+    """librdkafka retries by itself; an unreachable broker is worth a line, not a stop."""
+    log.warning("kafka.error", code=error.name(), error=error.str(), fatal=error.fatal())
+
+
 class GroupConsumer:
     def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
-        conf = {**_DEFAULTS, **settings, **_FORCED, "group.id": group_id}
+        conf: dict[str, object] = {**_DEFAULTS, **settings, **_FORCED, "group.id": group_id, "error_cb": _log_error}
         conf.setdefault("auto.offset.reset", start)
         self._start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         try:

@@ -34,3 +34,11 @@ class RecordChunk:
             self.topic, self.partition, self.offsets[:count], self.keys[:count], self.values[:count],
             self.timestamps_ms[:count], self.headers[:count],
         )
+
+    def select(self, indices: list[int]) -> RecordChunk:
+        """The records at `indices` (ascending)."""
+        return RecordChunk(
+            self.topic, self.partition, [self.offsets[i] for i in indices], [self.keys[i] for i in indices],
+            [self.values[i] for i in indices], [self.timestamps_ms[i] for i in indices],
+            [self.headers[i] for i in indices],
+        )

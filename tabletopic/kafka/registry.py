@@ -7,9 +7,15 @@ from collections.abc import Mapping
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from tabletopic.exceptions import SourceUnavailable
+
 
 class UnknownSchemaId(LookupError):
     """The registry has no schema under this id."""
+
+
+class RegistryUnavailable(SourceUnavailable):
+    """The registry did not answer (or answered with a server error): retry later, never a dead letter."""
 
 
 class SchemaRegistry:
@@ -28,7 +34,9 @@ class SchemaRegistry:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise UnknownSchemaId(schema_id) from None
-            raise
+            raise RegistryUnavailable(f"schema registry: {exc}") from None
+        except Exception as exc:  # the client's transport errors (connection refused, timeouts)
+            raise RegistryUnavailable(f"schema registry: {type(exc).__name__}: {exc}") from None
         if schema.schema_str is None:
             raise UnknownSchemaId(schema_id)
         self._cache[schema_id] = schema.schema_str

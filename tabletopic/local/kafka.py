@@ -2,7 +2,8 @@
 
 Step 1 (`fetch`) resolves `org.apache.kafka:kafka_2.13` and its runtime dependencies with
 `mvn dependency:copy-dependencies` into a cache folder outside git, once.
-Step 2 (`LocalKafka.start`) formats a fresh log dir and starts `kafka.Kafka` on free loopback ports.
+Step 2 (`LocalKafka.start`) formats the log dir (unless it is a restart) and starts `kafka.Kafka`
+on free loopback ports.
 """
 
 from __future__ import annotations
@@ -132,10 +133,11 @@ class LocalKafka:
             java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
         ]
-        subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
-            check=True, stdout=subprocess.DEVNULL,
-        )
+        if not (self.workdir / "data" / "meta.properties").exists():  # a restart keeps its log
+            subprocess.run(
+                [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
+                check=True, stdout=subprocess.DEVNULL,
+            )
         with (self.workdir / "stdout.log").open("ab") as out:
             self.process = subprocess.Popen([*jvm, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:

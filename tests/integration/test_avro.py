@@ -98,8 +98,8 @@ def test_an_unknown_schema_id_stops_the_writer_naming_the_record(
     produce(kafka.bootstrap, topic, ((i % 2, None, serialize(payment(i), context), None) for i in range(200, 240)))
     ends = log_end(kafka.bootstrap, topic, 2)
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           schema_registry={"url": registry.url}, table_settings={"format": "avro"},
-                           commit={"interval_seconds": 60})
+                           schema_registry={"url": registry.url},
+                           table_settings={"format": "avro", "errors": "fail"}, commit={"interval_seconds": 60})
     writer = spawn_writer(config)
     assert writer.wait_exit(timeout=120) == 1, writer.log()
     bad = writer.named("record.bad")

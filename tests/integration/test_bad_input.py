@@ -1,5 +1,5 @@
-"""Bad config exits 2 naming the key, before connecting; a bad record stops the writer naming it,
-after every good record before it is committed."""
+"""Bad config exits 2 naming the key, before connecting; with `errors: fail` a bad record stops the
+writer naming it, after every good record before it is committed."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_a_malformed_json_record_stops_the_writer_after_committing_every_good_re
     topic = new_topic(3)
     table = "bad.json_events"
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           commit={"interval_seconds": 60})
+                           commit={"interval_seconds": 60}, table_settings={"errors": "fail"})
     good = [(p, None, b'{"n": %d}' % n, None) for n in range(300) for p in [n % 3]]
     produce(kafka.bootstrap, topic, good)
     bad_offset = log_end(kafka.bootstrap, topic, 3)[(topic, 1)]

@@ -7,6 +7,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from tabletopic.catalog.tables import create_table
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.exceptions import RecordError
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.sink import TableSink
@@ -65,16 +66,16 @@ def test_json_into_an_existing_table_follows_its_schema_including_timestamps(cat
     assert row["at"].isoformat() == "2026-05-01T12:00:00+00:00" and row["note"] == "x"
 
 
-def test_a_first_record_that_is_bad_creates_no_table(catalog):
-    json_sink = sink(catalog)
+def test_with_errors_fail_a_bad_first_record_is_named(catalog):
+    json_sink = sink(catalog, errors="fail")
     with pytest.raises(RecordError) as caught:
         json_sink.ingest(chunk([b"not json", b'{"a": 1}'], first=7), now=0.0)
     assert (caught.value.topic, caught.value.partition, caught.value.offset) == ("topic", 0, 7)
-    assert not catalog.table_exists("ns.t")
+    assert "malformed_json" in caught.value.reason
 
 
-def test_good_records_before_a_bad_one_are_buffered(catalog):
-    json_sink = sink(catalog)
+def test_with_errors_fail_good_records_before_a_bad_one_are_buffered(catalog):
+    json_sink = sink(catalog, errors="fail")
     with pytest.raises(RecordError) as caught:
         json_sink.ingest(chunk([b'{"a": 1}', b'{"a": 2}', b'{"a": "x"}', b'{"a": 4}'], first=10), now=0.0)
     assert caught.value.offset == 12 and "type mismatch" in caught.value.reason
@@ -83,9 +84,73 @@ def test_good_records_before_a_bad_one_are_buffered(catalog):
 
 
 def test_json_keys_that_differ_only_by_case_refuse_to_create_the_table(catalog):
-    json_sink = sink(catalog)
+    json_sink = sink(catalog, errors="fail")
     with pytest.raises(RecordError) as caught:
         json_sink.ingest(chunk([b'{"id": 1, "nested": {"Name": "a", "name": "b"}}'], first=3), now=0.0)
     assert caught.value.offset == 3
     assert "'nested.name'" in caught.value.reason and "only by case" in caught.value.reason
     assert not catalog.table_exists("ns.t")
+
+
+def rows_of(catalog, name, *columns):
+    return sorted(catalog.load_table(name).scan(selected_fields=columns).to_arrow().to_pylist(),
+                  key=lambda r: r["_kafka_offset"])
+
+
+def test_dead_letters_commit_with_their_reason_and_their_offsets_count_as_consumed(catalog):
+    json_sink = sink(catalog, max_record_bytes=100)
+    values = [b'{"a": 1}', b"oops", b'{"a": "x"}', b'{"a": 4}', b'{"a": 5, "pad": "' + b"x" * 200 + b'"}', b"[1]"]
+    json_sink.ingest(chunk(values, first=20), now=0.0)
+    outcome = json_sink.flush()
+    assert outcome is not None and outcome.committed == {("topic", 0): 26}
+    assert [(r["a"], r["_kafka_offset"]) for r in rows_of(catalog, "ns.t", "a", "_kafka_offset")] == [(1, 20), (4, 23)]
+    letters = rows_of(catalog, dlq_identifier("ns.t"), "_kafka_offset", "reason", "_kafka_value")
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [
+        (21, "malformed_json"), (22, "type_mismatch"), (24, "oversized"), (25, "malformed_json")]
+    assert letters[0]["_kafka_value"] == b"oops"
+    assert json_sink.bad_records["malformed_json"] == 2
+
+
+def test_dead_letters_read_again_after_a_crash_are_not_doubled(catalog):
+    values = [b'{"a": 1}', b"oops", b'{"a": 3}']
+    first = sink(catalog)
+    first.ingest(chunk(values, first=0), now=0.0)
+    first._commit_dead_letters(first.dead_letters.take())  # then the process dies before the data commit
+    again = sink(catalog)
+    again.ingest(chunk([*values, b"again bad", b'{"a": 5}'], first=0), now=0.0)
+    again.flush()
+    letters = rows_of(catalog, dlq_identifier("ns.t"), "_kafka_offset", "reason")
+    assert [r["_kafka_offset"] for r in letters] == [1, 3]
+    assert [r["a"] for r in rows_of(catalog, "ns.t", "a", "_kafka_offset")] == [1, 3, 5]
+
+
+def test_skip_drops_bad_records_and_moves_on(catalog):
+    json_sink = sink(catalog, errors="skip")
+    json_sink.ingest(chunk([b'{"a": 1}', b"oops"], first=0), now=0.0)
+    assert json_sink.flush().committed == {("topic", 0): 2}
+    assert not catalog.table_exists(dlq_identifier("ns.t"))
+
+
+def test_new_nested_fields_evolve_the_table_and_rows_buffered_before_follow(catalog):
+    json_sink = sink(catalog)
+    json_sink.ingest(chunk([b'{"a": 1, "s": {"x": 1}}'], first=0), now=0.0)
+    json_sink.ingest(chunk([b'{"a": 2, "s": {"x": 2, "y": "new"}, "b": true}'], first=1), now=0.0)
+    json_sink.flush()
+    table = catalog.load_table("ns.t")
+    assert [f.name for f in table.schema().find_field("s").field_type.fields] == ["x", "y"]
+    rows = rows_of(catalog, "ns.t", "a", "s", "b", "_kafka_offset")
+    assert [(r["a"], r["s"], r["b"]) for r in rows] == [(1, {"x": 1, "y": None}, None), (2, {"x": 2, "y": "new"}, True)]
+
+
+def test_a_null_for_a_required_column_is_a_dead_letter(catalog):
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    catalog.create_namespace("ns")
+    catalog.create_table("ns.t", Schema(NestedField(1, "id", LongType(), required=True),
+                                        NestedField(2, "v", LongType(), required=False)))
+    json_sink = sink(catalog, metadata_columns=False)
+    json_sink.ingest(chunk([b'{"id": 1, "v": 1}', b'{"v": 2}'], first=0), now=0.0)
+    assert json_sink.bad_records == {"null_required": 1}
+    json_sink.flush()
+    assert catalog.load_table("ns.t").scan().to_arrow().to_pylist() == [{"id": 1, "v": 1}]

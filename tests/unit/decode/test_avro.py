@@ -6,8 +6,9 @@ import fastavro
 import pyarrow as pa
 import pytest
 
+from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
-from tabletopic.decode.base import BadValue
+from tabletopic.decode.base import SchemaDrift
 from tabletopic.kafka.records import RecordChunk
 
 SCHEMA = {
@@ -52,7 +53,7 @@ def decoder():
 
 
 def test_wire_format_records_decode_to_the_schema():
-    table = decoder().decode(chunk([wire(RECORD), wire({**RECORD, "id": 2, "note": "hi"})]))
+    table = decoder().decode(chunk([wire(RECORD), wire({**RECORD, "id": 2, "note": "hi"})])).rows
     assert table.column("id").to_pylist() == [1, 2]
     assert table.column("note").to_pylist() == [None, "hi"]
     assert table.column("at").type == pa.timestamp("us", tz="UTC")
@@ -61,19 +62,50 @@ def test_wire_format_records_decode_to_the_schema():
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"),
+    ("value", "code", "reason"),
     [
-        (b"\x01\x00\x00\x00\x07abc", "magic byte 1"),
-        (b"\x00\x00", "too short"),
-        (wire(RECORD, schema_id=99), "unknown schema id 99"),
-        (wire(RECORD)[:-9], "undecodable Avro"),
+        (b"\x01\x00\x00\x00\x07abc", Reason.NOT_WIRE_FORMAT, "magic byte 1"),
+        (b"\x00\x00", Reason.NOT_WIRE_FORMAT, "too short"),
+        (wire(RECORD, schema_id=99), Reason.UNKNOWN_SCHEMA_ID, "unknown schema id 99"),
+        (wire(RECORD)[:-9], Reason.UNDECODABLE_AVRO, "undecodable Avro"),
     ],
 )
-def test_bad_values_are_named_with_a_reason(value, reason):
-    with pytest.raises(BadValue) as caught:
-        decoder().decode(chunk([wire(RECORD), value]))
-    assert caught.value.index == 1
-    assert reason in caught.value.reason
+def test_bad_values_are_named_with_a_reason(value, code, reason):
+    decoded = decoder().decode(chunk([wire(RECORD), value, wire(RECORD)]))
+    assert decoded.good == [0, 2] and decoded.rows.num_rows == 2
+    [bad] = decoded.bad
+    assert (bad.index, bad.code) == (1, code)
+    assert reason in bad.reason
+
+
+class TwoVersions:
+    """Schema 7 and a later version 8 with a new nested field and `id` widened... or narrowed."""
+
+    def __init__(self, v8):
+        self.v8 = v8
+
+    def schema_text(self, schema_id: int) -> str:
+        return json.dumps(SCHEMA if schema_id == 7 else self.v8)
+
+
+def test_a_schema_id_that_adds_a_field_asks_for_evolution_and_a_narrowing_one_is_refused():
+    line = {"type": "record", "name": "Line", "fields": [
+        {"name": "sku", "type": "string"}, {"name": "qty", "type": "int"},
+        {"name": "price", "type": ["null", "double"], "default": None}]}
+    lines = {"name": "lines", "type": {"type": "array", "items": line}}
+    v8 = {**SCHEMA, "fields": [f if f["name"] != "lines" else lines for f in SCHEMA["fields"]]}
+    avro = AvroDecoder(WriterSchemas(TwoVersions(v8)), avro_to_arrow(fastavro.parse_schema(SCHEMA)))  # type: ignore[arg-type]
+    with pytest.raises(SchemaDrift) as drift:
+        avro.decode(chunk([wire(RECORD), struct.pack(">bI", 0, 8) + wire(RECORD)[5:]]))
+    assert "price" in str(drift.value.incoming.field("lines").type)
+
+    narrowed = {**SCHEMA, "fields": [{"name": "id", "type": "string"}, *SCHEMA["fields"][1:]]}
+    avro = AvroDecoder(WriterSchemas(TwoVersions(narrowed)),  # type: ignore[arg-type]
+                       avro_to_arrow(fastavro.parse_schema(SCHEMA)))
+    decoded = avro.decode(chunk([wire(RECORD), struct.pack(">bI", 0, 8) + b"\x02a"]))
+    [bad] = decoded.bad
+    assert (bad.index, bad.code, bad.schema_id) == (1, Reason.INCOMPATIBLE_SCHEMA, 8)
+    assert "id: int64 cannot change to string" in bad.reason
 
 
 def test_an_avro_union_without_a_column_type_names_the_field():
@@ -104,5 +136,5 @@ def test_times_of_day_become_microseconds_since_midnight():
                                {"t": dt.time(1, 2, 3, 4), "ms": dt.time(0, 0, 1, 500000)})
     value = struct.pack(">bI", 0, 1) + body.getvalue()
     avro = AvroDecoder(WriterSchemas(Registry()), avro_to_arrow(fastavro.parse_schema(schema)))  # type: ignore[arg-type]
-    row = avro.decode(chunk([value])).to_pylist()[0]
+    row = avro.decode(chunk([value])).rows.to_pylist()[0]
     assert row == {"t": 3723000004, "ms": 1500000}

@@ -1,7 +1,8 @@
 import pyarrow as pa
 import pytest
 
-from tabletopic.decode.base import BadValue
+from tabletopic.deadletter.reasons import Reason
+from tabletopic.decode.base import SchemaDrift
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.kafka.records import RecordChunk
 
@@ -22,7 +23,9 @@ def test_a_batch_decodes_in_one_pass_against_the_schema():
     values = [b'{"id": 1, "name": "a", "at": "2026-01-01T00:00:00Z", "tags": ["x"], "extra": 5}',
               b'{\n  "id": 2,\n  "name": "b"\n}',
               None]
-    table = JsonDecoder(SCHEMA).decode(chunk(values))
+    decoded = JsonDecoder(SCHEMA, drift="ignore").decode(chunk(values))
+    assert decoded.bad == [] and decoded.dropped_fields == 1
+    table = decoded.rows
     assert table.column("id").to_pylist() == [1, 2, None]
     assert table.column("name").to_pylist() == ["a", "b", None]
     assert table.column("at").type == pa.timestamp("us", tz="UTC")
@@ -30,21 +33,40 @@ def test_a_batch_decodes_in_one_pass_against_the_schema():
 
 
 @pytest.mark.parametrize(
-    ("bad", "reason"),
+    ("bad", "code", "reason"),
     [
-        (b'{"id": 3, "name": ', "malformed JSON"),
-        (b"[1, 2]", "expected a JSON object"),
-        (b'{"id": "three"}', "type mismatch"),
-        (b'{"a": 1}{"b": 2}', "malformed JSON"),
+        (b'{"id": 3, "name": ', Reason.MALFORMED_JSON, "malformed JSON"),
+        (b"[1, 2]", Reason.MALFORMED_JSON, "expected a JSON object"),
+        (b'{"id": "three"}', Reason.TYPE_MISMATCH, "type mismatch"),
+        (b'{"a": 1}{"b": 2}', Reason.MALFORMED_JSON, "malformed JSON"),
     ],
 )
-def test_the_first_bad_value_is_found_with_its_reason(bad, reason):
+def test_every_bad_value_is_found_with_its_reason_and_the_good_ones_kept(bad, code, reason):
     good = b'{"id": 1, "name": "a"}'
     values = [good] * 37 + [bad] + [good] * 20 + [bad]
-    with pytest.raises(BadValue) as caught:
-        JsonDecoder(SCHEMA).decode(chunk(values))
-    assert caught.value.index == 37
-    assert reason in caught.value.reason
+    decoded = JsonDecoder(SCHEMA).decode(chunk(values))
+    assert [b.index for b in decoded.bad] == [37, 58]
+    assert all(b.code == code and reason in b.reason for b in decoded.bad)
+    assert decoded.good == [i for i in range(59) if i not in (37, 58)]
+    assert decoded.rows.num_rows == 57
+
+
+def test_drift_policies_on_a_new_field():
+    values = [b'{"id": 1}', b'{"id": 2, "new": "x", "nested": {"a": 1}}']
+    with pytest.raises(SchemaDrift) as drift:
+        JsonDecoder(SCHEMA, drift="evolve").decode(chunk(values))
+    assert {"new", "nested"} <= set(drift.value.incoming.names)
+    strict = JsonDecoder(SCHEMA, drift="strict").decode(chunk(values))
+    assert [(b.index, b.code) for b in strict.bad] == [(1, Reason.UNKNOWN_FIELD)]
+    assert "new" in strict.bad[0].reason
+    ignored = JsonDecoder(SCHEMA, drift="ignore").decode(chunk(values))
+    assert ignored.bad == [] and ignored.rows.num_rows == 2 and ignored.dropped_fields == 1
+
+
+def test_a_new_field_differing_only_by_case_is_refused():
+    decoded = JsonDecoder(SCHEMA).decode(chunk([b'{"id": 1}', b'{"ID": 2}']))
+    assert [(b.index, b.code) for b in decoded.bad] == [(1, Reason.INCOMPATIBLE_SCHEMA)]
+    assert "only by case" in decoded.bad[0].reason
 
 
 def test_inference_keeps_numbers_and_does_not_guess_timestamps():
@@ -58,5 +80,5 @@ def test_inference_keeps_numbers_and_does_not_guess_timestamps():
 
 def test_maps_take_the_per_record_path():
     schema = pa.schema([pa.field("m", pa.map_(pa.large_string(), pa.int64()))])
-    table = JsonDecoder(schema).decode(chunk([b'{"m": {"a": 1}}', b"{}"]))
+    table = JsonDecoder(schema).decode(chunk([b'{"m": {"a": 1}}', b"{}"])).rows
     assert table.column("m").to_pylist() == [[("a", 1)], None]

@@ -1,0 +1,47 @@
+"""Apply a schema evolution to a table: a commit of its own, retried until the writers converge."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import structlog
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
+
+from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
+from tabletopic.decode import metadata
+from tabletopic.exceptions import CommitError
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 10
+
+
+def value_schema(table: Table) -> pa.Schema:
+    """The table's columns without the Kafka metadata columns."""
+    return pa.schema([f for f in table.schema().as_arrow() if f.name not in metadata.NAMES])
+
+
+def evolve(
+    catalog: Catalog, identifier: str, incoming: pa.Schema, additions_only: bool = False
+) -> tuple[Table, EvolutionPlan]:
+    """Change the table to hold `incoming` if the plan allows it; returns the table as it now is and the plan.
+
+    Each attempt plans against the freshly loaded table, so a writer that lost the race to
+    another one evolving the same way finds nothing left to do. A schema change never moves
+    the snapshot, so it never conflicts with a data commit (and the reverse).
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        table = catalog.load_table(identifier)
+        plan = plan_evolution(value_schema(table), incoming, additions_only)
+        if not plan.needs_change:
+            return table, plan
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(plan.target)
+        except CommitFailedException as exc:
+            log.info("schema.conflict", table=identifier, attempt=attempt, error=str(exc))
+            continue
+        log.info("schema.evolved", table=identifier, changes=plan.changes, attempt=attempt)
+        return catalog.load_table(identifier), plan
+    raise CommitError(f"{identifier}: schema change did not land after {MAX_ATTEMPTS} attempts")

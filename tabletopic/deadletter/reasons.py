@@ -1,0 +1,17 @@
+"""Why a record is a dead letter: the `reason` column of `<table>__dlq`, stable across versions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    MALFORMED_JSON = "malformed_json"  # not JSON, or JSON but not an object
+    NOT_WIRE_FORMAT = "not_wire_format"  # Avro topic, value without the magic byte and schema id
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry has no schema under the record's id
+    UNDECODABLE_AVRO = "undecodable_avro"  # the body does not decode with its writer schema
+    TYPE_MISMATCH = "type_mismatch"  # a value does not fit its column's type
+    INCOMPATIBLE_SCHEMA = "incompatible_schema"  # the record's schema would need a change the table refuses
+    UNKNOWN_FIELD = "unknown_field"  # JSON drift policy `strict`: a field the table does not have
+    OVERSIZED = "oversized"  # the value is larger than the table's `max_record_bytes`
+    NULL_REQUIRED = "null_required"  # a null (or missing) value for a required column
