@@ -189,6 +189,8 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     # failed attempt, so we call its writer directly (the version is pinned).
     from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
 
+    if rows.num_rows == 0:  # a batch of dead letters only: the snapshot moves the offsets, no file
+        return []
     _check_pyarrow_schema_compatible(table.schema(), rows.schema, format_version=table.format_version)
     return list(_dataframe_to_data_files(table_metadata=table.metadata, df=rows, io=table.io))
 

@@ -18,11 +18,20 @@ class RegistryUnavailable(SourceUnavailable):
     """The registry did not answer (or answered with a server error): retry later, never a dead letter."""
 
 
+# The client waits forever by default: a registry that hangs would stop the whole worker.
+DEFAULT_TIMEOUT_S = 10.0
+_NUMERIC_KEYS = {"timeout", "cache.capacity", "cache.latest.ttl.sec", "max.retries", "retries.wait.ms",
+                 "retries.max.wait.ms"}
+
+
 class SchemaRegistry:
     """`url` may also be `mock://NAME`: confluent-kafka's in-process registry, for embedding."""
 
     def __init__(self, url: str, properties: Mapping[str, str] | None = None) -> None:
-        self._client = SchemaRegistryClient.new_client({"url": url, **(properties or {})})
+        conf: dict[str, object] = {"url": url, "timeout": DEFAULT_TIMEOUT_S}
+        for key, value in (properties or {}).items():
+            conf[key] = float(value) if key in _NUMERIC_KEYS else value
+        self._client = SchemaRegistryClient.new_client(conf)
         self._cache: dict[int, str] = {}
 
     def schema_text(self, schema_id: int) -> str:

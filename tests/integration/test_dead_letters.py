@@ -1,0 +1,166 @@
+"""Poison records go to `<table>__dlq` with their reason, the rest to the table, each offset exactly
+once across the two (audit); JSON drift under each policy; a registry outage makes no dead letters."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from tabletopic.deadletter.rows import dlq_identifier
+from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+
+PARTITIONS = 4
+SCHEMA = {"type": "record", "name": "Reading", "namespace": "dlq", "fields": [
+    {"name": "n", "type": "long"}, {"name": "memo", "type": "string"}]}
+# The same record name with `n` as a string: a change the table refuses.
+NARROWED = {**SCHEMA, "fields": [{"name": "n", "type": "string"}, {"name": "memo", "type": "string"}]}
+MAX_RECORD_BYTES = 2000
+
+
+@pytest.fixture
+def client(registry) -> Iterator[SchemaRegistryClient]:
+    registry_client = SchemaRegistryClient({"url": registry.url})
+    yield registry_client
+    registry_client.close()
+
+
+def test_one_percent_poison_goes_to_the_dead_letters_with_its_reason(
+    kafka, registry, client, new_topic, spawn_writer, tmp_path
+):
+    records = 100_000
+    topic = new_topic(PARTITIONS)
+    table = "dlq.readings"
+    good = AvroSerializer(client, json.dumps(SCHEMA), conf={"auto.register.schemas": True})
+    context = SerializationContext(topic, MessageField.VALUE)
+    # The refused version lives under another subject, as a producer with the wrong schema would put it.
+    narrowed = AvroSerializer(client, json.dumps(NARROWED), conf={"auto.register.schemas": True})
+    other = SerializationContext(f"{topic}-other", MessageField.VALUE)
+    poison = {
+        "not_wire_format": lambda n: json.dumps({"n": n}).encode(),
+        "unknown_schema_id": lambda n: b"\x00\x00\x0f\x42\x3f" + good({"n": n, "memo": ""}, context)[5:],
+        "undecodable_avro": lambda n: good({"n": n, "memo": "m"}, context)[:6],
+        "incompatible_schema": lambda n: narrowed({"n": str(n), "memo": ""}, other),
+        "oversized": lambda n: good({"n": n, "memo": "x" * (MAX_RECORD_BYTES + 1)}, context),
+    }
+    kinds = list(poison)
+
+    def value(n: int) -> bytes:
+        if n % 100 == 7:
+            return poison[kinds[(n // 100) % len(kinds)]](n)
+        return good({"n": n, "memo": f"m{n}"}, context)
+
+    produce(kafka.bootstrap, topic, ((None, str(n).encode(), value(n), None) for n in range(records)))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           schema_registry={"url": registry.url},
+                           table_settings={"format": "avro", "max_record_bytes": MAX_RECORD_BYTES})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=writer)
+    assert writer.stop() == 0, writer.log()
+
+    bad = {n for n in range(records) if n % 100 == 7}
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == sorted(set(range(records)) - bad)
+    letters = iceberg.load_table(dlq_identifier(table)).scan(
+        selected_fields=("_kafka_key", "reason", "message", "_kafka_value", "_kafka_offset")).to_arrow().to_pylist()
+    by_key = {int(letter["_kafka_key"]): letter for letter in letters}
+    assert sorted(by_key) == sorted(bad) and len(letters) == len(bad)
+    for n, letter in by_key.items():
+        assert letter["reason"] == kinds[(n // 100) % len(kinds)], letter
+        assert letter["_kafka_value"] == value(n) or letter["reason"] in ("unknown_schema_id", "incompatible_schema")
+    assert Counter(letter["reason"] for letter in letters) == Counter(kinds[(n // 100) % len(kinds)] for n in bad)
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert f"{len(bad) // PARTITIONS}" in audit.stdout or "dead" in audit.stdout
+
+
+OLD = [(None, None, json.dumps({"n": n, "s": {"a": n}}).encode(), None) for n in range(2000)]
+NEW = [(None, None, json.dumps({"n": n, "s": {"a": n, "b": f"b{n}"}, "extra": n * 2}).encode(), None)
+       for n in range(2000, 3000)]
+
+
+def drift_run(kafka, new_topic, spawn_writer, tmp_path, policy: str):  # type: ignore[no-untyped-def]
+    """The table is made from the old shape; then records with a new nested and a new top-level field come."""
+    topic = new_topic(PARTITIONS)
+    table = f"drift.{policy}"
+    config = writer_config(tmp_path / f"{policy}.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           table_settings={"json_drift": policy})
+    produce(kafka.bootstrap, topic, OLD)
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    produce(kafka.bootstrap, topic, NEW)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    return iceberg, table, writer
+
+
+def test_json_drift_under_each_policy(kafka, new_topic, spawn_writer, tmp_path):
+    iceberg, table, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "evolve")
+    rows = {r["n"]: r for r in iceberg.load_table(table).scan(selected_fields=("n", "s", "extra")).to_arrow()
+            .to_pylist()}
+    assert sorted(rows) == list(range(3000))
+    assert rows[10] == {"n": 10, "s": {"a": 10, "b": None}, "extra": None}
+    assert rows[2500] == {"n": 2500, "s": {"a": 2500, "b": "b2500"}, "extra": 5000}
+
+    iceberg, table, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "strict")
+    assert "extra" not in iceberg.load_table(table).schema().column_names
+    assert sorted(iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == \
+        list(range(2000))
+    letters = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("reason",)).to_arrow()["reason"]
+    assert letters.to_pylist() == ["unknown_field"] * 1000
+
+    iceberg, table, writer = drift_run(kafka, new_topic, spawn_writer, tmp_path, "ignore")
+    loaded = iceberg.load_table(table)
+    assert "extra" not in loaded.schema().column_names
+    assert sorted(loaded.scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == list(range(3000))
+    assert not iceberg.table_exists(dlq_identifier(table))
+    assert sum(e["records"] for e in writer.named("json.fields_ignored")) == 1000
+
+
+def test_registry_down_for_20_s_makes_no_dead_letters_and_loses_nothing(
+    kafka, registry, client, new_topic, spawn_writer, tmp_path
+):
+    topic = new_topic(PARTITIONS)
+    table = "dlq.registry_outage"
+    context = SerializationContext(topic, MessageField.VALUE)
+    v1 = AvroSerializer(client, json.dumps(SCHEMA), conf={"auto.register.schemas": True})
+    with_note = {**SCHEMA, "fields": [*SCHEMA["fields"], {"name": "note", "type": ["null", "string"], "default": None}]}
+    v2 = AvroSerializer(client, json.dumps(with_note), conf={"auto.register.schemas": True})
+    produce(kafka.bootstrap, topic, ((None, None, v1({"n": n, "memo": "a"}, context), None) for n in range(5000)))
+    v2({"n": -1, "memo": "", "note": None}, context)  # registers v2 now; the writer meets it with the registry away
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           schema_registry={"url": registry.url, "properties": {"timeout": "3"}},
+                           table_settings={"format": "avro"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+
+    registry.process.send_signal(signal.SIGSTOP)
+    try:
+        produce(kafka.bootstrap, topic, ((None, None, v2({"n": n, "memo": "b", "note": f"x{n}"}, context), None)
+                                         for n in range(5000, 10000)))
+        writer.wait_for("table.source_unavailable", timeout=60)
+        time.sleep(20)
+        assert writer.process.poll() is None, writer.log()
+    finally:
+        registry.process.send_signal(signal.SIGCONT)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=180, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    assert not iceberg.table_exists(dlq_identifier(table))
+    assert writer.named("record.dead_letter") == []
+    rows = iceberg.load_table(table).scan(selected_fields=("n", "note")).to_arrow().to_pylist()
+    assert sorted(r["n"] for r in rows) == list(range(10000))
+    assert all(r["note"] == (f"x{r['n']}" if r["n"] >= 5000 else None) for r in rows)
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
