@@ -1,4 +1,4 @@
-"""The `tabletopic` command: run, audit, quickstart."""
+"""The `tabletopic` command: run, audit, dlq replay, quickstart."""
 
 from __future__ import annotations
 
@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--topic", required=True)
     audit.add_argument("--table", required=True)
 
+    dlq = commands.add_parser("dlq", help="dead letters: replay them after a fix")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_commands.add_parser("replay", help="decode a table's dead letters again; move those that now fit")
+    _add_connection_flags(replay)
+    replay.add_argument("--table", required=True, help="the table (as in the config's tables), NAMESPACE.TABLE")
+    replay.add_argument("--reason", help="only dead letters with this reason code, e.g. unknown_schema_id")
+    replay.add_argument("--dry-run", action="store_true", help="decode and count, change nothing")
+
     quickstart = commands.add_parser("quickstart", help="local broker + sample events + writer + rows")
     quickstart.add_argument("--records", type=int, default=10_000)
     quickstart.add_argument("--warehouse", default="warehouse")
@@ -105,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "dlq":
+            return _replay(args)
         if args.command == "quickstart":
             logs.configure("info")
             from tabletopic.quickstart import quickstart
@@ -144,3 +154,27 @@ def _audit(args: argparse.Namespace) -> int:
     ok = all(r.ok for r in reports)
     print("audit: OK, nothing missing, nothing duplicated" if ok else "audit: FAILED")
     return 0 if ok else 1
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.deadletter.reasons import Reason
+    from tabletopic.deadletter.replay import replay
+    from tabletopic.decode.avro import WriterSchemas
+    from tabletopic.kafka.registry import SchemaRegistry
+
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
+    logs.configure(config.log_level)
+    specs = [t for t in config.tables if t.table == args.table]
+    if not specs:
+        raise ConfigError("--table", f"{args.table} is not one of the config's tables")
+    if args.reason is not None and args.reason not in {str(r) for r in Reason}:
+        raise ConfigError("--reason", f"unknown reason code {args.reason!r}; one of {', '.join(map(str, Reason))}")
+    registry = config.schema_registry
+    writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
+    report = replay(open_catalog(config.catalog), specs[0], config.group_id, writer_schemas, args.reason,
+                    args.dry_run)
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"dead letters chosen: {report.chosen}, {verb}: {report.replayed} (appended {report.appended}), "
+          f"still bad: {report.still_bad}")
+    return 0

@@ -4,7 +4,11 @@ once across the two (audit); JSON drift under each policy; a registry outage mak
 from __future__ import annotations
 
 import json
+import random
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -102,25 +106,37 @@ def drift_run(kafka, new_topic, spawn_writer, tmp_path, policy: str):  # type: i
     assert writer.stop() == 0, writer.log()
     audit = audit_cli(config, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
-    return iceberg, table, writer
+    return iceberg, table, writer, topic
 
 
 def test_json_drift_under_each_policy(kafka, new_topic, spawn_writer, tmp_path):
-    iceberg, table, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "evolve")
+    iceberg, table, _, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "evolve")
     rows = {r["n"]: r for r in iceberg.load_table(table).scan(selected_fields=("n", "s", "extra")).to_arrow()
             .to_pylist()}
     assert sorted(rows) == list(range(3000))
     assert rows[10] == {"n": 10, "s": {"a": 10, "b": None}, "extra": None}
     assert rows[2500] == {"n": 2500, "s": {"a": 2500, "b": "b2500"}, "extra": 5000}
 
-    iceberg, table, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "strict")
+    iceberg, table, _, topic = drift_run(kafka, new_topic, spawn_writer, tmp_path, "strict")
     assert "extra" not in iceberg.load_table(table).schema().column_names
     assert sorted(iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == \
         list(range(2000))
     letters = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("reason",)).to_arrow()["reason"]
     assert letters.to_pylist() == ["unknown_field"] * 1000
+    # The fix: the table may now evolve; the dead letters replay into it, once.
+    fixed = writer_config(tmp_path / "fixed.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                          table_settings={"json_drift": "evolve"})
+    replayed = subprocess.run([sys.executable, "-m", "tabletopic", "dlq", "replay", "--config", str(fixed),
+                               "--table", table], capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed: 1000 (appended 1000)" in replayed.stdout
+    assert sorted(iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == \
+        list(range(3000))
+    assert iceberg.load_table(dlq_identifier(table)).scan().to_arrow().num_rows == 0
+    audit = audit_cli(fixed, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
 
-    iceberg, table, writer = drift_run(kafka, new_topic, spawn_writer, tmp_path, "ignore")
+    iceberg, table, writer, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "ignore")
     loaded = iceberg.load_table(table)
     assert "extra" not in loaded.schema().column_names
     assert sorted(loaded.scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == list(range(3000))
@@ -162,5 +178,48 @@ def test_registry_down_for_20_s_makes_no_dead_letters_and_loses_nothing(
     rows = iceberg.load_table(table).scan(selected_fields=("n", "note")).to_arrow().to_pylist()
     assert sorted(r["n"] for r in rows) == list(range(10000))
     assert all(r["note"] == (f"x{r['n']}" if r["n"] >= 5000 else None) for r in rows)
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, spawn_writer, tmp_path):
+    """Kills land right after a dead-letter commit, before the data commit that follows it."""
+    records = 60_000
+    topic = new_topic(PARTITIONS)
+    table = "dlq.crash"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           commit={"interval_seconds": 0.5}, consumer={"batch_size": 2000})
+
+    def value(n: int) -> bytes:
+        return b"{broken %d" % n if n % 50 == 3 else json.dumps({"n": n}).encode()
+
+    def produce_slowly() -> None:
+        for start in range(0, records, 3000):
+            batch = range(start, start + 3000)
+            produce(kafka.bootstrap, topic, ((None, str(n).encode(), value(n), None) for n in batch))
+            time.sleep(1.0)
+
+    producer = threading.Thread(target=produce_slowly)
+    producer.start()
+    rng = random.Random(11)
+    for life in range(5):
+        writer = spawn_writer(config)
+        if life % 2 == 0:
+            writer.wait_for("dead_letters.committed", timeout=120)
+        else:
+            writer.wait_for("commit.done", timeout=120)
+            time.sleep(rng.uniform(0.0, 1.5))
+        writer.kill()
+    producer.join()
+    final = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=final)
+    assert final.stop() == 0, final.log()
+
+    bad = [n for n in range(records) if n % 50 == 3]
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == sorted(set(range(records)) - set(bad))
+    keys = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("_kafka_key",)).to_arrow()
+    assert sorted(int(k) for k in keys["_kafka_key"].to_pylist()) == bad
     audit = audit_cli(config, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -1,0 +1,171 @@
+"""`tabletopic dlq replay`: decode dead letters again (after a fix) and move the ones that now fit.
+
+Exactly once without offsets: a dead letter is keyed by its (topic, partition, offset), which
+both tables carry. Step 1 decodes the chosen dead letters with the table's current schema (and
+evolves it, as the writer would). Step 2 appends the rows whose coordinates the table does not
+hold yet, in a snapshot without an offsets map (recovery reads the newest ancestor that has
+one). Step 3 deletes every replayed coordinate from `<table>__dlq`. A replay that dies between
+steps 2 and 3 leaves rows in both tables (`audit` reports them as duplicates); running it again
+finds them in the table, appends nothing, and finishes the delete.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In, Or, Reference
+from pyiceberg.expressions.literals import literal
+
+from tabletopic.catalog.tables import load_if_exists
+from tabletopic.commit.committer import append_files, write_data_files
+from tabletopic.commit.retry import RetryPolicy
+from tabletopic.config import TableConfig
+from tabletopic.deadletter import rows as dead_letter
+from tabletopic.decode import metadata
+from tabletopic.decode.avro import WriterSchemas
+from tabletopic.decode.conform import conform_table
+from tabletopic.exceptions import CommitError, TabletopicError
+from tabletopic.kafka.records import RecordChunk
+from tabletopic.sink import TableSink
+
+log = structlog.get_logger(__name__)
+
+REPLAY_ID_KEY = "tabletopic.replay-id"
+MAX_ATTEMPTS = 10
+
+Coordinate = tuple[str, int, int]
+
+
+@dataclass
+class ReplayReport:
+    chosen: int = 0  # dead letters the filter picked
+    replayed: int = 0  # now rows of the table (appended by this run or found there)
+    still_bad: int = 0  # decoded again and still refused: they stay
+    appended: int = 0
+
+
+def replay(
+    catalog: Catalog,
+    spec: TableConfig,
+    group: str,
+    writer_schemas: WriterSchemas | None,
+    reason: str | None = None,
+    dry_run: bool = False,
+) -> ReplayReport:
+    if not spec.metadata_columns:
+        raise TabletopicError(f"{spec.table}: replay needs the Kafka metadata columns to find rows again")
+    letters_table = load_if_exists(catalog, dead_letter.dlq_identifier(spec.table))
+    report = ReplayReport()
+    if letters_table is None:
+        return report
+    chosen = letters_table.scan(
+        row_filter=_equal(dead_letter.REASON, reason) if reason else AlwaysTrue()
+    ).to_arrow()
+    report.chosen = chosen.num_rows
+    if not chosen.num_rows:
+        return report
+
+    # Step 1.
+    sink = TableSink(replace(spec, errors="dlq"), catalog, group, f"replay-{uuid.uuid4().hex[:8]}", RetryPolicy(),
+                     writer_schemas)
+    for chunk in _chunks(chosen):
+        sink.ingest(chunk, time.monotonic())
+    parts = sink.buffer.take()
+    rows = pa.concat_tables([held.rows() for held in parts.values()]) if parts else None
+    report.still_bad = sum(held.rows().num_rows for held in sink.dead_letters.take().values())
+    if rows is None or rows.num_rows == 0:
+        return report
+    report.replayed = rows.num_rows
+    if dry_run:
+        return report
+
+    # Step 2.
+    replay_id = str(uuid.uuid4())
+    for _ in range(MAX_ATTEMPTS):
+        table = catalog.load_table(spec.table)
+        fresh = rows.filter(pc.invert(_is_in(rows, _coordinates_in(table, rows))))
+        if fresh.num_rows:
+            files = write_data_files(table, conform_table(fresh, table.schema().as_arrow()))
+            try:
+                append_files(table, files, {REPLAY_ID_KEY: replay_id})
+            except CommitFailedException:
+                continue
+        report.appended = fresh.num_rows
+        break
+    else:
+        raise CommitError(f"{spec.table}: replay append did not land after {MAX_ATTEMPTS} attempts")
+    log.info("dlq.replayed", table=spec.table, rows=report.appended, replay_id=replay_id)
+
+    # Step 3.
+    condition = _matching(_coordinates(rows))
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            catalog.load_table(letters_table.name()).delete(delete_filter=condition)
+            break
+        except CommitFailedException:
+            continue
+    else:
+        raise CommitError(f"{spec.table}: dead letters replayed but not yet removed; run the replay again")
+    log.info("dlq.removed", table=dead_letter.dlq_identifier(spec.table), rows=report.replayed)
+    return report
+
+
+def _chunks(letters: pa.Table) -> list[RecordChunk]:
+    chunks: dict[tuple[str, int], RecordChunk] = {}
+    ordered = letters.sort_by([(metadata.TOPIC, "ascending"), (metadata.PARTITION, "ascending"),
+                               (metadata.OFFSET, "ascending")])
+    for row in ordered.to_pylist():
+        key = (row[metadata.TOPIC], row[metadata.PARTITION])
+        chunk = chunks.get(key)
+        if chunk is None:
+            chunk = chunks[key] = RecordChunk(*key)
+        timestamp = row[metadata.TIMESTAMP]
+        chunk.offsets.append(row[metadata.OFFSET])
+        chunk.keys.append(row[metadata.KEY])
+        chunk.values.append(row[dead_letter.VALUE])
+        chunk.timestamps_ms.append(None if timestamp is None else int(timestamp.timestamp() * 1000))
+        chunk.headers.append(row[metadata.HEADERS])
+    return list(chunks.values())
+
+
+def _coordinates(rows: pa.Table) -> set[Coordinate]:
+    columns = [rows[name].to_pylist() for name in (metadata.TOPIC, metadata.PARTITION, metadata.OFFSET)]
+    return set(zip(*columns, strict=True))
+
+
+def _matching(coordinates: set[Coordinate]) -> BooleanExpression:
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in coordinates:
+        by_partition.setdefault((topic, partition), []).append(offset)
+    terms: list[BooleanExpression] = [
+        And(_equal(metadata.TOPIC, topic), _equal(metadata.PARTITION, partition),
+            In(term=Reference(metadata.OFFSET), values={literal(offset) for offset in offsets}))
+        for (topic, partition), offsets in sorted(by_partition.items())
+    ]
+    return terms[0] if len(terms) == 1 else Or(*terms)
+
+
+def _equal(column: str, value: str | int) -> BooleanExpression:
+    return EqualTo(term=Reference(column), value=literal(value))
+
+
+def _coordinates_in(table: object, rows: pa.Table) -> set[Coordinate]:
+    from pyiceberg.table import Table
+
+    assert isinstance(table, Table)
+    present = table.scan(row_filter=_matching(_coordinates(rows)),
+                         selected_fields=(metadata.TOPIC, metadata.PARTITION, metadata.OFFSET)).to_arrow()
+    return _coordinates(present)
+
+
+def _is_in(rows: pa.Table, coordinates: set[Coordinate]) -> pa.Array:
+    return pa.array([c in coordinates for c in zip(
+        rows[metadata.TOPIC].to_pylist(), rows[metadata.PARTITION].to_pylist(), rows[metadata.OFFSET].to_pylist(),
+        strict=True)])
