@@ -27,6 +27,7 @@ from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config
+from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
@@ -66,7 +67,9 @@ class Service:
         )
         retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
         self.sinks = [
-            TableSink(spec, catalog, config.group_id, self.writer_id, retry, writer_schemas) for spec in config.tables
+            TableSink(spec, catalog, config.group_id, self.writer_id, retry, writer_schemas,
+                      DeadLetterTopic(config.kafka, spec.dead_letter_topic) if spec.dead_letter_topic else None)
+            for spec in config.tables
         ]
         self._sink_of_topic = {topic: sink for sink in self.sinks for topic in sink.spec.all_topics}
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)

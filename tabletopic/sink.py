@@ -24,6 +24,7 @@ from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.deadletter.reasons import Reason
+from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode import metadata, raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow, first_writer_schema
 from tabletopic.decode.base import BadValue, Decoded, Decoder, SchemaDrift
@@ -47,8 +48,10 @@ class TableSink:
         writer_id: str,
         retry: RetryPolicy,
         writer_schemas: WriterSchemas | None = None,
+        dead_letter_topic: DeadLetterTopic | None = None,
     ) -> None:
         self.spec = spec
+        self._dead_letter_topic = dead_letter_topic
         self.identifier = spec.table
         self._catalog = catalog
         self._writer_schemas = writer_schemas
@@ -258,6 +261,10 @@ class TableSink:
         outcome = self.dead_letter_committer.commit(letters)
         log.info("dead_letters.committed", table=identifier, rows=outcome.rows,
                  offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()})
+        if self._dead_letter_topic is not None:
+            # Every letter of the flush, even those an earlier attempt committed: a copy that failed
+            # to send then is sent now (at least once).
+            self._dead_letter_topic.send(pa.concat_tables([held.rows() for held in letters.values()]))
 
     def drop(self, tps: Iterable[TopicPartition]) -> None:
         wanted = list(tps)

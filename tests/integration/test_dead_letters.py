@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -62,9 +63,11 @@ def test_one_percent_poison_goes_to_the_dead_letters_with_its_reason(
         return good({"n": n, "memo": f"m{n}"}, context)
 
     produce(kafka.bootstrap, topic, ((None, str(n).encode(), value(n), None) for n in range(records)))
+    copies_topic = new_topic(1)
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
                            schema_registry={"url": registry.url},
-                           table_settings={"format": "avro", "max_record_bytes": MAX_RECORD_BYTES})
+                           table_settings={"format": "avro", "max_record_bytes": MAX_RECORD_BYTES,
+                                           "dead_letter_topic": copies_topic})
     writer = spawn_writer(config)
     iceberg = catalog_of(config)
     wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=writer)
@@ -83,12 +86,32 @@ def test_one_percent_poison_goes_to_the_dead_letters_with_its_reason(
     assert Counter(letter["reason"] for letter in letters) == Counter(kinds[(n // 100) % len(kinds)] for n in bad)
     audit = audit_cli(config, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert f"{len(bad) // PARTITIONS}" in audit.stdout or "dead" in audit.stdout
+    assert sum(int(line.split()[5]) for line in audit.stdout.splitlines()[1:-1]) == len(bad)  # the `dead` column
+
+    # The copies on the dead-letter topic (at least once; this run had no crash, so exactly once).
+    copies = read_all(kafka.bootstrap, copies_topic)
+    assert sorted(int(key) for key, _ in copies) == sorted(bad)
+    assert {headers["tabletopic.reason"].decode() for _, headers in copies} == set(kinds)
 
 
 OLD = [(None, None, json.dumps({"n": n, "s": {"a": n}}).encode(), None) for n in range(2000)]
 NEW = [(None, None, json.dumps({"n": n, "s": {"a": n, "b": f"b{n}"}, "extra": n * 2}).encode(), None)
        for n in range(2000, 3000)]
+
+
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[tuple[bytes, dict[str, bytes]]] = []
+    try:
+        idle = 0
+        while idle < 5:
+            messages = consumer.consume(1000, timeout=1.0)
+            idle = 0 if messages else idle + 1
+            got += [(m.key(), dict(m.headers() or [])) for m in messages if m.error() is None]
+    finally:
+        consumer.close()
+    return got
 
 
 def drift_run(kafka, new_topic, spawn_writer, tmp_path, policy: str):  # type: ignore[no-untyped-def]
