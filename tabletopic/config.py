@@ -31,6 +31,7 @@ Format = Literal["json", "avro", "raw"]
 FORMATS = ("json", "avro", "raw")
 ErrorPolicy = Literal["dlq", "fail", "skip"]
 JsonDrift = Literal["evolve", "strict", "ignore"]
+ColumnNames = Literal["as_is", "lowercase"]
 # Kafka's own default limit is 1 MiB; a record far past it is more likely a mistake than data.
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
@@ -92,6 +93,7 @@ class TableConfig:
     dead_letter_topic: str | None = None  # also produce dead letters to this Kafka topic
     json_drift: JsonDrift = "evolve"  # JSON fields the table does not have: add, dead-letter, or drop
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # larger values are dead letters (`oversized`)
+    column_names: ColumnNames = "as_is"  # `lowercase`: field names folded, so userId and UserID are one column
 
     @property
     def all_topics(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import time
 from collections import Counter
@@ -26,10 +27,11 @@ from tabletopic.deadletter import rows as dead_letter
 from tabletopic.deadletter.reasons import Reason
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode import metadata, raw
-from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow, first_writer_schema
+from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.base import BadValue, Decoded, Decoder, SchemaDrift
 from tabletopic.decode.conform import conform_table
 from tabletopic.decode.json import JsonDecoder, infer_schema
+from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.exceptions import CommitError, RecordError, SchemaError
 from tabletopic.kafka.records import RecordChunk
 
@@ -61,6 +63,7 @@ class TableSink:
         self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(spec.table), group, writer_id,
                                                retry, offset_column=metadata.OFFSET)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start
+        self._lowercase = spec.column_names == "lowercase"
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
         table = load_if_exists(catalog, spec.table)
@@ -83,7 +86,7 @@ class TableSink:
             return JsonDecoder(value_schema, self.spec.json_drift)
         if self.spec.format == "avro":
             assert self._writer_schemas is not None, "config validation requires a registry for avro"
-            return AvroDecoder(self._writer_schemas, value_schema)
+            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase)
         return raw.RawDecoder()
 
     def _value_schema_from(self, chunk: RecordChunk) -> pa.Schema:
@@ -92,7 +95,10 @@ class TableSink:
         if self.spec.format == "avro":
             assert self._writer_schemas is not None
             writer = first_writer_schema(self._writer_schemas, chunk.values)
-            return pa.schema([]) if writer is None else avro_to_arrow(writer)
+            try:
+                return pa.schema([]) if writer is None else writer_arrow_schema(writer, self._lowercase)
+            except NameCollision as exc:
+                raise SchemaError("(value)", str(exc)) from None
         return raw.SCHEMA
 
     def _create_for(self, chunk: RecordChunk) -> None:
@@ -123,22 +129,26 @@ class TableSink:
     def ingest(self, chunk: RecordChunk, now: float) -> None:
         """Decode and buffer a chunk; bad records go the way of the table's error policy
         (`fail`: the good ones before the first bad one are buffered, then RecordError)."""
-        if self._decoder is None:
-            self._create_for(chunk)
         tp = (chunk.topic, chunk.partition)
-        oversized = [
+        pre_bad = [
             BadValue(i, f"value of {len(v)} bytes is over max_record_bytes ({self.spec.max_record_bytes})",
                      Reason.OVERSIZED)
             for i, v in enumerate(chunk.values) if v is not None and len(v) > self.spec.max_record_bytes
         ]
-        work, positions = chunk, list(range(len(chunk)))
-        if oversized:
-            skip = {b.index for b in oversized}
+        work = chunk
+        if self._lowercase and self.spec.format == "json":
+            work, collisions = self._lowercased(chunk, {b.index for b in pre_bad})
+            pre_bad += collisions
+        positions = list(range(len(chunk)))
+        if pre_bad:
+            skip = {b.index for b in pre_bad}
             positions = [i for i in positions if i not in skip]
-            work = chunk.select(positions)
-        decoded = self._decode(work)
+            work = work.select(positions)
+        if self._decoder is None:
+            self._create_for(work if len(work) else chunk)
+        decoded = self._decode(work) if len(work) else Decoded(pa.table({}), [], [])
         good = positions if decoded.good is None else [positions[i] for i in decoded.good]
-        bad = oversized + [b.at(positions[b.index]) for b in decoded.bad]
+        bad = pre_bad + [b.at(positions[b.index]) for b in decoded.bad]
         rows = self._assemble(chunk if len(good) == len(chunk) else chunk.select(good), decoded.rows)
         rows, good, nulls = self._without_required_nulls(rows, good)
         bad = sorted(bad + nulls, key=lambda b: b.index)
@@ -148,6 +158,21 @@ class TableSink:
         if bad:
             self._on_bad(chunk, bad, rows, good, now)
         self.buffer.add(tp, chunk.first, chunk.last, rows, now)
+
+    def _lowercased(self, chunk: RecordChunk, skip: set[int]) -> tuple[RecordChunk, list[BadValue]]:
+        schema = self._arrow_schema if self._arrow_schema is not None else pa.schema([])
+        values: list[bytes | None] = []
+        bad: list[BadValue] = []
+        for index, value in enumerate(chunk.values):
+            if value is None or index in skip:
+                values.append(value)
+                continue
+            try:
+                values.append(lowercase_json(value, schema))
+            except NameCollision as exc:
+                values.append(value)
+                bad.append(BadValue(index, str(exc), Reason.INCOMPATIBLE_SCHEMA))
+        return dataclasses.replace(chunk, values=values), bad
 
     def _decode(self, chunk: RecordChunk) -> Decoded:
         for _ in range(MAX_EVOLUTIONS_PER_BATCH):

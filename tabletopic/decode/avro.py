@@ -23,6 +23,7 @@ import pyarrow as pa
 from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
+from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.exceptions import SchemaError
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
@@ -71,17 +72,22 @@ class AvroDecoder:
     raises SchemaDrift before any row is made; one it cannot take makes its records dead letters.
     """
 
-    def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema) -> None:
+    def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema, lowercase: bool = False) -> None:
         self._schemas = schemas
         self.schema = arrow_schema
+        self._lowercase = lowercase
         self._plans: dict[int, EvolutionPlan] = {}
+        self._renamers: dict[int, Rename | None] = {}
 
     def _plan(self, schema_id: int) -> EvolutionPlan:
         plan = self._plans.get(schema_id)
         if plan is None:
+            writer = self._schemas.parsed(schema_id)
             try:
-                plan = plan_evolution(self.schema, avro_to_arrow(self._schemas.parsed(schema_id)))
-            except SchemaError as exc:
+                incoming = writer_arrow_schema(writer, self._lowercase)
+                self._renamers[schema_id] = avro_renamer(writer) if self._lowercase else None
+                plan = plan_evolution(self.schema, incoming)
+            except (SchemaError, NameCollision) as exc:
                 plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
             self._plans[schema_id] = plan
         return plan
@@ -164,7 +170,8 @@ class AvroDecoder:
                            schema_id)
         if self._schemas.needs_fixing(schema_id):
             record = _as_column_values(record)
-        return record
+        rename = self._renamers.get(schema_id)
+        return rename(record) if rename is not None else record
 
 
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
@@ -193,6 +200,15 @@ def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) 
         except (ValueError, UnknownSchemaId):
             continue
     return None
+
+
+def writer_arrow_schema(writer: Any, lowercase: bool) -> pa.Schema:
+    """The Arrow schema of a writer schema, its names folded to lower case if the table asks for it."""
+    schema = avro_to_arrow(writer)
+    if lowercase:
+        avro_renamer(writer)  # raises NameCollision for fields that fold together
+        return lowercase_schema(schema)
+    return schema
 
 
 def avro_to_arrow(schema: Any) -> pa.Schema:

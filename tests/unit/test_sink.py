@@ -154,3 +154,35 @@ def test_a_null_for_a_required_column_is_a_dead_letter(catalog):
     assert json_sink.bad_records == {"null_required": 1}
     json_sink.flush()
     assert catalog.load_table("ns.t").scan().to_arrow().to_pylist() == [{"id": 1, "v": 1}]
+
+
+def test_a_first_batch_of_bad_records_only_still_moves_the_offsets(catalog):
+    json_sink = sink(catalog, max_record_bytes=10)
+    json_sink.ingest(chunk([b'{"a": "far too long"}', b'{"a": "also too long"}'], first=5), now=0.0)
+    assert json_sink.flush().committed == {("topic", 0): 7}
+    assert rows_of(catalog, dlq_identifier("ns.t"), "reason", "_kafka_offset") == [
+        {"reason": "oversized", "_kafka_offset": 5}, {"reason": "oversized", "_kafka_offset": 6}]
+
+
+def test_lowercase_column_names_fold_keys_into_one_column_and_keep_map_keys(catalog):
+    json_sink = sink(catalog, column_names="lowercase")
+    json_sink.ingest(chunk([b'{"UserId": 1, "Address": {"City": "x"}}'], first=0), now=0.0)
+    json_sink.ingest(chunk([b'{"userID": 2, "ADDRESS": {"city": "y", "Zip": 3}}', b'{"userid": 3, "UserId": 4}'],
+                           first=1), now=0.0)
+    json_sink.flush()
+    table = catalog.load_table("ns.t")
+    assert [f.name for f in table.schema().fields][:2] == ["userid", "address"]
+    rows = rows_of(catalog, "ns.t", "userid", "address", "_kafka_offset")
+    assert [(r["userid"], r["address"]) for r in rows] == [(1, {"city": "x", "zip": None}),
+                                                          (2, {"city": "y", "zip": 3})]
+    letters = rows_of(catalog, dlq_identifier("ns.t"), "reason", "message", "_kafka_offset")
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [(2, "incompatible_schema")]
+    assert "'userid' and 'UserId' differ only by case" in letters[0]["message"]
+
+
+def test_lowercase_keeps_the_keys_of_map_columns(catalog):
+    create_table(catalog, "ns.t", pa.schema([pa.field("tags", pa.map_(pa.string(), pa.string()))]), [], {})
+    json_sink = sink(catalog, column_names="lowercase", metadata_columns=False)
+    json_sink.ingest(chunk([b'{"Tags": {"Env": "Prod"}}']), now=0.0)
+    json_sink.flush()
+    assert catalog.load_table("ns.t").scan().to_arrow().to_pylist() == [{"tags": [("Env", "Prod")]}]

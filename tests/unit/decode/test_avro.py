@@ -138,3 +138,26 @@ def test_times_of_day_become_microseconds_since_midnight():
     avro = AvroDecoder(WriterSchemas(Registry()), avro_to_arrow(fastavro.parse_schema(schema)))  # type: ignore[arg-type]
     row = avro.decode(chunk([value])).rows.to_pylist()[0]
     assert row == {"t": 3723000004, "ms": 1500000}
+
+
+def test_lowercase_column_names_rename_avro_fields_at_every_level():
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "UserId", "type": "long"},
+        {"name": "Lines", "type": {"type": "array", "items": {"type": "record", "name": "L", "fields": [
+            {"name": "SKU", "type": ["null", "string"]}]}}},
+        {"name": "Attrs", "type": {"type": "map", "values": "string"}}]}
+
+    class Registry:
+        def schema_text(self, schema_id: int) -> str:
+            return json.dumps(schema)
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema),
+                               {"UserId": 7, "Lines": [{"SKU": "a"}], "Attrs": {"Key": "V"}})
+    from tabletopic.decode.avro import writer_arrow_schema
+
+    parsed = fastavro.parse_schema(schema)
+    avro = AvroDecoder(WriterSchemas(Registry()), writer_arrow_schema(parsed, True), lowercase=True)  # type: ignore[arg-type]
+    decoded = avro.decode(chunk([struct.pack(">bI", 0, 1) + body.getvalue()]))
+    assert decoded.bad == []
+    assert decoded.rows.to_pylist() == [{"userid": 7, "lines": [{"sku": "a"}], "attrs": [("Key", "V")]}]
