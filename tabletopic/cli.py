@@ -1,4 +1,4 @@
-"""The `tabletopic` command: run, audit, dlq replay, quickstart."""
+"""The `tabletopic` command: run, audit, dlq replay, compact, maintain, quickstart."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from tabletopic.config import Config, load_config
 from tabletopic.exceptions import AuditError, ConfigError
 
 EXIT_CONFIG = 2
+DEFAULT_TARGET_FILE_BYTES = 512 * 1024 * 1024
+# Maintenance runs beside the writers and must not starve them of CPU.
+MAINTENANCE_NICENESS = 10
 
 
 def _connection_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--reason", help="only dead letters with this reason code, e.g. unknown_schema_id")
     replay.add_argument("--dry-run", action="store_true", help="decode and count, change nothing")
 
+    compact = commands.add_parser("compact", help="rewrite a table's small files into bigger ones, once")
+    _add_connection_flags(compact)
+    compact.add_argument("--table", required=True, help="NAMESPACE.TABLE")
+    compact.add_argument("--target-file-size", type=int, default=DEFAULT_TARGET_FILE_BYTES,
+                         help=f"bytes per rewritten file (default {DEFAULT_TARGET_FILE_BYTES})")
+    compact.add_argument("--min-files", type=int, default=2, help="fewest small files worth one rewrite")
+
+    maintain = commands.add_parser("maintain", help="compact, expire snapshots, remove orphan files, once")
+    _add_connection_flags(maintain)
+    maintain.add_argument("--table", required=True, help="NAMESPACE.TABLE")
+    maintain.add_argument("--target-file-size", type=int, default=DEFAULT_TARGET_FILE_BYTES)
+    maintain.add_argument("--min-files", type=int, default=2)
+    maintain.add_argument("--expire-older-than-hours", type=float, default=24.0,
+                          help="expire snapshots older than this (never the chain recovery needs)")
+    maintain.add_argument("--keep-snapshots", type=int, default=20, help="newest snapshots always kept")
+    maintain.add_argument("--orphans-older-than-hours", type=float, default=24.0,
+                          help="safety age: a younger unreferenced file may belong to a commit in flight")
+    maintain.add_argument("--dry-run", action="store_true", help="list orphan files, change nothing")
+
     quickstart = commands.add_parser("quickstart", help="local broker + sample events + writer + rows")
     quickstart.add_argument("--records", type=int, default=10_000)
     quickstart.add_argument("--warehouse", default="warehouse")
@@ -115,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "dlq":
             return _replay(args)
+        if args.command == "compact":
+            return _compact(args)
+        if args.command == "maintain":
+            return _maintain(args)
         if args.command == "quickstart":
             logs.configure("info")
             from tabletopic.quickstart import quickstart
@@ -177,4 +203,50 @@ def _replay(args: argparse.Namespace) -> int:
     verb = "would replay" if args.dry_run else "replayed"
     print(f"dead letters chosen: {report.chosen}, {verb}: {report.replayed} (appended {report.appended}), "
           f"still bad: {report.still_bad}")
+    return 0
+
+
+def _maintenance_catalog(args: argparse.Namespace) -> Any:
+    from tabletopic.catalog.loader import open_catalog
+
+    if args.target_file_size <= 0 or args.min_files < 2:
+        raise ConfigError("--target-file-size" if args.target_file_size <= 0 else "--min-files",
+                          "must be above 0" if args.target_file_size <= 0 else "must be 2 or more")
+    flags = _connection_flags(args)
+    flags["tables"] = [{"table": args.table, "topic": "-", "format": "raw"}]  # validation only
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
+    logs.configure(config.log_level)
+    os.nice(MAINTENANCE_NICENESS)
+    return open_catalog(config.catalog)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from tabletopic.compaction.rewrite import compact
+
+    result = compact(_maintenance_catalog(args), args.table, args.target_file_size, args.min_files)
+    print(f"compacted {args.table}: {result.files_removed} files into {result.files_added} "
+          f"({result.rows} rows, {result.attempts} attempts{', abandoned' if result.abandoned else ''})")
+    return 0 if not result.abandoned else 1
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    import time
+
+    from tabletopic.compaction.expire import expire
+    from tabletopic.compaction.orphans import remove_orphans
+    from tabletopic.compaction.rewrite import compact
+
+    catalog = _maintenance_catalog(args)
+    now_ms = int(time.time() * 1000)
+    if not args.dry_run:
+        result = compact(catalog, args.table, args.target_file_size, args.min_files)
+        print(f"compacted: {result.files_removed} files into {result.files_added}")
+        expired = expire(catalog, args.table, now_ms - int(args.expire_older_than_hours * 3_600_000),
+                         args.keep_snapshots)
+        print(f"expired: {expired.expired} snapshots, {expired.files_deleted} files deleted")
+    orphans = remove_orphans(catalog, args.table, now_ms - int(args.orphans_older_than_hours * 3_600_000),
+                             args.dry_run)
+    for path in orphans:
+        print(f"orphan: {path}")
+    print(f"orphans: {len(orphans)} {'found (dry run)' if args.dry_run else 'removed'}")
     return 0

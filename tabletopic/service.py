@@ -42,6 +42,8 @@ EXIT_BAD_RECORD = 1
 EXIT_CONFIG = 2
 EXIT_SHUTDOWN_TIMEOUT = 3
 EXIT_COMMIT_FAILED = 4
+# An unexpected error (Python's own exit code for it, 1, would read as "bad record"): restartable.
+EXIT_CRASHED = 70
 
 
 @dataclass
@@ -106,10 +108,10 @@ class Service:
         )
         try:
             code = self._loop()
-        except BaseException:
+        except Exception:
             log.exception("service.crashed")
             self.consumer.close()
-            raise
+            return EXIT_CRASHED
         return self._shutdown(code)
 
     def _loop(self) -> int:

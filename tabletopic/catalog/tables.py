@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 
 import pyarrow as pa
 import structlog
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.schema import assign_fresh_schema_ids
 from pyiceberg.table import Table
 
@@ -22,6 +21,9 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     # Our committer runs its own reload → check → append loop; pyiceberg's retry would skip the check.
     "commit.retry.num-retries": "0",
+    # A commit every 30 s would otherwise leave thousands of metadata.json files behind.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
 }
 
 
@@ -49,14 +51,23 @@ def create_table(
 ) -> Table:
     """Create the table (format v2, zstd, pyiceberg retries off), or load it if another writer won the race."""
     namespace = identifier.rsplit(".", 1)[0]
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    try:
         catalog.create_namespace(namespace)
+    except Exception:
+        # Two workers creating it at once: some catalogs answer the loser with a server error,
+        # not "already exists" (the REST fixture's SQLite does).
+        if not catalog.namespace_exists(namespace):
+            raise
     schema = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(arrow_schema))
     spec = build_spec(schema, [parse_term(term) for term in partition_by])
     properties = {**TABLE_PROPERTIES, **extra_properties, "commit.retry.num-retries": "0"}
     try:
         table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
     except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
+    except Exception:
+        if not catalog.table_exists(identifier):
+            raise
         return catalog.load_table(identifier)
     log.info("table.created", table=identifier, columns=len(schema.fields), partition_by=partition_by)
     return table

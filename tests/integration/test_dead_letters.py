@@ -214,7 +214,9 @@ def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, s
                            commit={"interval_seconds": 0.5}, consumer={"batch_size": 2000})
 
     def value(n: int) -> bytes:
-        return b"{broken %d" % n if n % 50 == 3 else json.dumps({"n": n}).encode()
+        if n % 50 == 3:
+            return b"{broken %d" % n
+        return json.dumps({"n": f"n{n}" if n % 50 == 13 else n}).encode()  # a string in a long column
 
     def produce_slowly() -> None:
         for start in range(0, records, 3000):
@@ -239,10 +241,11 @@ def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, s
     wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=final)
     assert final.stop() == 0, final.log()
 
-    bad = [n for n in range(records) if n % 50 == 3]
+    bad = [n for n in range(records) if n % 50 in (3, 13)]
     values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
     assert sorted(values) == sorted(set(range(records)) - set(bad))
-    keys = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("_kafka_key",)).to_arrow()
-    assert sorted(int(k) for k in keys["_kafka_key"].to_pylist()) == bad
+    letters = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("_kafka_key", "reason")).to_arrow()
+    assert sorted(int(k) for k in letters["_kafka_key"].to_pylist()) == bad
+    assert Counter(letters["reason"].to_pylist()) == {"malformed_json": len(bad) // 2, "type_mismatch": len(bad) // 2}
     audit = audit_cli(config, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
