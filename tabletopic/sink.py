@@ -17,7 +17,7 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog.evolve import evolve
 from tabletopic.catalog.schema_check import check_schema
-from tabletopic.catalog.tables import create_table, ensure_no_retry, load_if_exists, table_schema
+from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer
 from tabletopic.commit.committer import CommitOutcome, Committer, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
@@ -73,7 +73,6 @@ class TableSink:
     # --- table and decoder ---------------------------------------------------------------------
 
     def _use(self, table: Table) -> None:
-        table = ensure_no_retry(self._catalog, table)
         self._arrow_schema = table.schema().as_arrow()
         with_metadata = self.spec.metadata_columns
         value_schema = pa.schema([f for f in self._arrow_schema if not (with_metadata and f.name in metadata.NAMES)])

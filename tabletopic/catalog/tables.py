@@ -19,8 +19,6 @@ log = structlog.get_logger(__name__)
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
-    # Our committer runs its own reload → check → append loop; pyiceberg's retry would skip the check.
-    "commit.retry.num-retries": "0",
     # A commit every 30 s would otherwise leave thousands of metadata.json files behind.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
@@ -49,7 +47,7 @@ def create_table(
     partition_by: list[str],
     extra_properties: Mapping[str, str],
 ) -> Table:
-    """Create the table (format v2, zstd, pyiceberg retries off), or load it if another writer won the race."""
+    """Create the table (format v2, zstd), or load it if another writer won the race."""
     namespace = identifier.rsplit(".", 1)[0]
     try:
         catalog.create_namespace(namespace)
@@ -60,7 +58,7 @@ def create_table(
             raise
     schema = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(arrow_schema))
     spec = build_spec(schema, [parse_term(term) for term in partition_by])
-    properties = {**TABLE_PROPERTIES, **extra_properties, "commit.retry.num-retries": "0"}
+    properties = {**TABLE_PROPERTIES, **extra_properties}
     try:
         table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
     except TableAlreadyExistsError:
@@ -71,13 +69,3 @@ def create_table(
         return catalog.load_table(identifier)
     log.info("table.created", table=identifier, columns=len(schema.fields), partition_by=partition_by)
     return table
-
-
-def ensure_no_retry(catalog: Catalog, table: Table) -> Table:
-    """Switch pyiceberg's own commit retry off on a table someone else created."""
-    if table.properties.get("commit.retry.num-retries") == "0":
-        return table
-    with table.transaction() as transaction:
-        transaction.set_properties({"commit.retry.num-retries": "0"})
-    log.info("table.retry_disabled", table=".".join(table.name()))
-    return catalog.load_table(table.name())

@@ -1,8 +1,8 @@
 """Commits buffered rows to one Iceberg table under the exactly-once protocol (docs/architecture.md).
 
-The committer owns its retry loop: pyiceberg's own retry is switched off on our tables
-(`commit.retry.num-retries=0`) because it re-applies an append on a new base without the
-offset check below.
+The committer owns its retry loop: pyiceberg's own retry is switched off for our commits
+(`without_pyiceberg_retries`) because it re-applies an append on a new base without the
+offset check below. The table's property is left alone, so other engines keep their retries.
 """
 
 from __future__ import annotations
@@ -195,9 +195,22 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     return list(_dataframe_to_data_files(table_metadata=table.metadata, df=rows, io=table.io))
 
 
+PYICEBERG_RETRIES = "commit.retry.num-retries"
+
+
+def without_pyiceberg_retries(table: Table) -> Table:
+    """`table` with pyiceberg's commit retry off for commits made through it, whatever the table's
+    own `commit.retry.num-retries` says (that property also drives Spark's and Java's retries)."""
+    if table.metadata.properties.get(PYICEBERG_RETRIES) == "0":
+        return table
+    properties = {**table.metadata.properties, PYICEBERG_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
+
+
 def append_files(table: Table, files: list[DataFile], properties: dict[str, str]) -> int | None:
     """One fast-append snapshot holding `files`; raises CommitFailedException if the table moved."""
-    transaction = table.transaction()
+    transaction = without_pyiceberg_retries(table).transaction()
     with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
         for data_file in files:
             append.append_data_file(data_file)

@@ -15,6 +15,8 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.typedef import EMPTY_DICT
 
+from tabletopic.commit.committer import without_pyiceberg_retries
+
 
 class _ReplaceFiles(_OverwriteFiles):
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
@@ -29,6 +31,7 @@ class _ReplaceFiles(_OverwriteFiles):
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
     """One `replace` snapshot on `main`; raises CommitFailedException if the table moved since `table` was loaded."""
+    table = without_pyiceberg_retries(table)  # our loop validates and retries (compaction.rewrite)
     transaction = table.transaction()
     producer = _ReplaceFiles(operation=Operation.REPLACE, transaction=transaction, io=table.io,
                              snapshot_properties=properties)

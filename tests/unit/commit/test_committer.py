@@ -46,7 +46,19 @@ def test_a_commit_carries_cumulative_offsets_commit_id_and_writer(catalog):
     summary = table.current_snapshot().summary
     assert summary[WRITER_ID_KEY] == "writer-a" and summary[COMMIT_ID_KEY]
     assert outcome.committed == {("t", 1): 5}
-    assert table.properties["commit.retry.num-retries"] == "0"
+
+
+def test_pyiceberg_never_retries_our_appends_whatever_the_table_property_says(catalog):
+    a = committer(catalog, "a")
+    a.commit({("t", 0): part(0, 0, 9)})
+    with catalog.load_table("ns.t").transaction() as transaction:
+        transaction.set_properties({"commit.retry.num-retries": "4"})  # as Spark users would want it
+    stale = catalog.load_table("ns.t")
+    a.commit({("t", 0): part(0, 10, 19)})
+    # pyiceberg would re-apply this on the new base with an offsets map computed for the old one.
+    with pytest.raises(CommitFailedException):
+        append_files(stale, write_data_files(stale, part(0, 20, 29).rows()), {})
+    assert catalog.load_table("ns.t").properties["commit.retry.num-retries"] == "4"
 
 
 def test_a_replayed_batch_is_dropped_and_an_overlapping_one_is_fenced(catalog):
