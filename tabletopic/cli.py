@@ -127,12 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _run_flags(args))
             logs.configure(config.log_level)
             workers = config.workers or os.cpu_count() or 1
-            if workers > 1:
-                from tabletopic.supervisor import Supervisor
+            maintenance = _start_maintenance(config)
+            try:
+                if workers > 1:
+                    from tabletopic.supervisor import Supervisor
 
-                worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
-                return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
-            return _run(config)
+                    worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
+                    return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
+                return _run(config)
+            finally:
+                if maintenance is not None:
+                    maintenance.stop()
         if args.command == "audit":
             return _audit(args)
         if args.command == "dlq":
@@ -150,6 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tabletopic: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(args.command)
+
+
+def _start_maintenance(config: Config) -> Any:
+    if not config.maintenance.enabled:
+        return None
+    from tabletopic.compaction.scheduler import MaintenanceProcess
+
+    return MaintenanceProcess(config).start()
 
 
 def _run(config: Config) -> int:

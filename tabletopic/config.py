@@ -101,6 +101,19 @@ class TableConfig:
 
 
 @dataclass
+class MaintenanceConfig:
+    enabled: bool = True  # a maintenance process beside the writers (compaction/scheduler.py)
+    check_interval_seconds: float = 60.0
+    target_file_size_bytes: int = 512 * 1024 * 1024
+    min_small_files: int = 50  # compact a table once its current snapshot has this many small files
+    expire_interval_seconds: float = 3600.0
+    expire_older_than_hours: float = 24.0
+    keep_snapshots: int = 100
+    orphans_interval_seconds: float = 86400.0
+    orphans_older_than_hours: float = 24.0  # a younger unreferenced file may be a commit in flight
+
+
+@dataclass
 class Config:
     kafka: dict[str, str] = field(default_factory=dict)
     group_id: str = DEFAULT_GROUP
@@ -108,6 +121,7 @@ class Config:
     schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
     commit: CommitConfig = field(default_factory=CommitConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     shutdown_timeout_seconds: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     workers: int | None = None  # worker processes; None: one per core
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -292,6 +306,12 @@ def validate(config: Config) -> None:
         raise ConfigError("commit.max_buffer_bytes", "must be above 0")
     if config.commit.max_process_buffer_bytes <= 0:
         raise ConfigError("commit.max_process_buffer_bytes", "must be above 0")
+    if config.maintenance.target_file_size_bytes <= 0:
+        raise ConfigError("maintenance.target_file_size_bytes", "must be above 0")
+    if config.maintenance.min_small_files < 2:
+        raise ConfigError("maintenance.min_small_files", "must be 2 or more")
+    if config.maintenance.orphans_older_than_hours < 1:
+        raise ConfigError("maintenance.orphans_older_than_hours", "must be 1 or more: younger files may be in flight")
     if config.consumer.batch_size <= 0:
         raise ConfigError("consumer.batch_size", "must be above 0")
     if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":

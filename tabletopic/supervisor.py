@@ -13,6 +13,7 @@ replicas on other hosts). The parent only supervises:
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -56,7 +57,9 @@ class Supervisor:
         self._stopping = False
 
     def _start(self, slot: WorkerSlot) -> None:
-        slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv])
+        # One maintenance process for the pool, the parent's: not one per worker.
+        env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false"}
+        slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv], env=env)
         slot.started_at = time.monotonic()
         slot.restart_at = None
         log.info("supervisor.worker_started", worker=slot.index, pid=slot.process.pid)

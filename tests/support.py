@@ -35,6 +35,8 @@ def writer_config(
         "workers": overrides.pop("workers", 1),
         "catalog": overrides.pop("catalog", {"warehouse": str(warehouse)}),
         "commit": {"interval_seconds": 1, **overrides.pop("commit", {})},
+        # Off unless a test is about it: it is a process of its own, and these tests are about the writer.
+        "maintenance": {"enabled": False, **overrides.pop("maintenance", {})},
         "tables": [{"table": table, "topic": topic, **overrides.pop("table_settings", {})}],
     }
     config.update(overrides)

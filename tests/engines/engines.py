@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Protocol
 
 from pyiceberg.catalog import load_catalog
 
+from tabletopic.local.duckdb_extensions import extension_path
 from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tabletopic.local.trino import LocalTrino
@@ -69,7 +69,7 @@ class DuckDBEngine:
         self.con.execute("SET autoinstall_known_extensions=false; SET autoload_known_extensions=false")
         self.con.execute("SET TimeZone='UTC'")
         for extension in ("httpfs", "avro", "iceberg"):
-            self.con.execute(f"LOAD '{_duckdb_extension(extension, duckdb.__version__)}'")
+            self.con.execute(f"LOAD '{extension_path(extension, duckdb.__version__)}'")
         endpoint = rest.s3.endpoint.removeprefix("http://")
         self.con.execute(
             f"CREATE SECRET lake_s3 (TYPE s3, PROVIDER config, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', "
@@ -226,13 +226,6 @@ def _java17_home() -> str:
         if (candidate / "bin" / "java").exists():
             return str(candidate)
     raise RuntimeError("Spark needs Java 17: apt-get install -y openjdk-17-jdk-headless")
-
-
-def _duckdb_extension(name: str, version: str) -> Path:
-    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"pip install duckdb-extension-{name}=={version}  (or: make setup)")
-    return Path(next(iter(spec.submodule_search_locations))) / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
 
 
 def _quote(column: str) -> str:

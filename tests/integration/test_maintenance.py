@@ -77,3 +77,50 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
     assert len(loaded.snapshots()) <= 2
     assert len(loaded.inspect.files()) <= 4  # two buckets: the compacted file and the last commit's, each
     assert_exactly_once(iceberg, config, topic, table, RECORDS + 100)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_built_in_maintenance_compacts_while_the_writer_runs_and_dies_with_it(kafka, new_topic, spawn_writer,
+                                                                              tmp_path):
+    records = 20_000
+    topic = new_topic(PARTITIONS)
+    table = "maint.builtin"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           commit={"interval_seconds": 0.5},
+                           maintenance={"enabled": True, "check_interval_seconds": 1, "min_small_files": 6,
+                                        "expire_interval_seconds": 3, "expire_older_than_hours": 0,
+                                        "keep_snapshots": 3})
+
+    def produce_slowly() -> None:
+        for start in range(0, records, 1000):
+            produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
+                                             for n in range(start, start + 1000)))
+            time.sleep(0.5)
+
+    producer = threading.Thread(target=produce_slowly)
+    producer.start()
+    writer = spawn_writer(config)
+    pid = writer.wait_for("maintenance.started", timeout=60)["pid"]
+    writer.wait_for("compaction.done", timeout=120)
+    writer.wait_for("snapshots.expired", timeout=120)
+    writer.kill()
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid), "the maintenance process outlived a writer killed with -9"
+    producer.join()
+
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    pid = writer.wait_for("maintenance.started", timeout=60)["pid"]
+    assert writer.stop() == 0, writer.log()
+    assert not _alive(pid)
+    assert_exactly_once(iceberg, config, topic, table, records)

@@ -1,0 +1,134 @@
+"""Built-in maintenance: a process beside the writers that compacts, expires and cleans each table
+when its triggers say so. Started by `tabletopic run` (unless `maintenance.enabled: false`) at a
+lower CPU priority; it never blocks a data commit (compaction rebases on the writers' appends).
+
+Triggers, per table, checked every `check_interval_seconds`: small files in the current
+snapshot (at least `min_small_files`, or a target file's worth of bytes in them) → compact;
+every `expire_interval_seconds` → expire; every `orphans_interval_seconds` → orphan cleanup.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pyiceberg.catalog import Catalog
+
+from tabletopic.catalog.tables import load_if_exists
+from tabletopic.config import Config, MaintenanceConfig
+
+log = structlog.get_logger(__name__)
+
+NICENESS = 10
+
+
+@dataclass
+class TableState:
+    last_expire: float = 0.0
+    last_orphans: float = 0.0
+
+
+@dataclass
+class SmallFiles:
+    count: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Due:
+    compact: str | None = None  # the reason, for the log
+    expire: bool = False
+    orphans: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+
+def due(now: float, state: TableState, small: SmallFiles, settings: MaintenanceConfig) -> Due:
+    """What to run on one table now. Pure."""
+    result = Due()
+    if small.count >= 2 and (small.count >= settings.min_small_files or small.bytes >= settings.target_file_size_bytes):
+        result.compact = f"{small.count} small files, {small.bytes} bytes"
+    result.expire = now - state.last_expire >= settings.expire_interval_seconds
+    result.orphans = now - state.last_orphans >= settings.orphans_interval_seconds
+    return result
+
+
+def small_files(catalog: Catalog, identifier: str, target_bytes: int) -> SmallFiles:
+    table = load_if_exists(catalog, identifier)
+    if table is None or table.current_snapshot() is None:
+        return SmallFiles()
+    sizes = [task.file.file_size_in_bytes for task in table.scan().plan_files()]
+    small = [size for size in sizes if size < target_bytes * 3 // 4]
+    return SmallFiles(len(small), sum(small))
+
+
+def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) -> None:
+    """The maintenance process's loop; one table's failure is logged and the others go on."""
+    from tabletopic import logs
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.compaction.expire import expire
+    from tabletopic.compaction.orphans import remove_orphans
+    from tabletopic.compaction.rewrite import compact
+
+    logs.configure(config.log_level)
+    os.nice(NICENESS)
+    settings = config.maintenance
+    catalog = open_catalog(config.catalog)
+    # The first expiry and orphan runs wait one interval: a restart loop must not turn into a cleanup loop.
+    started = time.monotonic()
+    states = {t.table: TableState(started, started) for t in config.tables}
+    while not stopping():
+        for spec in config.tables:
+            now = time.monotonic()
+            state = states[spec.table]
+            try:
+                todo = due(now, state, small_files(catalog, spec.table, settings.target_file_size_bytes), settings)
+                if todo.compact:
+                    log.info("maintenance.triggered", table=spec.table, action="compact", reason=todo.compact)
+                    compact(catalog, spec.table, settings.target_file_size_bytes)
+                if todo.expire:
+                    log.info("maintenance.triggered", table=spec.table, action="expire", reason="schedule")
+                    expire(catalog, spec.table, int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),
+                           settings.keep_snapshots)
+                    state.last_expire = now
+                if todo.orphans:
+                    log.info("maintenance.triggered", table=spec.table, action="orphans", reason="schedule")
+                    remove_orphans(catalog, spec.table, int(time.time() * 1000 - settings.orphans_older_than_hours
+                                                            * 3.6e6), dry_run=False)
+                    state.last_orphans = now
+            except Exception as exc:
+                log.warning("maintenance.failed", table=spec.table, error=f"{type(exc).__name__}: {exc}")
+        deadline = time.monotonic() + settings.check_interval_seconds
+        while time.monotonic() < deadline and not stopping():
+            time.sleep(0.5)
+
+
+def _process_main(config: Config, parent_pid: int, stop: Any) -> None:
+    # A parent killed with -9 cannot stop us: notice it is gone.
+    run_forever(config, lambda: stop.is_set() or os.getppid() != parent_pid)
+
+
+class MaintenanceProcess:
+    """The maintenance loop in a child process of `tabletopic run`."""
+
+    def __init__(self, config: Config) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(target=_process_main, args=(config, os.getpid(), self._stop),
+                                        name="tabletopic-maintenance", daemon=True)
+
+    def start(self) -> MaintenanceProcess:
+        self._process.start()
+        log.info("maintenance.started", pid=self._process.pid)
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()  # a compaction cut short leaves only orphans, cleaned later
+            self._process.join(timeout_s)

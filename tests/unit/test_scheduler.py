@@ -1,0 +1,28 @@
+from tabletopic.compaction.scheduler import SmallFiles, TableState, due
+from tabletopic.config import MaintenanceConfig, load_config
+
+SETTINGS = MaintenanceConfig(min_small_files=10, target_file_size_bytes=1000, expire_interval_seconds=60,
+                             orphans_interval_seconds=600)
+
+
+def test_compaction_triggers_on_small_file_count_or_a_target_files_worth_of_bytes():
+    state = TableState(last_expire=100.0, last_orphans=100.0)
+    assert due(110.0, state, SmallFiles(9, 900), SETTINGS).compact is None
+    assert due(110.0, state, SmallFiles(10, 100), SETTINGS).compact == "10 small files, 100 bytes"
+    assert due(110.0, state, SmallFiles(3, 1000), SETTINGS).compact == "3 small files, 1000 bytes"
+    assert due(110.0, state, SmallFiles(1, 5000), SETTINGS).compact is None  # one file: nothing to merge
+
+
+def test_expiry_and_orphans_run_on_their_schedules():
+    state = TableState(last_expire=100.0, last_orphans=100.0)
+    assert (due(150.0, state, SmallFiles(), SETTINGS).expire, due(150.0, state, SmallFiles(), SETTINGS).orphans) == (
+        False, False)
+    assert due(160.0, state, SmallFiles(), SETTINGS).expire and not due(160.0, state, SmallFiles(), SETTINGS).orphans
+    assert due(700.0, state, SmallFiles(), SETTINGS).orphans
+
+
+def test_workers_of_a_pool_turn_maintenance_off_through_the_environment(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka: {bootstrap.servers: 'x:1'}\ntables: [{table: a.b, topic: t}]\n")
+    assert load_config(path, environ={}).maintenance.enabled
+    assert not load_config(path, environ={"TABLETOPIC_MAINTENANCE__ENABLED": "false"}).maintenance.enabled
