@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,27 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[int | None, byte
         count += 1
     assert producer.flush(60) == 0
     return count
+
+
+def json_n(n: int) -> bytes:
+    return json.dumps({"n": n}).encode()
+
+
+def feed_slowly(
+    bootstrap: str, topic: str, records: int, batch: int, pause_s: float,
+    value: Callable[[int], bytes] = json_n, key: Callable[[int], bytes | None] = lambda n: None,
+) -> threading.Thread:
+    """Produce values for n = 0..records-1, `batch` at a time with a pause between, on a started thread:
+    input that keeps arriving while a test kills, stalls or compacts."""
+    def run() -> None:
+        for start in range(0, records, batch):
+            numbers = range(start, min(start + batch, records))
+            produce(bootstrap, topic, ((None, key(n), value(n), None) for n in numbers))
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def log_end(bootstrap: str, topic: str, partitions: int) -> dict[tuple[str, int], int]:

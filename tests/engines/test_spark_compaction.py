@@ -3,8 +3,6 @@ Spark's snapshots carry no offsets, recovery still finds the writer's, nothing i
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 
 import pytest
@@ -13,7 +11,7 @@ from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.topics import create_topic
 from tests.engines.engines import SparkEngine
-from tests.support import Writer, assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import Writer, assert_exactly_once, catalog_of, feed_slowly, log_end, wait_committed, writer_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -30,14 +28,7 @@ def test_spark_rewrites_files_while_tabletopic_keeps_committing(kafka: LocalKafk
                            catalog={"name": "lake", **rest_catalog.client_properties()},
                            commit={"interval_seconds": 0.5})
 
-    def produce_slowly() -> None:
-        for start in range(0, RECORDS, 1000):
-            produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
-                                             for n in range(start, start + 1000)))
-            time.sleep(0.7)
-
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 1000, 0.7)
     writer = Writer(config)
     spark = SparkEngine(rest_catalog)
     try:

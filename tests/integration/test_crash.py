@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 
-from tests.support import assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import assert_exactly_once, catalog_of, feed_slowly, log_end, wait_committed, writer_config
 
 RECORDS = 200_000
 PARTITIONS = 4
@@ -23,16 +22,9 @@ def test_kill_9_at_random_moments_then_audit_passes(kafka, new_topic, spawn_writ
     )
     rng = random.Random(5)
 
-    def produce_slowly() -> None:
-        # ~50 s of input, so every kill lands while records are still arriving.
-        for start in range(0, RECORDS, 5000):
-            produce(kafka.bootstrap, topic, (
-                (None, None, json.dumps({"n": n, "pad": "x" * 100}).encode(), None) for n in range(start, start + 5000)
-            ))
-            time.sleep(1.2)
-
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    # ~50 s of input, so every kill lands while records are still arriving.
+    producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 5000, 1.2,
+                           value=lambda n: json.dumps({"n": n, "pad": "x" * 100}).encode())
     kills_during_commit = 0
     for life in range(KILLS):
         writer = spawn_writer(config)

@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tabletopic.deadletter.rows import dlq_identifier
-from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, feed_slowly, log_end, produce, wait_committed, writer_config
 
 PARTITIONS = 4
 SCHEMA = {"type": "record", "name": "Reading", "namespace": "dlq", "fields": [
@@ -218,14 +217,7 @@ def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, s
             return b"{broken %d" % n
         return json.dumps({"n": f"n{n}" if n % 50 == 13 else n}).encode()  # a string in a long column
 
-    def produce_slowly() -> None:
-        for start in range(0, records, 3000):
-            batch = range(start, start + 3000)
-            produce(kafka.bootstrap, topic, ((None, str(n).encode(), value(n), None) for n in batch))
-            time.sleep(1.0)
-
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    producer = feed_slowly(kafka.bootstrap, topic, records, 3000, 1.0, value=value, key=lambda n: str(n).encode())
     rng = random.Random(11)
     for life in range(5):
         writer = spawn_writer(config)

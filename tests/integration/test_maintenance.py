@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from tests.support import assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import assert_exactly_once, catalog_of, feed_slowly, log_end, produce, wait_committed, writer_config
 
 RECORDS = 60_000
 PARTITIONS = 4
@@ -27,12 +27,6 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
                            table_settings={"partition_by": ["bucket(2, n)"]})
     done = threading.Event()
 
-    def produce_slowly() -> None:
-        for start in range(0, RECORDS, 2000):
-            produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
-                                             for n in range(start, start + 2000)))
-            time.sleep(1.0)
-
     compactions: list[subprocess.CompletedProcess[str]] = []
 
     def compact_repeatedly() -> None:
@@ -41,8 +35,7 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
                                    "--target-file-size", str(64 << 20)))
             time.sleep(1.0)
 
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 2000, 1.0)
     writer = spawn_writer(config)
     writer.wait_for("commit.done", timeout=120)
     compactor = threading.Thread(target=compact_repeatedly)
@@ -98,14 +91,7 @@ def test_built_in_maintenance_compacts_while_the_writer_runs_and_dies_with_it(ka
                                         "expire_interval_seconds": 3, "expire_older_than_hours": 0,
                                         "keep_snapshots": 3})
 
-    def produce_slowly() -> None:
-        for start in range(0, records, 1000):
-            produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
-                                             for n in range(start, start + 1000)))
-            time.sleep(0.5)
-
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    producer = feed_slowly(kafka.bootstrap, topic, records, 1000, 0.5)
     writer = spawn_writer(config)
     pid = writer.wait_for("maintenance.started", timeout=60)["pid"]
     writer.wait_for("compaction.done", timeout=120)

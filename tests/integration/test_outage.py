@@ -3,15 +3,13 @@ loses and doubles nothing, and no snapshot references a file of a failed commit.
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
 import time
 
 import boto3
 
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
-from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, feed_slowly, log_end, wait_committed, writer_config
 
 RECORDS = 60_000
 PARTITIONS = 4
@@ -29,14 +27,7 @@ def test_object_store_outage(kafka, new_topic, spawn_writer, tmp_path):
         config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, "", catalog=catalog,
                                commit={"interval_seconds": 1, "retry_deadline_seconds": 8})
 
-        def produce_slowly() -> None:
-            for start in range(0, RECORDS, 2000):
-                produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
-                                                 for n in range(start, start + 2000)))
-                time.sleep(1.0)
-
-        producer = threading.Thread(target=produce_slowly)
-        producer.start()
+        producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 2000, 1.0)
         writer = spawn_writer(config)
         writer.wait_for("commit.done", timeout=120)
         assert s3.process is not None

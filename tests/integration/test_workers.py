@@ -7,11 +7,10 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
-from tests.support import assert_exactly_once, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import assert_exactly_once, catalog_of, feed_slowly, log_end, wait_committed, writer_config
 
 RECORDS = 300_000
 PARTITIONS = 12
@@ -29,16 +28,8 @@ def test_three_workers_killed_and_scaled_then_audit_passes(kafka, new_topic, spa
                            commit={"interval_seconds": 1}, consumer={"batch_size": 5000})
     rng = random.Random(9)
 
-    def produce_slowly() -> None:
-        for start in range(0, RECORDS, 10_000):
-            produce(kafka.bootstrap, topic, (
-                (None, None, json.dumps({"n": n, "pad": "y" * 80}).encode(), None)
-                for n in range(start, start + 10_000)
-            ))
-            time.sleep(1.0)
-
-    producer = threading.Thread(target=produce_slowly)
-    producer.start()
+    producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 10_000, 1.0,
+                           value=lambda n: json.dumps({"n": n, "pad": "y" * 80}).encode())
 
     # Scale 1 → 3: one single-worker replica, then a supervised pool of two more.
     single = spawn_writer(config)
