@@ -81,7 +81,10 @@ class History:
         con.execute(f"SELECT max(n), count(*) FROM iceberg_scan('{table.metadata_location}')").fetchall()
         duckdb_s = time.perf_counter() - started
         latencies = sorted(self.commit(50) for _ in range(9))
-        return {"rows": rows, "files": len(table.inspect.files()), "snapshots": len(table.snapshots()),
+        snapshot = table.current_snapshot()
+        manifests = len(snapshot.manifests(table.io)) if snapshot else 0
+        return {"rows": rows, "files": len(table.inspect.files()), "manifests": manifests,
+                "snapshots": len(table.snapshots()),
                 "pyiceberg_scan_s": round(pyiceberg_s, 3), "duckdb_scan_s": round(duckdb_s, 3),
                 "commit_s": round(statistics.median(latencies), 3)}
 
