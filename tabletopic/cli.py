@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     maintain.add_argument("--expire-older-than-hours", type=float, default=24.0,
                           help="expire snapshots older than this (never the chain recovery needs)")
     maintain.add_argument("--keep-snapshots", type=int, default=20, help="newest snapshots always kept")
+    maintain.add_argument("--max-manifests", type=int, default=100, help="merge the manifests from this many")
     maintain.add_argument("--orphans-older-than-hours", type=float, default=24.0,
                           help="safety age: a younger unreferenced file may belong to a commit in flight")
     maintain.add_argument("--dry-run", action="store_true", help="list orphan files, change nothing")
@@ -246,6 +247,7 @@ def _maintain(args: argparse.Namespace) -> int:
     import time
 
     from tabletopic.compaction.expire import expire
+    from tabletopic.compaction.manifests import merge_manifests
     from tabletopic.compaction.orphans import remove_orphans
     from tabletopic.compaction.rewrite import compact
 
@@ -254,6 +256,7 @@ def _maintain(args: argparse.Namespace) -> int:
     if not args.dry_run:
         result = compact(catalog, args.table, args.target_file_size, args.min_files)
         print(f"compacted: {result.files_removed} files into {result.files_added}")
+        print(f"manifests merged: {merge_manifests(catalog, args.table, max(2, args.max_manifests))}")
         expired = expire(catalog, args.table, now_ms - int(args.expire_older_than_hours * 3_600_000),
                          args.keep_snapshots)
         print(f"expired: {expired.expired} snapshots, {expired.files_deleted} files deleted")

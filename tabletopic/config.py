@@ -106,6 +106,7 @@ class MaintenanceConfig:
     check_interval_seconds: float = 60.0
     target_file_size_bytes: int = 512 * 1024 * 1024
     min_small_files: int = 50  # compact a table once its current snapshot has this many small files
+    max_manifests: int = 100  # merge the manifest listing once the current snapshot has this many
     expire_interval_seconds: float = 3600.0
     expire_older_than_hours: float = 24.0
     keep_snapshots: int = 100
@@ -308,6 +309,8 @@ def validate(config: Config) -> None:
         raise ConfigError("commit.max_process_buffer_bytes", "must be above 0")
     if config.maintenance.target_file_size_bytes <= 0:
         raise ConfigError("maintenance.target_file_size_bytes", "must be above 0")
+    if config.maintenance.max_manifests < 2:
+        raise ConfigError("maintenance.max_manifests", "must be 2 or more")
     if config.maintenance.min_small_files < 2:
         raise ConfigError("maintenance.min_small_files", "must be 2 or more")
     if config.maintenance.orphans_older_than_hours < 1:

@@ -4,6 +4,7 @@ lower CPU priority; it never blocks a data commit (compaction rebases on the wri
 
 Triggers, per table, checked every `check_interval_seconds`: small files in the current
 snapshot (at least `min_small_files`, or a target file's worth of bytes in them) → compact;
+`max_manifests` manifests in it → merge them;
 every `expire_interval_seconds` → expire; every `orphans_interval_seconds` → orphan cleanup.
 """
 
@@ -71,6 +72,7 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
     from tabletopic import logs
     from tabletopic.catalog.loader import open_catalog
     from tabletopic.compaction.expire import expire
+    from tabletopic.compaction.manifests import merge_manifests
     from tabletopic.compaction.orphans import remove_orphans
     from tabletopic.compaction.rewrite import compact
 
@@ -90,6 +92,7 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
                 if todo.compact:
                     log.info("maintenance.triggered", table=spec.table, action="compact", reason=todo.compact)
                     compact(catalog, spec.table, settings.target_file_size_bytes)
+                merge_manifests(catalog, spec.table, settings.max_manifests)  # a no-op below the threshold
                 if todo.expire:
                     log.info("maintenance.triggered", table=spec.table, action="expire", reason="schedule")
                     expire(catalog, spec.table, int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),

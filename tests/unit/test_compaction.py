@@ -115,3 +115,22 @@ def test_orphans_older_than_the_safety_age_are_listed_then_removed(catalog, tmp_
     remove_orphans(catalog, "ns.t", cutoff, dry_run=False)
     assert not os.path.exists(stray) and os.path.exists(fresh)
     assert catalog.load_table("ns.t").scan().count() == 100
+
+
+def test_many_manifests_of_big_files_are_merged_into_one_listing(catalog):
+    from tabletopic.compaction.manifests import merge_manifests
+
+    sink = write_commits(catalog, 12)
+    table = catalog.load_table("ns.t")
+    rows_before = sorted(table.scan().to_arrow()["n"].to_pylist())
+    files_before = {task.file.file_path for task in table.scan().plan_files()}
+    assert len(table.current_snapshot().manifests(table.io)) == 12
+    assert merge_manifests(catalog, "ns.t", min_manifests=20) == 0
+    assert merge_manifests(catalog, "ns.t", min_manifests=10) == 12
+    table = catalog.load_table("ns.t")
+    live = [m for m in table.current_snapshot().manifests(table.io) if m.added_files_count or m.existing_files_count]
+    assert len(live) == 1
+    assert {task.file.file_path for task in table.scan().plan_files()} == files_before  # the same data files
+    assert sorted(table.scan().to_arrow()["n"].to_pylist()) == rows_before
+    assert table.current_snapshot().summary.operation.value == "replace"
+    assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 600}
