@@ -1,4 +1,4 @@
-"""The `tabletopic` command: run, audit, dlq replay, compact, maintain, quickstart."""
+"""The `tabletopic` command: run, audit, dlq replay, offsets show/reset, compact, maintain, quickstart."""
 
 from __future__ import annotations
 
@@ -114,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="safety age: a younger unreferenced file may belong to a commit in flight")
     maintain.add_argument("--dry-run", action="store_true", help="list orphan files, change nothing")
 
+    offsets = commands.add_parser("offsets", help="where a table stands in its topics; move it")
+    offsets_commands = offsets.add_subparsers(dest="offsets_command", required=True)
+    show = offsets_commands.add_parser("show", help="committed offset, log start and end, lag per partition")
+    _add_connection_flags(show)
+    show.add_argument("--table", required=True, help="the table (as in the config's tables)")
+    show.add_argument("--output", choices=("text", "json"), default="text")
+    reset = offsets_commands.add_parser("reset", help="set a table's offsets (recorded in its history)")
+    _add_connection_flags(reset)
+    reset.add_argument("--table", required=True, help="the table (as in the config's tables)")
+    reset.add_argument("--topic", help="which of the table's topics (needed when it reads several)")
+    reset.add_argument("--partitions", help="comma-separated partitions (default: all)")
+    to = reset.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true")
+    to.add_argument("--to-latest", action="store_true")
+    to.add_argument("--to-offset", type=int)
+    to.add_argument("--to-timestamp", help="ISO-8601, e.g. 2026-11-27T10:00:00Z")
+    reset.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
     quickstart = commands.add_parser("quickstart", help="local broker + sample events + writer + rows")
     quickstart.add_argument("--records", type=int, default=10_000)
     quickstart.add_argument("--warehouse", default="warehouse")
@@ -143,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "dlq":
             return _replay(args)
+        if args.command == "offsets":
+            return _offsets(args)
         if args.command == "compact":
             return _compact(args)
         if args.command == "maintain":
@@ -265,4 +285,60 @@ def _maintain(args: argparse.Namespace) -> int:
     for path in orphans:
         print(f"orphan: {path}")
     print(f"orphans: {len(orphans)} {'found (dry run)' if args.dry_run else 'removed'}")
+    return 0
+
+
+def _offsets(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.offsets_admin import positions, reset, reset_targets
+
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
+    logs.configure("warning")
+    specs = [t for t in config.tables if t.table == args.table]
+    if not specs:
+        raise ConfigError("--table", f"{args.table} is not one of the config's tables")
+    catalog = open_catalog(config.catalog)
+    if args.offsets_command == "show":
+        rows = positions(catalog, args.table, config.group_id, config.kafka, specs[0].all_topics)
+        if args.output == "json":
+            print(json.dumps([{"topic": r.topic, "partition": r.partition, "committed": r.committed,
+                               "log_start": r.log_start, "log_end": r.log_end, "lag": r.lag, "problem": r.problem}
+                              for r in rows]))
+            return 0
+        print(f"{'topic':<30} {'partition':>9} {'committed':>10} {'log_start':>10} {'log_end':>10} {'lag':>8}  status")
+        for r in rows:
+            committed = "-" if r.committed is None else str(r.committed)
+            lag = "-" if r.lag is None else str(r.lag)
+            print(f"{r.topic:<30} {r.partition:>9} {committed:>10} {r.log_start:>10} {r.log_end:>10} {lag:>8}  "
+                  f"{r.problem or 'ok'}")
+        return 0
+    topics = specs[0].all_topics
+    topic = args.topic or (topics[0] if len(topics) == 1 else None)
+    if topic is None or topic not in topics:
+        raise ConfigError("--topic", f"one of {topics}")
+    rows = positions(catalog, args.table, config.group_id, config.kafka, [topic])
+    partitions = sorted(int(p) for p in args.partitions.split(",")) if args.partitions else [r.partition for r in rows]
+    if args.to_timestamp:
+        try:
+            moment = dt.datetime.fromisoformat(args.to_timestamp.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError("--to-timestamp", str(exc)) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        targets = reset_targets(config.kafka, topic, partitions, "timestamp", int(moment.timestamp() * 1000))
+    elif args.to_offset is not None:
+        targets = reset_targets(config.kafka, topic, partitions, "offset", args.to_offset)
+    else:
+        targets = reset_targets(config.kafka, topic, partitions, "earliest" if args.to_earliest else "latest")
+    current = {(r.topic, r.partition): r.committed for r in rows}
+    for (t, p), n in sorted(targets.items()):
+        print(f"{t}/{p}: {current.get((t, p))} -> {n}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+        return 0
+    reset(catalog, args.table, config.group_id, targets)
+    print(f"offsets of {args.table} reset (recorded in its history as tabletopic.offsets-reset)")
     return 0

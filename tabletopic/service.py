@@ -23,7 +23,7 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.commit.committer import CommitOutcome
-from tabletopic.commit.offsets import OffsetMap, TopicPartition
+from tabletopic.commit.offsets import OffsetMap, TopicPartition, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config
@@ -44,6 +44,8 @@ EXIT_SHUTDOWN_TIMEOUT = 3
 EXIT_COMMIT_FAILED = 4
 # An unexpected error (Python's own exit code for it, 1, would read as "bad record"): restartable.
 EXIT_CRASHED = 70
+# How often a table halted on invalid offsets looks again (an `offsets reset` lets it go on).
+POSITION_RECHECK_S = 5.0
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Service:
         self._health = {sink.identifier: TableHealth() for sink in self.sinks}
         self._paused: list[TopicPartition] = []  # paused for memory
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
+        self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
+        self._next_position_check = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -104,7 +108,8 @@ class Service:
         )
         self.consumer.subscribe(
             list(self._sink_of_topic),
-            RebalanceHandlers(start_offsets=self._start_offsets, revoked=self._on_revoked, lost=self._on_lost),
+            RebalanceHandlers(start_offsets=self._start_offsets, revoked=self._on_revoked, lost=self._on_lost,
+                              hold=self._hold_on_assign),
         )
         try:
             code = self._loop()
@@ -123,7 +128,7 @@ class Service:
             failure: RecordError | None = None
             for chunk in chunks:
                 sink = self._sink_of_topic[chunk.topic]
-                if sink.identifier in self._held:
+                if sink.identifier in self._held or sink.identifier in self._halted:
                     self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
                     continue
                 try:
@@ -139,10 +144,13 @@ class Service:
                     reason=failure.reason,
                 )
                 return EXIT_BAD_RECORD
+            if self.consumer.out_of_range:
+                self._on_out_of_range()
             for sink in self.sinks:
                 if sink.is_flush_due(now, commit.interval_seconds, commit.max_buffer_bytes):
                     self._try_flush(sink, now)
             self._release_holds(now)
+            self._recheck_halted(now)
             self._relieve_memory(now)
         return EXIT_OK
 
@@ -164,7 +172,7 @@ class Service:
         for name, until in list(self._held.items()):
             if now >= until:
                 del self._held[name]
-                if not self._paused:
+                if not self._paused and name not in self._halted:
                     self.consumer.resume(self._partitions_of(self._sink_named[name]))
                 log.info("table.retrying", table=name)
 
@@ -199,7 +207,7 @@ class Service:
                 self.consumer.pause(self._paused)
                 log.warning("memory.paused", buffered_bytes=sum(sizes.values()), cap=cap)
         elif should_resume(sum(sizes.values()), cap):
-            held = {tp for name in self._held for tp in self._partitions_of(self._sink_named[name])}
+            held = {tp for name in [*self._held, *self._halted] for tp in self._partitions_of(self._sink_named[name])}
             self.consumer.resume([tp for tp in self._paused if tp not in held])
             log.info("memory.resumed", buffered_bytes=sum(sizes.values()), cap=cap)
             self._paused = []
@@ -254,8 +262,70 @@ class Service:
             mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
             if mine:
                 sink.drop(mine)
-                starts.update(sink.start_offsets(mine))
+                offsets = sink.start_offsets(mine)
+                starts.update(offsets)
+                self._check_positions(sink, offsets)
         return starts
+
+    def _check_positions(self, sink: TableSink, offsets: Mapping[TopicPartition, int]) -> None:
+        """Halt the table if the log no longer holds where it stands; never read past a gap or a recreation."""
+        problems = self._position_problems(offsets)
+        if problems:
+            self._halt(sink, problems)
+
+    def _position_problems(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, str]:
+        found = {}
+        for tp, next_offset in offsets.items():
+            problem = position_problem(next_offset, *self.consumer.watermarks(tp))
+            if problem is not None:
+                found[tp] = problem
+        return found
+
+    def _halt(self, sink: TableSink, problems: dict[TopicPartition, str]) -> None:
+        known = self._halted.get(sink.identifier, {})
+        self._halted[sink.identifier] = problems
+        self.consumer.pause(self._partitions_of(sink))  # the table stops; new partitions are held on assign
+        for (topic, partition), problem in problems.items():
+            if known.get((topic, partition)) == problem:
+                continue  # said already
+            log.error("table.offsets_invalid", table=sink.identifier, topic=topic, partition=partition,
+                      reason=problem, fix=f"tabletopic offsets reset --config CONFIG --table {sink.identifier} "
+                                          f"--partitions {partition} --to-earliest (or --to-offset N)")
+
+    def _recheck_halted(self, now: float) -> None:
+        """A halted table goes on by itself once its offsets are valid again (after `offsets reset`)."""
+        if not self._halted or now < self._next_position_check:
+            return
+        self._next_position_check = now + POSITION_RECHECK_S
+        for name in list(self._halted):
+            sink = self._sink_named[name]
+            mine = self._partitions_of(sink)
+            offsets = sink.start_offsets(mine)
+            problems = self._position_problems(offsets)
+            if problems:
+                self._halt(sink, problems)
+                continue
+            del self._halted[name]
+            sink.drop(mine)
+            for tp in mine:
+                if tp in offsets:
+                    self.consumer.reposition(tp, offsets[tp])
+            if not self._paused and name not in self._held:
+                self.consumer.resume(mine)
+            log.info("table.offsets_valid", table=name, offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
+
+    def _on_out_of_range(self) -> None:
+        tps, self.consumer.out_of_range = sorted(self.consumer.out_of_range), set()
+        for sink in self.sinks:
+            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            if mine:
+                self._flush(sink, mine)  # what was read before is good
+                self._check_positions(sink, sink.start_offsets(mine))
+
+    def _hold_on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        blocked = set(self._held) | set(self._halted)
+        return [tp for tp in tps if self._sink_of_topic.get(tp[0]) is not None
+                and self._sink_of_topic[tp[0]].identifier in blocked]
 
     def _on_revoked(self, tps: list[TopicPartition]) -> None:
         for sink in self.sinks:

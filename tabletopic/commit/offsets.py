@@ -89,3 +89,14 @@ def merge_offsets(parent: Mapping[TopicPartition, int], committed: Mapping[Topic
             raise OffsetsError(f"offset of {tp[0]}/{tp[1]} would go backwards: {previous} -> {next_offset}")
         merged[tp] = next_offset
     return merged
+
+
+def position_problem(committed_next: int, log_start: int, log_end: int) -> str | None:
+    """Why the table's next offset cannot be read from this log, or None if it can."""
+    if committed_next < log_start:
+        return (f"the log starts at {log_start}, after the table's next offset {committed_next}: "
+                f"records {committed_next}..{log_start - 1} are gone (retention or deletion)")
+    if committed_next > log_end:
+        return (f"the log ends at {log_end}, before the table's next offset {committed_next}: "
+                f"the topic was recreated or truncated")
+    return None

@@ -17,7 +17,12 @@ log = structlog.get_logger(__name__)
 TP = tuple[str, int]
 
 # Settings the protocol depends on: Kafka's own offsets are informational only.
-_FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
+_FORCED = {
+    "enable.auto.commit": "false",
+    "enable.auto.offset.store": "false",
+    # A position out of the log's range is an error to report, never a silent jump to its start or end.
+    "auto.offset.reset": "error",
+}
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "enable.partition.eof": "false",
@@ -34,6 +39,7 @@ class RebalanceHandlers:
     start_offsets: Callable[[list[TP]], Mapping[TP, int]]  # table's next offsets for newly assigned partitions
     revoked: Callable[[list[TP]], None]  # flush and commit these partitions, then they go
     lost: Callable[[list[TP]], None]  # drop these partitions without committing
+    hold: Callable[[list[TP]], list[TP]] = lambda tps: []  # of newly assigned ones, those to pause at once
 
 
 def _log_error(error: KafkaError) -> None:
@@ -44,13 +50,13 @@ def _log_error(error: KafkaError) -> None:
 class GroupConsumer:
     def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
         conf: dict[str, object] = {**_DEFAULTS, **settings, **_FORCED, "group.id": group_id, "error_cb": _log_error}
-        conf.setdefault("auto.offset.reset", start)
         self._start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         try:
             self._consumer = Consumer(conf)
         except KafkaException as exc:
             raise ConfigError("kafka", str(exc.args[0].str() if exc.args else exc)) from None
         self.assigned: set[TP] = set()
+        self.out_of_range: set[TP] = set()  # partitions whose position the log no longer holds; the owner clears it
 
     def subscribe(self, topics: list[str], handlers: RebalanceHandlers) -> None:
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -61,6 +67,9 @@ class GroupConsumer:
             log.info("kafka.assigned", partitions={f"{p.topic}/{p.partition}": p.offset for p in partitions})
             self.assigned.update(tps)
             consumer.incremental_assign(partitions)
+            held = [TopicPartition(t, p) for t, p in handlers.hold(tps)]
+            if held:  # before the first fetch
+                consumer.pause(held)
 
         def release(consumer: Consumer, partitions: list[TopicPartition], lost: bool) -> None:
             tps = [(p.topic, p.partition) for p in partitions]
@@ -92,6 +101,9 @@ class GroupConsumer:
                     continue
                 if error.fatal():
                     raise KafkaException(error)
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    # auto.offset.reset=error: the position left the log (retention, recreation).
+                    self.out_of_range.add((cast(str, message.topic()), cast(int, message.partition())))
                 log.warning("kafka.error", error=error.str())
                 continue
             tp = (cast(str, message.topic()), cast(int, message.partition()))
@@ -123,6 +135,22 @@ class GroupConsumer:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException as exc:
             log.warning("kafka.seek_failed", partition=f"{tp[0]}/{tp[1]}", offset=offset, error=str(exc))
+
+    def reposition(self, tp: TP, offset: int) -> None:
+        """Seek, or, for a partition in an error state (its position left the log), assign it afresh there."""
+        if tp not in self.assigned:
+            return
+        try:
+            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        except KafkaException:
+            self._consumer.incremental_unassign([TopicPartition(tp[0], tp[1])])
+            self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
+        log.info("kafka.repositioned", partition=f"{tp[0]}/{tp[1]}", offset=offset)
+
+    def watermarks(self, tp: TP) -> tuple[int, int]:
+        """The log's first offset and its end (the next offset to be written)."""
+        low, high = self._consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), timeout=10, cached=False)
+        return int(low), int(high)
 
     def commit_group_offsets(self, offsets: Mapping[TP, int]) -> None:
         """Record the table's offsets in the group too, for lag tools; never read back by tabletopic."""

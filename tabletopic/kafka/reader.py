@@ -1,4 +1,4 @@
-"""Read a whole topic's offsets (not its values' meaning) for the audit."""
+"""Read a topic's offsets (not its values' meaning): for the audit and the offsets commands."""
 
 from __future__ import annotations
 
@@ -65,5 +65,32 @@ def read_offsets(
                 if offset >= targets[partition] - 1:
                     pending.discard(partition)
         return logs
+    finally:
+        consumer.close()
+
+
+def log_bounds(settings: Mapping[str, str], topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: the log's first offset and its end."""
+    consumer = Consumer({**settings, "group.id": f"tabletopic-bounds-{uuid.uuid4().hex[:8]}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
+            return {}
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=REQUEST_TIMEOUT_S)
+                for p in sorted(topic_meta.partitions)}
+    finally:
+        consumer.close()
+
+
+def offsets_at(settings: Mapping[str, str], topic: str, partitions: list[int], timestamp_ms: int) -> dict[int, int]:
+    """Per partition, the first offset whose timestamp is at or after `timestamp_ms` (the log end if none)."""
+    consumer = Consumer({**settings, "group.id": f"tabletopic-times-{uuid.uuid4().hex[:8]}"})
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, p, timestamp_ms) for p in partitions],
+                                           timeout=REQUEST_TIMEOUT_S)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=REQUEST_TIMEOUT_S)[1]
+                for p in partitions}
+        return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
     finally:
         consumer.close()

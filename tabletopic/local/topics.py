@@ -1,4 +1,4 @@
-"""Create topics and produce sample events on a local broker (quickstart, tests, benchmarks)."""
+"""Create and delete topics and produce sample events on a local broker (quickstart, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        future.result(timeout=30)
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic]).values():
         future.result(timeout=30)
 
 

@@ -55,3 +55,13 @@ def test_merge_keeps_other_partitions_and_refuses_to_go_backwards():
 def test_an_inverted_range_is_refused():
     with pytest.raises(OffsetsError):
         OffsetRange(5, 4)
+
+
+def test_a_table_offset_outside_the_log_is_named_with_its_cause():
+    from tabletopic.commit.offsets import position_problem
+
+    assert position_problem(50, 0, 100) is None
+    assert position_problem(100, 0, 100) is None  # at the end: nothing new yet
+    assert position_problem(0, 0, 0) is None
+    assert "records 10..19 are gone" in position_problem(10, 20, 100)
+    assert "recreated" in position_problem(480, 0, 151)
