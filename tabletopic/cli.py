@@ -1,4 +1,4 @@
-"""The `tabletopic` command: run, audit, dlq replay, offsets show/reset, compact, maintain, quickstart."""
+"""The `tabletopic` command: run, audit, status, dlq replay, offsets show/reset, compact, maintain, quickstart."""
 
 from __future__ import annotations
 
@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--to-timestamp", help="ISO-8601, e.g. 2026-11-27T10:00:00Z")
     reset.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
+    status = commands.add_parser("status", help="per table: lag, freshness, last commit, snapshots, small files")
+    _add_connection_flags(status)
+    status.add_argument("--output", choices=("text", "json"), default="text")
+
     quickstart = commands.add_parser("quickstart", help="local broker + sample events + writer + rows")
     quickstart.add_argument("--records", type=int, default=10_000)
     quickstart.add_argument("--warehouse", default="warehouse")
@@ -163,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "offsets":
             return _offsets(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "compact":
             return _compact(args)
         if args.command == "maintain":
@@ -341,4 +347,26 @@ def _offsets(args: argparse.Namespace) -> int:
         return 0
     reset(catalog, args.table, config.group_id, targets)
     print(f"offsets of {args.table} reset (recorded in its history as tabletopic.offsets-reset)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.status import table_status
+
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
+    logs.configure("warning")
+    catalog = open_catalog(config.catalog)
+    statuses = [table_status(catalog, config, spec.table, spec.all_topics) for spec in config.tables]
+    if args.output == "json":
+        print(json.dumps([s.as_dict() for s in statuses]))
+        return 0
+    columns = ("table", "lag", "partitions_invalid", "last_commit_age_s", "newest_record_age_s", "snapshots",
+               "data_files", "small_files")
+    print("  ".join(columns))
+    for s in statuses:
+        values = s.as_dict()
+        print("  ".join("-" if values[c] is None else str(values[c]) for c in columns))
     return 0

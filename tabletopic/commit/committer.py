@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
@@ -37,6 +38,9 @@ from tabletopic.decode.conform import conform_table
 from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
+
+NEWEST_RECORD_KEY = "tabletopic.newest-record-ms"
+TIMESTAMP_COLUMN = "_kafka_timestamp"
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Committer:
         outcome = CommitOutcome()
         commit_id = str(uuid.uuid4())
         written_for: frozenset[tuple[TopicPartition, int, int]] | None = None
+        newest: int | None = None
         files: list[DataFile] = []
         started = time.monotonic()
         while True:
@@ -144,12 +149,14 @@ class Committer:
                     files = write_data_files(table, rows)
                     written_for = ranges
                     outcome.rows, outcome.files = rows.num_rows, len(files)
+                    newest = _newest_record_ms(rows)
                 # Step 4.
                 new_offsets = {tp: held.last + 1 for tp, held in to_commit.items()}
                 properties = {
                     offsets_key(self.group): encode_offsets(merge_offsets(committed, new_offsets)),
                     COMMIT_ID_KEY: commit_id,
                     WRITER_ID_KEY: self.writer_id,
+                    **({NEWEST_RECORD_KEY: str(newest)} if newest is not None else {}),
                 }
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
                 outcome.snapshot_id = append_files(table, files, properties)
@@ -172,6 +179,14 @@ class Committer:
 
     def _landed(self, table: Table, commit_id: str) -> bool:
         return any(summary.get(COMMIT_ID_KEY) == commit_id for summary in snapshot_summaries(table))
+
+
+def _newest_record_ms(rows: pa.Table) -> int | None:
+    """The newest Kafka timestamp among the rows (ms), for freshness: `tabletopic status` reads it back."""
+    if TIMESTAMP_COLUMN not in rows.column_names or rows.num_rows == 0:
+        return None
+    newest = pc.max(rows[TIMESTAMP_COLUMN]).as_py()
+    return None if newest is None else int(newest.timestamp() * 1000)
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -56,3 +56,24 @@ def test_a_recreated_topic_halts_the_table_until_an_offsets_reset(kafka, spawn_w
     assert sorted(values) == list(range(1300))
     history = [s.summary.additional_properties for s in iceberg.load_table(table).snapshots() if s.summary]
     assert any("tabletopic.offsets-reset" in summary for summary in history)
+
+
+def test_status_reports_lag_freshness_and_files(kafka, new_topic, spawn_writer, tmp_path):
+    topic = new_topic(PARTITIONS)
+    table = "offsets.status"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh")
+    produce(kafka.bootstrap, topic, records(0, 1000))
+    writer = spawn_writer(config)
+    wait_committed(catalog_of(config), table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    assert writer.stop() == 0
+    produce(kafka.bootstrap, topic, records(1000, 1200))  # not read yet: lag
+
+    result = cli("status", "--config", str(config), "--output", "json")
+    assert result.returncode == 0, result.stderr
+    [status] = json.loads(result.stdout)
+    assert status["table"] == table and status["exists"]
+    assert status["lag"] == 200 and status["partitions_invalid"] == 0
+    assert 0 <= status["last_commit_age_s"] < 120 and 0 <= status["newest_record_age_s"] < 120
+    assert status["snapshots"] >= 1 and status["data_files"] >= 1 and status["small_files"] == status["data_files"]
+    text = cli("status", "--config", str(config))
+    assert text.returncode == 0 and table in text.stdout

@@ -1,0 +1,58 @@
+"""`tabletopic status`: per table, how far behind, how fresh, how healthy its files are."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+
+from tabletopic.catalog.tables import load_if_exists
+from tabletopic.commit.committer import NEWEST_RECORD_KEY, snapshot_summaries
+from tabletopic.commit.offsets import offsets_key
+from tabletopic.config import Config
+from tabletopic.offsets_admin import positions
+
+
+@dataclass
+class TableStatus:
+    table: str
+    exists: bool
+    lag: int | None = None  # records in the topics past the table's offsets
+    partitions_invalid: int = 0  # partitions whose log no longer holds the table's offset
+    last_commit_age_s: float | None = None  # since the newest snapshot carrying this group's offsets
+    newest_record_age_s: float | None = None  # since the newest committed record's Kafka timestamp
+    snapshots: int = 0
+    data_files: int = 0
+    small_files: int = 0  # below three quarters of the maintenance target size
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def table_status(catalog: Catalog, config: Config, identifier: str, topics: list[str]) -> TableStatus:
+    table = load_if_exists(catalog, identifier)
+    if table is None:
+        return TableStatus(identifier, exists=False)
+    now_ms = time.time() * 1000
+    status = TableStatus(identifier, exists=True, snapshots=len(table.snapshots()))
+    rows = positions(catalog, identifier, config.group_id, config.kafka, topics)
+    status.lag = sum(r.lag or 0 for r in rows)
+    status.partitions_invalid = sum(1 for r in rows if r.problem)
+    key = offsets_key(config.group_id)
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        if snapshot.summary is not None and key in snapshot.summary.additional_properties:
+            status.last_commit_age_s = round((now_ms - snapshot.timestamp_ms) / 1000, 1)
+            break
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    for summary in snapshot_summaries(table):
+        newest = summary.get(NEWEST_RECORD_KEY)
+        if newest:
+            status.newest_record_age_s = round((now_ms - int(newest)) / 1000, 1)
+            break
+    sizes = [task.file.file_size_in_bytes for task in table.scan().plan_files()]
+    status.data_files = len(sizes)
+    status.small_files = sum(1 for size in sizes if size < config.maintenance.target_file_size_bytes * 3 // 4)
+    return status
