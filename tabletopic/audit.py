@@ -80,8 +80,10 @@ def compare_partition(
 
 
 def audit(
-    catalog: Catalog, identifier: str, topic: str, group: str, kafka_settings: Mapping[str, str]
+    catalog: Catalog, identifier: str, topic: str, group: str, kafka_settings: Mapping[str, str],
+    starts: Mapping[int, int] | None = None,
 ) -> list[PartitionReport]:
+    """`starts`: audit each partition from this offset only (a backfilled range); default the log start."""
     table = catalog.load_table(identifier)
     names = {f.name for f in table.schema().fields}
     if not {metadata.TOPIC, metadata.PARTITION, metadata.OFFSET} <= names:
@@ -96,6 +98,8 @@ def audit(
     reports = []
     for partition in partitions:
         log = logs.get(partition, PartitionLog(0, 0))
+        if starts is not None and partition in starts:
+            log = PartitionLog(max(log.low, starts[partition]), log.high, log.offsets)
         reports.append(compare_partition(
             partition, log, committed_map.get(partition), _offsets_of(rows, partition),
             None if letters is None else _offsets_of(letters, partition), letters_committed.get(partition),

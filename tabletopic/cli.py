@@ -1,4 +1,5 @@
-"""The `tabletopic` command: run, audit, status, dlq replay, offsets show/reset, compact, maintain, quickstart."""
+"""The `tabletopic` command: run, backfill, audit, status, dlq replay, offsets show/reset, compact, maintain,
+quickstart."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(audit)
     audit.add_argument("--topic", required=True)
     audit.add_argument("--table", required=True)
+    audit.add_argument("--from-timestamp", help="ISO-8601: audit only records from here on (a backfilled range)")
 
     dlq = commands.add_parser("dlq", help="dead letters: replay them after a fix")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -132,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--to-timestamp", help="ISO-8601, e.g. 2026-11-27T10:00:00Z")
     reset.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
+    backfill = commands.add_parser("backfill", help="read a range of a topic into a table, exactly once, resumable")
+    _add_connection_flags(backfill)
+    backfill.add_argument("--topic", required=True)
+    backfill.add_argument("--table", required=True, help="NAMESPACE.TABLE: its settings (format, partitioning) apply")
+    backfill.add_argument("--into", help="a new table to fill instead (a rebuilt projection)")
+    start = backfill.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-offset", type=int)
+    start.add_argument("--from-timestamp", help="ISO-8601")
+    start.add_argument("--partitions", help="PARTITION:OFFSET,… — only these partitions, from these offsets")
+    stop = backfill.add_mutually_exclusive_group()
+    stop.add_argument("--to-offset", type=int, help="stop before this offset (default: the log end now)")
+    stop.add_argument("--to-timestamp", help="ISO-8601: stop before the first record at or after it")
+    backfill.add_argument("--dry-run", action="store_true", help="print the plan, read nothing")
+
     status = commands.add_parser("status", help="per table: lag, freshness, last commit, snapshots, small files")
     _add_connection_flags(status)
     status.add_argument("--output", choices=("text", "json"), default="text")
@@ -169,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _offsets(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "backfill":
+            return _backfill(args)
         if args.command == "compact":
             return _compact(args)
         if args.command == "maintain":
@@ -209,8 +227,15 @@ def _audit(args: argparse.Namespace) -> int:
     flags["tables"] = [{"table": args.table, "topic": args.topic, "format": "raw"}]
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
     logs.configure("warning")
+    starts = None
+    if args.from_timestamp:
+        from tabletopic.kafka.reader import log_bounds, offsets_at
+
+        partitions = sorted(log_bounds(config.kafka, args.topic))
+        moment = _timestamp_ms("--from-timestamp", args.from_timestamp)
+        starts = offsets_at(config.kafka, args.topic, partitions, moment)
     try:
-        reports = audit(open_catalog(config.catalog), args.table, args.topic, config.group_id, config.kafka)
+        reports = audit(open_catalog(config.catalog), args.table, args.topic, config.group_id, config.kafka, starts)
     except AuditError as exc:
         structlog.get_logger().error("audit.failed", error=str(exc))
         print(f"tabletopic audit: {exc}", file=sys.stderr)
@@ -369,4 +394,66 @@ def _status(args: argparse.Namespace) -> int:
     for s in statuses:
         values = s.as_dict()
         print("  ".join("-" if values[c] is None else str(values[c]) for c in columns))
+    return 0
+
+
+def _timestamp_ms(flag: str, text: str) -> int:
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(flag, str(exc)) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tabletopic.backfill import RefusedRange, plan_backfill, run_backfill
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.config import TableConfig
+    from tabletopic.kafka.reader import log_bounds, offsets_at
+
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
+    logs.configure(config.log_level)
+    configured = [t for t in config.tables if t.table == args.table]
+    spec = configured[0] if configured else TableConfig(table=args.table, topic=args.topic)
+    live_table = bool(configured) and args.topic in spec.all_topics and not args.into
+    spec = dataclasses.replace(spec, table=args.into or args.table, topic=args.topic, topics=[])
+    bounds = log_bounds(config.kafka, args.topic)
+    if not bounds:
+        raise ConfigError("--topic", f"topic {args.topic!r} not found")
+    if args.partitions:
+        try:
+            starts = {int(p): int(o) for p, o in (item.split(":") for item in args.partitions.split(","))}
+        except ValueError:
+            raise ConfigError("--partitions", "expected PARTITION:OFFSET,…, e.g. 0:1200,1:980") from None
+    elif args.from_timestamp:
+        starts = offsets_at(config.kafka, args.topic, sorted(bounds), _timestamp_ms("--from-timestamp",
+                                                                                    args.from_timestamp))
+    else:
+        starts = dict.fromkeys(bounds, args.from_offset)
+    unknown = sorted(set(starts) - set(bounds))
+    if unknown:
+        raise ConfigError("--partitions", f"topic {args.topic!r} has no partition {unknown}")
+    starts = {p: max(o, bounds[p][0]) for p, o in starts.items()}
+    if args.to_timestamp:
+        ends = offsets_at(config.kafka, args.topic, sorted(starts), _timestamp_ms("--to-timestamp", args.to_timestamp))
+    else:
+        ends = {p: bounds[p][1] if args.to_offset is None else min(args.to_offset, bounds[p][1]) for p in starts}
+    catalog = open_catalog(config.catalog)
+    try:
+        plan = plan_backfill(catalog, config, args.topic, spec.table, starts, ends, live_table)
+    except RefusedRange as exc:
+        print(f"tabletopic backfill: refused: {exc}", file=sys.stderr)
+        return 1
+    for line in plan.lines():
+        print(line)
+    if args.dry_run:
+        return 0
+    read = run_backfill(catalog, config, spec, plan)
+    print(f"backfill done: {read} records into {spec.table}")
     return 0
