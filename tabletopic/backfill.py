@@ -101,7 +101,7 @@ def _first_live_offsets(table: object, topic: str) -> dict[int, int]:
                     strict=True))
 
 
-def run_backfill(catalog: Catalog, config: Config, spec: TableConfig, plan: Plan) -> int:
+def run_backfill(catalog: Catalog, config: Config, spec: TableConfig, plan: Plan, plain_progress: bool = False) -> int:
     """Read every planned partition to its end, committing as the service does; returns records read."""
     registry = config.schema_registry
     writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
@@ -114,7 +114,7 @@ def run_backfill(catalog: Catalog, config: Config, spec: TableConfig, plan: Plan
                          "enable.auto.commit": "false", "enable.partition.eof": "true",
                          "auto.offset.reset": "error"})
     consumer.assign([TopicPartition(plan.topic, p.partition, p.start) for p in todo.values()])
-    progress = Progress(plan)
+    progress = Progress(plan, plain=plain_progress)
     read = 0
     try:
         while todo:
@@ -167,12 +167,12 @@ def run_backfill(catalog: Catalog, config: Config, spec: TableConfig, plan: Plan
 class Progress:
     """A line per partition on a terminal, redrawn; a log line every few seconds otherwise."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, plain: bool = False) -> None:
         self.plan = plan
         self.started = time.monotonic()
         self.position = {p.partition: p.start for p in plan.partitions}
         self._last_shown = 0.0
-        self._tty = sys.stderr.isatty()
+        self._tty = sys.stderr.isatty() and not plain  # a pool's children log, they do not draw
         self._drawn = 0
 
     def advance(self, partition: int, position: int) -> None:

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--to-offset", type=int, help="stop before this offset (default: the log end now)")
     stop.add_argument("--to-timestamp", help="ISO-8601: stop before the first record at or after it")
     backfill.add_argument("--dry-run", action="store_true", help="print the plan, read nothing")
+    backfill.add_argument("--workers", type=int, default=1, help="processes, each reading a share of the partitions")
+    backfill.add_argument("--partition-ends", help=argparse.SUPPRESS)  # PARTITION:OFFSET,… from a parent's plan
 
     status = commands.add_parser("status", help="per table: lag, freshness, last commit, snapshots, small files")
     _add_connection_flags(status)
@@ -186,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         if args.command == "backfill":
-            return _backfill(args)
+            return _backfill(args, argv)
         if args.command == "compact":
             return _compact(args)
         if args.command == "maintain":
@@ -409,7 +411,7 @@ def _timestamp_ms(flag: str, text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _backfill(args: argparse.Namespace) -> int:
+def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
     import dataclasses
 
     from tabletopic.backfill import RefusedRange, plan_backfill, run_backfill
@@ -440,7 +442,9 @@ def _backfill(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--partitions", f"topic {args.topic!r} has no partition {unknown}")
     starts = {p: max(o, bounds[p][0]) for p, o in starts.items()}
-    if args.to_timestamp:
+    if args.partition_ends:
+        ends = {int(p): int(o) for p, o in (item.split(":") for item in args.partition_ends.split(","))}
+    elif args.to_timestamp:
         ends = offsets_at(config.kafka, args.topic, sorted(starts), _timestamp_ms("--to-timestamp", args.to_timestamp))
     else:
         ends = {p: bounds[p][1] if args.to_offset is None else min(args.to_offset, bounds[p][1]) for p in starts}
@@ -454,6 +458,44 @@ def _backfill(args: argparse.Namespace) -> int:
         print(line)
     if args.dry_run:
         return 0
-    read = run_backfill(catalog, config, spec, plan)
+    if args.workers > 1 and len(plan.partitions) > 1:
+        return _backfill_in_parallel(args, argv, plan)
+    read = run_backfill(catalog, config, spec, plan, plain_progress=bool(args.partition_ends))
     print(f"backfill done: {read} records into {spec.table}")
     return 0
+
+
+def _backfill_in_parallel(args: argparse.Namespace, argv: list[str], plan: Any) -> int:
+    """One child per share of the partitions, each a backfill of its own (the same offsets key: they
+    never share a partition); the parent waits and exits with the worst code."""
+    import subprocess
+
+    shares = [plan.partitions[i::args.workers] for i in range(args.workers)]
+    base = [a for a in argv if a != "--dry-run"]
+    children = []
+    for share in shares:
+        if not share:
+            continue
+        starts = ",".join(f"{p.partition}:{p.start}" for p in share)
+        ends = ",".join(f"{p.partition}:{p.end}" for p in share)
+        argv = [*_without_range_flags(base), "--partitions", starts, "--partition-ends", ends, "--workers", "1"]
+        children.append(subprocess.Popen([sys.executable, "-m", "tabletopic", *argv]))
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def _without_range_flags(argv: list[str]) -> list[str]:
+    dropped = {"--from-offset", "--from-timestamp", "--partitions", "--to-offset", "--to-timestamp", "--workers",
+               "--partition-ends"}
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in dropped:
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept

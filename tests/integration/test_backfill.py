@@ -55,7 +55,7 @@ def test_backfill_from_a_timestamp_killed_midway_and_rerun(kafka, new_topic, tmp
     partial = iceberg.load_table("rebuilt.events").scan().count()
     assert 0 < partial < RANGE
 
-    second = backfill(config, *args)
+    second = backfill(config, *args, "--workers", "2")  # the rest, in two processes sharing the partitions
     _out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
     values = iceberg.load_table("rebuilt.events").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
