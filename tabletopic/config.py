@@ -83,6 +83,9 @@ class TableConfig:
     table: str
     topics: list[str] = field(default_factory=list)
     topic: str | None = None
+    # A regex the whole topic name must match: every matching topic (also ones created later) feeds
+    # `table`, which may use `{topic}` (its safe name) to give each topic a table of its own.
+    topic_pattern: str | None = None
     format: Format = "json"
     partition_by: list[str] = field(default_factory=list)
     metadata_columns: bool = True
@@ -282,8 +285,17 @@ def validate(config: Config) -> None:
         key = f"tables[{index}]"
         if table.table.count(".") < 1:
             raise ConfigError(f"{key}.table", f"expected NAMESPACE.TABLE, got {table.table!r}")
-        if not table.all_topics:
-            raise ConfigError(f"{key}.topic", "required: the topic (or topics) this table reads")
+        if table.topic_pattern is not None:
+            import re
+
+            try:
+                re.compile(table.topic_pattern)
+            except re.error as exc:
+                raise ConfigError(f"{key}.topic_pattern", f"not a regex: {exc}") from None
+        elif "{topic}" in table.table:
+            raise ConfigError(f"{key}.table", "{topic} in a table name needs topic_pattern")
+        if not table.all_topics and table.topic_pattern is None:
+            raise ConfigError(f"{key}.topic", "required: the topic (or topics, or topic_pattern) this table reads")
         for topic in table.all_topics:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")

@@ -8,7 +8,9 @@ within `shutdown_timeout_seconds`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import signal
 import socket
 import threading
@@ -26,13 +28,14 @@ from tabletopic.commit.committer import CommitOutcome
 from tabletopic.commit.offsets import OffsetMap, TopicPartition, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
-from tabletopic.config import Config
+from tabletopic.config import Config, TableConfig
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
+from tabletopic.routing import subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
@@ -69,20 +72,46 @@ class Service:
             if config.schema_registry.url
             else None
         )
-        retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
-        self.sinks = [
-            TableSink(spec, catalog, config.group_id, self.writer_id, retry, writer_schemas,
-                      DeadLetterTopic(config.kafka, spec.dead_letter_topic) if spec.dead_letter_topic else None)
-            for spec in config.tables
-        ]
-        self._sink_of_topic = {topic: sink for sink in self.sinks for topic in sink.spec.all_topics}
+        self._catalog = catalog
+        self._writer_schemas = writer_schemas
+        self._retry = RetryPolicy(deadline_s=config.commit.retry_deadline_seconds)
+        self.sinks: list[TableSink] = []
+        self._sink_of_topic: dict[str, TableSink] = {}
+        self._sink_named: dict[str, TableSink] = {}
+        self._health: dict[str, TableHealth] = {}
+        for spec in config.tables:
+            if spec.topic_pattern is None:
+                self._add_sink(spec, spec.all_topics)
+        self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
-        self._sink_named = {sink.identifier: sink for sink in self.sinks}
-        self._health = {sink.identifier: TableHealth() for sink in self.sinks}
         self._paused: list[TopicPartition] = []  # paused for memory
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
         self._next_position_check = 0.0
+
+    def _add_sink(self, spec: TableConfig, topics: list[str]) -> TableSink:
+        dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic)
+                             if spec.dead_letter_topic else None)
+        sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
+                         dead_letter_topic)
+        self.sinks.append(sink)
+        self._sink_of_topic.update(dict.fromkeys(topics, sink))
+        self._sink_named[sink.identifier] = sink
+        self._health[sink.identifier] = TableHealth()
+        return sink
+
+    def _sink_for_new_topic(self, topic: str) -> None:
+        """A topic that matched a `topic_pattern`: its table (named from the template) joins the tables."""
+        for pattern, spec in self._patterns:
+            if pattern.fullmatch(topic):
+                table = table_for(spec.table, topic)
+                existing = self._sink_named.get(table)
+                if existing is not None:
+                    self._sink_of_topic[topic] = existing
+                else:
+                    self._add_sink(dataclasses.replace(spec, table=table, topic=topic, topic_pattern=None), [topic])
+                log.info("topic.routed", topic=topic, table=table, pattern=pattern.pattern)
+                return
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -107,7 +136,7 @@ class Service:
             tables={s.identifier: s.spec.all_topics for s in self.sinks},
         )
         self.consumer.subscribe(
-            list(self._sink_of_topic),
+            list(self._sink_of_topic) + [subscription_pattern(pattern.pattern) for pattern, _ in self._patterns],
             RebalanceHandlers(start_offsets=self._start_offsets, revoked=self._on_revoked, lost=self._on_lost,
                               hold=self._hold_on_assign),
         )
@@ -257,6 +286,8 @@ class Service:
     # --- rebalance callbacks (run inside poll) --------------------------------------------------
 
     def _start_offsets(self, tps: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        for topic in sorted({t for t, _ in tps} - set(self._sink_of_topic)):
+            self._sink_for_new_topic(topic)
         starts: OffsetMap = {}
         for sink in self.sinks:
             mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]

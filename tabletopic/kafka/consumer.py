@@ -88,7 +88,11 @@ class GroupConsumer:
         def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             release(consumer, partitions, lost=True)
 
-        self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+        try:
+            self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+        except KafkaException as exc:
+            # librdkafka's own regex dialect (no inline flags such as (?i)) decides what a pattern may be.
+            raise ConfigError("tables[].topic / topic_pattern", f"subscription {topics} refused: {exc}") from None
 
     def poll(self, max_records: int, timeout_s: float) -> list[RecordChunk]:
         """Up to `max_records`, grouped into one chunk per topic-partition, in offset order."""
