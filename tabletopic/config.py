@@ -96,6 +96,8 @@ class TableConfig:
     dead_letter_topic: str | None = None  # also produce dead letters to this Kafka topic
     json_drift: JsonDrift = "evolve"  # JSON fields the table does not have: add, dead-letter, or drop
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # larger values are dead letters (`oversized`)
+    commit_interval_seconds: float | None = None  # this table's own commit.interval_seconds
+    target_file_size_bytes: int | None = None  # this table's own maintenance.target_file_size_bytes
     column_names: ColumnNames = "as_is"  # `lowercase`: field names folded, so userId and UserID are one column
 
     @property
@@ -300,6 +302,10 @@ def validate(config: Config) -> None:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
             seen[topic] = table.table
+        if table.commit_interval_seconds is not None and table.commit_interval_seconds <= 0:
+            raise ConfigError(f"{key}.commit_interval_seconds", "must be above 0")
+        if table.target_file_size_bytes is not None and table.target_file_size_bytes <= 0:
+            raise ConfigError(f"{key}.target_file_size_bytes", "must be above 0")
         if table.max_record_bytes <= 0:
             raise ConfigError(f"{key}.max_record_bytes", "must be above 0")
         if table.dead_letter_topic is not None and table.errors != "dlq":

@@ -176,7 +176,8 @@ class Service:
             if self.consumer.out_of_range:
                 self._on_out_of_range()
             for sink in self.sinks:
-                if sink.is_flush_due(now, commit.interval_seconds, commit.max_buffer_bytes):
+                interval = sink.spec.commit_interval_seconds or commit.interval_seconds
+                if sink.is_flush_due(now, interval, commit.max_buffer_bytes):
                     self._try_flush(sink, now)
             self._release_holds(now)
             self._recheck_halted(now)

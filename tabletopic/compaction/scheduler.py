@@ -48,10 +48,12 @@ class Due:
     reasons: list[str] = field(default_factory=list)
 
 
-def due(now: float, state: TableState, small: SmallFiles, settings: MaintenanceConfig) -> Due:
-    """What to run on one table now. Pure."""
+def due(now: float, state: TableState, small: SmallFiles, settings: MaintenanceConfig,
+        target_bytes: int | None = None) -> Due:
+    """What to run on one table now (`target_bytes`: the table's own target file size, if it has one). Pure."""
     result = Due()
-    if small.count >= 2 and (small.count >= settings.min_small_files or small.bytes >= settings.target_file_size_bytes):
+    target = target_bytes or settings.target_file_size_bytes
+    if small.count >= 2 and (small.count >= settings.min_small_files or small.bytes >= target):
         result.compact = f"{small.count} small files, {small.bytes} bytes"
     result.expire = now - state.last_expire >= settings.expire_interval_seconds
     result.orphans = now - state.last_orphans >= settings.orphans_interval_seconds
@@ -88,10 +90,11 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
             now = time.monotonic()
             state = states[spec.table]
             try:
-                todo = due(now, state, small_files(catalog, spec.table, settings.target_file_size_bytes), settings)
+                target = spec.target_file_size_bytes or settings.target_file_size_bytes
+                todo = due(now, state, small_files(catalog, spec.table, target), settings, target)
                 if todo.compact:
                     log.info("maintenance.triggered", table=spec.table, action="compact", reason=todo.compact)
-                    compact(catalog, spec.table, settings.target_file_size_bytes)
+                    compact(catalog, spec.table, target)
                 merge_manifests(catalog, spec.table, settings.max_manifests)  # a no-op below the threshold
                 if todo.expire:
                     log.info("maintenance.triggered", table=spec.table, action="expire", reason="schedule")

@@ -42,3 +42,15 @@ def test_a_topic_pattern_gives_each_topic_its_own_table(kafka, spawn_writer, tmp
         assert sorted(r["n"] for r in rows) == list(range(count)) and {r["source"] for r in rows} == {topic}
         audit = audit_cli(config, topic, table)
         assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_tables_own_commit_interval_beats_the_global_one(kafka, new_topic, spawn_writer, tmp_path):
+    topic = new_topic(PARTITIONS)
+    produce(kafka.bootstrap, topic, records(topic, 500))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "routed.own_interval", tmp_path / "wh",
+                           commit={"interval_seconds": 3600}, table_settings={"commit_interval_seconds": 0.5})
+    writer = spawn_writer(config)
+    # Under the global hour-long interval nothing would land before shutdown.
+    wait_committed(catalog_of(config), "routed.own_interval", "tests", log_end(kafka.bootstrap, topic, PARTITIONS),
+                   timeout=60, writer=writer)
+    assert writer.stop() == 0

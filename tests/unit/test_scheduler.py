@@ -26,3 +26,9 @@ def test_workers_of_a_pool_turn_maintenance_off_through_the_environment(tmp_path
     path.write_text("kafka: {bootstrap.servers: 'x:1'}\ntables: [{table: a.b, topic: t}]\n")
     assert load_config(path, environ={}).maintenance.enabled
     assert not load_config(path, environ={"TABLETOPIC_MAINTENANCE__ENABLED": "false"}).maintenance.enabled
+
+
+def test_a_tables_own_target_size_decides_its_compaction():
+    state = TableState(last_expire=100.0, last_orphans=100.0)
+    assert due(110.0, state, SmallFiles(3, 500), SETTINGS).compact is None
+    assert due(110.0, state, SmallFiles(3, 500), SETTINGS, target_bytes=400).compact == "3 small files, 500 bytes"
