@@ -86,6 +86,10 @@ class TableConfig:
     # A regex the whole topic name must match: every matching topic (also ones created later) feeds
     # `table`, which may use `{topic}` (its safe name) to give each topic a table of its own.
     topic_pattern: str | None = None
+    # JSON only: each record to the table its top-level `route_field` names in `route_tables`
+    # (value -> NAMESPACE.TABLE); other values, and records without it, to `table`.
+    route_field: str | None = None
+    route_tables: dict[str, str] = field(default_factory=dict)
     format: Format = "json"
     partition_by: list[str] = field(default_factory=list)
     metadata_columns: bool = True
@@ -302,6 +306,16 @@ def validate(config: Config) -> None:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
             seen[topic] = table.table
+        if table.route_tables and table.route_field is None:
+            raise ConfigError(f"{key}.route_field", "required by route_tables")
+        if table.route_field is not None:
+            if table.format != "json":
+                raise ConfigError(f"{key}.route_field", f"routing by field needs format json (is {table.format})")
+            if not table.metadata_columns:
+                raise ConfigError(f"{key}.metadata_columns", "routed tables need them: each row's offset")
+            for target in table.route_tables.values():
+                if target.count(".") < 1:
+                    raise ConfigError(f"{key}.route_tables", f"expected NAMESPACE.TABLE, got {target!r}")
         if table.commit_interval_seconds is not None and table.commit_interval_seconds <= 0:
             raise ConfigError(f"{key}.commit_interval_seconds", "must be above 0")
         if table.target_file_size_bytes is not None and table.target_file_size_bytes <= 0:

@@ -35,7 +35,7 @@ from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
-from tabletopic.routing import subscription_pattern, table_for
+from tabletopic.routing import route_values, split_by, subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
@@ -79,8 +79,12 @@ class Service:
         self._sink_of_topic: dict[str, TableSink] = {}
         self._sink_named: dict[str, TableSink] = {}
         self._health: dict[str, TableHealth] = {}
+        # A topic whose records are split by a field: (field, table per value, the default table).
+        self._routes: dict[str, tuple[str, dict[str, str], TableSink]] = {}
         for spec in config.tables:
-            if spec.topic_pattern is None:
+            if spec.route_field is not None:
+                self._add_routed(spec)
+            elif spec.topic_pattern is None:
                 self._add_sink(spec, spec.all_topics)
         self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
@@ -89,16 +93,37 @@ class Service:
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
         self._next_position_check = 0.0
 
-    def _add_sink(self, spec: TableConfig, topics: list[str]) -> TableSink:
+    def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
         dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic)
                              if spec.dead_letter_topic else None)
         sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
-                         dead_letter_topic)
+                         dead_letter_topic, routed=routed)
         self.sinks.append(sink)
-        self._sink_of_topic.update(dict.fromkeys(topics, sink))
+        if not routed:
+            self._sink_of_topic.update(dict.fromkeys(topics, sink))
         self._sink_named[sink.identifier] = sink
         self._health[sink.identifier] = TableHealth()
         return sink
+
+    def _add_routed(self, spec: TableConfig) -> None:
+        plain = dataclasses.replace(spec, route_field=None, route_tables={})
+        default = self._add_sink(plain, [], routed=True)
+        for target in sorted(set(spec.route_tables.values()) - {spec.table}):
+            self._add_sink(dataclasses.replace(plain, table=target), [], routed=True)
+        assert spec.route_field is not None
+        for topic in spec.all_topics:
+            self._routes[topic] = (spec.route_field, dict(spec.route_tables), default)
+
+    def _sinks_for(self, topic: str) -> list[TableSink]:
+        route = self._routes.get(topic)
+        if route is not None:
+            _, tables, default = route
+            return [default, *(self._sink_named[t] for t in sorted(set(tables.values()) - {default.identifier}))]
+        sink = self._sink_of_topic.get(topic)
+        return [] if sink is None else [sink]
+
+    def _feeds(self, sink: TableSink, topic: str) -> bool:
+        return sink in self._sinks_for(topic)
 
     def _sink_for_new_topic(self, topic: str) -> None:
         """A topic that matched a `topic_pattern`: its table (named from the template) joins the tables."""
@@ -136,7 +161,7 @@ class Service:
             tables={s.identifier: s.spec.all_topics for s in self.sinks},
         )
         self.consumer.subscribe(
-            list(self._sink_of_topic) + [subscription_pattern(pattern.pattern) for pattern, _ in self._patterns],
+            [*self._sink_of_topic, *self._routes, *(subscription_pattern(p.pattern) for p, _ in self._patterns)],
             RebalanceHandlers(start_offsets=self._start_offsets, revoked=self._on_revoked, lost=self._on_lost,
                               hold=self._hold_on_assign),
         )
@@ -156,17 +181,18 @@ class Service:
             now = time.monotonic()
             failure: RecordError | None = None
             for chunk in chunks:
-                sink = self._sink_of_topic[chunk.topic]
-                if sink.identifier in self._held or sink.identifier in self._halted:
+                targets = self._sinks_for(chunk.topic)
+                if any(sink.identifier in self._held or sink.identifier in self._halted for sink in targets):
                     self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
                     continue
-                try:
-                    sink.ingest(chunk, now)
-                except RecordError as exc:
-                    # Other partitions' records in this batch are good: keep going, then stop.
-                    failure = failure or exc
-                except SourceUnavailable as exc:
-                    self._hold(sink, chunk, exc, now)
+                for sink, part in self._shares(chunk):
+                    try:
+                        sink.ingest(part, now, (chunk.first, chunk.last) if sink.routed else None)
+                    except RecordError as exc:
+                        # Other partitions' records in this batch are good: keep going, then stop.
+                        failure = failure or exc
+                    except SourceUnavailable as exc:
+                        self._hold(sink, chunk, exc, now)
             if failure is not None:
                 log.error(
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
@@ -184,8 +210,17 @@ class Service:
             self._relieve_memory(now)
         return EXIT_OK
 
+    def _shares(self, chunk: RecordChunk) -> list[tuple[TableSink, RecordChunk]]:
+        """The chunk for its table, or, for a routed topic, each table's share (empty ones too)."""
+        route = self._routes.get(chunk.topic)
+        if route is None:
+            return [(self._sink_of_topic[chunk.topic], chunk)]
+        field, tables, default = route
+        groups = split_by(route_values(chunk.values, field), tables, default.identifier)
+        return [(sink, chunk.select(groups.get(sink.identifier, []))) for sink in self._sinks_for(chunk.topic)]
+
     def _partitions_of(self, sink: TableSink) -> list[TopicPartition]:
-        return sorted(tp for tp in self.consumer.assigned if self._sink_of_topic.get(tp[0]) is sink)
+        return sorted(tp for tp in self.consumer.assigned if self._feeds(sink, tp[0]))
 
     def _hold(self, sink: TableSink, chunk: RecordChunk, exc: SourceUnavailable, now: float) -> None:
         """A service the table's records need is down: read the chunk again later, pause the table meanwhile."""
@@ -272,7 +307,7 @@ class Service:
 
     def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
         outcome = sink.flush(tps)
-        if outcome is not None:
+        if outcome is not None and not sink.routed:  # a routed table's seek would skip its siblings' records
             self._after_commit(outcome)
 
     def _after_commit(self, outcome: CommitOutcome) -> None:
@@ -287,16 +322,39 @@ class Service:
     # --- rebalance callbacks (run inside poll) --------------------------------------------------
 
     def _start_offsets(self, tps: list[TopicPartition]) -> Mapping[TopicPartition, int]:
-        for topic in sorted({t for t, _ in tps} - set(self._sink_of_topic)):
+        for topic in sorted({t for t, _ in tps} - set(self._sink_of_topic) - set(self._routes)):
             self._sink_for_new_topic(topic)
         starts: OffsetMap = {}
         for sink in self.sinks:
-            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if mine:
                 sink.drop(mine)
-                offsets = sink.start_offsets(mine)
-                starts.update(offsets)
+        for topic in sorted({t for t, _ in tps}):
+            mine = [tp for tp in tps if tp[0] == topic]
+            offsets = self._starts_for(topic, mine)
+            starts.update(offsets)
+            for sink in self._sinks_for(topic):
                 self._check_positions(sink, offsets)
+        return starts
+
+    def _starts_for(self, topic: str, tps: list[TopicPartition]) -> OffsetMap:
+        """Where these partitions start: the table's offsets, or, for a routed topic, the lowest of its
+        tables' (the others trim what they hold); a routed table that exists without an offset for a
+        partition sends it back to the log's start."""
+        sinks = self._sinks_for(topic)
+        if not sinks:
+            return {}
+        if len(sinks) == 1 and not sinks[0].routed:
+            return sinks[0].start_offsets(tps)
+        per_sink = [(sink.start_offsets(tps), sink.exists()) for sink in sinks]
+        starts: OffsetMap = {}
+        for tp in tps:
+            known = [offsets[tp] for offsets, exists in per_sink if exists and tp in offsets]
+            unknown = any(exists and tp not in offsets for offsets, exists in per_sink)
+            if unknown:
+                starts[tp] = self.consumer.watermarks(tp)[0]
+            elif known:
+                starts[tp] = min(known)
         return starts
 
     def _check_positions(self, sink: TableSink, offsets: Mapping[TopicPartition, int]) -> None:
@@ -332,7 +390,9 @@ class Service:
         for name in list(self._halted):
             sink = self._sink_named[name]
             mine = self._partitions_of(sink)
-            offsets = sink.start_offsets(mine)
+            offsets: OffsetMap = {}
+            for topic in sorted({t for t, _ in mine}):
+                offsets.update(self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
             problems = self._position_problems(offsets)
             if problems:
                 self._halt(sink, problems)
@@ -349,19 +409,19 @@ class Service:
     def _on_out_of_range(self) -> None:
         tps, self.consumer.out_of_range = sorted(self.consumer.out_of_range), set()
         for sink in self.sinks:
-            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if mine:
                 self._flush(sink, mine)  # what was read before is good
-                self._check_positions(sink, sink.start_offsets(mine))
+                for topic in sorted({t for t, _ in mine}):
+                    self._check_positions(sink, self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
 
     def _hold_on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         blocked = set(self._held) | set(self._halted)
-        return [tp for tp in tps if self._sink_of_topic.get(tp[0]) is not None
-                and self._sink_of_topic[tp[0]].identifier in blocked]
+        return [tp for tp in tps if any(sink.identifier in blocked for sink in self._sinks_for(tp[0]))]
 
     def _on_revoked(self, tps: list[TopicPartition]) -> None:
         for sink in self.sinks:
-            mine = [tp for tp in tps if self._sink_of_topic.get(tp[0]) is sink]
+            mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if not mine:
                 continue
             try:

@@ -51,15 +51,20 @@ class TableSink:
         retry: RetryPolicy,
         writer_schemas: WriterSchemas | None = None,
         dead_letter_topic: DeadLetterTopic | None = None,
+        routed: bool = False,
     ) -> None:
         self.spec = spec
+        # One of several tables a topic's records are split among: each sees every offset range,
+        # and trims what it already holds instead of fencing (a fence would re-seek the siblings too).
+        self.routed = routed
         self._dead_letter_topic = dead_letter_topic
         self.identifier = spec.table
         self._catalog = catalog
         self._writer_schemas = writer_schemas
         self.buffer = TableBuffer()
         self.dead_letters = TableBuffer()
-        self.committer = Committer(catalog, spec.table, group, writer_id, retry)
+        self.committer = Committer(catalog, spec.table, group, writer_id, retry,
+                                   offset_column=metadata.OFFSET if routed else None)
         self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(spec.table), group, writer_id,
                                                retry, offset_column=metadata.OFFSET)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start
@@ -125,9 +130,14 @@ class TableSink:
 
     # --- records -------------------------------------------------------------------------------
 
-    def ingest(self, chunk: RecordChunk, now: float) -> None:
+    def ingest(self, chunk: RecordChunk, now: float, covers: tuple[int, int] | None = None) -> None:
         """Decode and buffer a chunk; bad records go the way of the table's error policy
-        (`fail`: the good ones before the first bad one are buffered, then RecordError)."""
+        (`fail`: the good ones before the first bad one are buffered, then RecordError).
+        `covers`: the offset range the chunk stands for (a routed table's share of a bigger one)."""
+        if covers is not None and not len(chunk):
+            if self._arrow_schema is not None:  # nothing for this table, but the range is consumed
+                self.buffer.add((chunk.topic, chunk.partition), *covers, self._arrow_schema.empty_table(), now)
+            return
         tp = (chunk.topic, chunk.partition)
         pre_bad = [
             BadValue(i, f"value of {len(v)} bytes is over max_record_bytes ({self.spec.max_record_bytes})",
@@ -154,9 +164,10 @@ class TableSink:
         if decoded.dropped_fields:
             log.info("json.fields_ignored", table=self.identifier, records=decoded.dropped_fields,
                      partition=f"{chunk.topic}/{chunk.partition}", first_offset=chunk.first)
+        first, last = covers or (chunk.first, chunk.last)
         if bad:
-            self._on_bad(chunk, bad, rows, good, now)
-        self.buffer.add(tp, chunk.first, chunk.last, rows, now)
+            self._on_bad(chunk, bad, rows, good, now, first, last)
+        self.buffer.add(tp, first, last, rows, now)
 
     def _lowercased(self, chunk: RecordChunk, skip: set[int]) -> tuple[RecordChunk, list[BadValue]]:
         schema = self._arrow_schema if self._arrow_schema is not None else pa.schema([])
@@ -186,13 +197,14 @@ class TableSink:
         assert self._decoder is not None
         return self._decoder.decode(chunk, allow_drift=False)
 
-    def _on_bad(self, chunk: RecordChunk, bad: list[BadValue], rows: pa.Table, good: list[int], now: float) -> None:
+    def _on_bad(self, chunk: RecordChunk, bad: list[BadValue], rows: pa.Table, good: list[int], now: float,
+                range_first: int, range_last: int) -> None:
         tp = (chunk.topic, chunk.partition)
         if self.spec.errors == "fail":
             first = bad[0]
             if first.index > 0:
                 kept = bisect.bisect_left(good, first.index)
-                self.buffer.add(tp, chunk.first, chunk.offsets[first.index - 1], rows.slice(0, kept), now)
+                self.buffer.add(tp, range_first, chunk.offsets[first.index - 1], rows.slice(0, kept), now)
             reason = f"{first.code}: {first.reason}"
             raise RecordError(chunk.topic, chunk.partition, chunk.offsets[first.index], reason)
         event = "record.dead_letter" if self.spec.errors == "dlq" else "record.skipped"
@@ -202,7 +214,7 @@ class TableSink:
                         offset=chunk.offsets[b.index], reason=str(b.code), message=b.reason[:500])
         if self.spec.errors == "dlq":
             letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
-            self.dead_letters.add(tp, chunk.first, chunk.last, letters, now)
+            self.dead_letters.add(tp, range_first, range_last, letters, now)
 
     def _assemble(self, chunk: RecordChunk, values: pa.Table) -> pa.Table:
         assert self._arrow_schema is not None
@@ -236,6 +248,9 @@ class TableSink:
         return rows.filter(pc.invert(missing)), kept, bad
 
     # --- commits -------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self._decoder is not None or load_if_exists(self._catalog, self.identifier) is not None
 
     def start_offsets(self, tps: Iterable[TopicPartition]) -> OffsetMap:
         """The table's next offsets for these partitions (absent: the table holds none)."""

@@ -54,3 +54,36 @@ def test_a_tables_own_commit_interval_beats_the_global_one(kafka, new_topic, spa
     wait_committed(catalog_of(config), "routed.own_interval", "tests", log_end(kafka.bootstrap, topic, PARTITIONS),
                    timeout=60, writer=writer)
     assert writer.stop() == 0
+
+
+def test_route_by_field_into_three_tables_through_a_kill(kafka, new_topic, spawn_writer, tmp_path):
+    from tests.support import feed_slowly
+
+    topic = new_topic(4)
+    regions = ["eu", "us", "apac", None]  # None: no field, to the default table
+
+    def value(n: int) -> bytes:
+        region = regions[n % 4]
+        return json.dumps({"n": n, **({"region": region} if region else {})}).encode()
+
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "sales.other", tmp_path / "wh",
+                           commit={"interval_seconds": 0.5},
+                           table_settings={"route_field": "region",
+                                           "route_tables": {"eu": "sales.eu", "us": "sales.us", "apac": "sales.apac"}})
+    total = 40_000
+    producer = feed_slowly(kafka.bootstrap, topic, total, 4000, 0.5, value=value)
+    writer = spawn_writer(config)
+    writer.wait_for("commit.done", timeout=120)
+    time.sleep(1.5)
+    writer.kill()
+    writer = spawn_writer(config)
+    producer.join()
+    iceberg = catalog_of(config)
+    ends = log_end(kafka.bootstrap, topic, 4)
+    for table in ("sales.eu", "sales.us", "sales.apac", "sales.other"):
+        wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    for table, region in (("sales.eu", "eu"), ("sales.us", "us"), ("sales.apac", "apac"), ("sales.other", None)):
+        rows = iceberg.load_table(table).scan().to_arrow().to_pylist()
+        assert sorted(r["n"] for r in rows) == [n for n in range(total) if regions[n % 4] == region], table
+        assert {r.get("region") for r in rows} == {region}
