@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pyiceberg.catalog import Catalog
@@ -74,7 +76,8 @@ def plan_backfill(
     existing = load_if_exists(catalog, table)
     done = table_offsets(existing, backfill_group(config.group_id)) if existing is not None else {}
     plan = Plan(topic, table)
-    first_live = _first_live_offsets(existing, topic) if (existing is not None and live_table) else {}
+    resumed_at = {p: max(starts[p], done.get((topic, p)) or starts[p]) for p in starts}
+    first_live = _first_live_offsets(existing, topic, resumed_at) if (existing is not None and live_table) else {}
     for partition in sorted(starts):
         start, end = starts[partition], ends[partition]
         if partition in first_live and end > first_live[partition]:
@@ -87,13 +90,17 @@ def plan_backfill(
     return plan
 
 
-def _first_live_offsets(table: object, topic: str) -> dict[int, int]:
-    """The lowest offset per partition among rows the live writer committed (not earlier backfills)."""
+def _first_live_offsets(table: object, topic: str, since: Mapping[int, int]) -> dict[int, int]:
+    """The lowest offset per partition among rows at or past `since` (where this backfill resumes):
+    below it are this backfill's own rows, at or past it the ones it must not reach."""
     from pyiceberg.table import Table
 
     assert isinstance(table, Table)
     rows = table.scan(row_filter=f"{metadata.TOPIC} == '{topic}'",
                       selected_fields=(metadata.PARTITION, metadata.OFFSET)).to_arrow()
+    if rows.num_rows:
+        floor = pa.array([since.get(p, 0) for p in rows[metadata.PARTITION].to_pylist()], pa.int64())
+        rows = rows.filter(pc.greater_equal(rows[metadata.OFFSET], floor))
     if rows.num_rows == 0:
         return {}
     grouped = rows.group_by(metadata.PARTITION).aggregate([(metadata.OFFSET, "min")])
