@@ -78,6 +78,7 @@ def plan_backfill(
     plan = Plan(topic, table)
     resumed_at = {p: max(starts[p], done.get((topic, p)) or starts[p]) for p in starts}
     first_live = _first_live_offsets(existing, topic, resumed_at) if (existing is not None and live_table) else {}
+    live_next = table_offsets(existing, config.group_id) if (existing is not None and live_table) else {}
     for partition in sorted(starts):
         start, end = starts[partition], ends[partition]
         if partition in first_live and end > first_live[partition]:
@@ -85,6 +86,12 @@ def plan_backfill(
                 f"{topic}/{partition}: offsets {start}..{end - 1} reach {first_live[partition]}, where the rows "
                 f"{table} already holds begin; a backfill may only fill the range below it (use --to-offset "
                 f"{first_live[partition]}, or --into a new table)")
+        live = live_next.get((topic, partition))
+        if live is not None and end > live:
+            raise RefusedRange(
+                f"{topic}/{partition}: offsets {start}..{end - 1} reach {live}, where the live writer of "
+                f"{table} goes on reading; a backfill may only fill the range below what it holds (use "
+                f"--to-offset, or --into a new table)")
         resumed = done.get((topic, partition))
         plan.partitions.append(PartitionPlan(partition, max(start, resumed or start), end))
     return plan

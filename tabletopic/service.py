@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 import structlog
+from confluent_kafka import KafkaException
 from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.loader import open_catalog
@@ -334,7 +335,9 @@ class Service:
             offsets = self._starts_for(topic, mine)
             starts.update(offsets)
             for sink in self._sinks_for(topic):
-                self._check_positions(sink, offsets)
+                # A routed table is judged on its own offsets: the lowest of them, or the log start a
+                # sibling without offsets falls back to, could hide records lost to retention.
+                self._check_positions(sink, sink.start_offsets(mine) if sink.routed else offsets)
         return starts
 
     def _starts_for(self, topic: str, tps: list[TopicPartition]) -> OffsetMap:
@@ -366,7 +369,12 @@ class Service:
     def _position_problems(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, str]:
         found = {}
         for tp, next_offset in offsets.items():
-            problem = position_problem(next_offset, *self.consumer.watermarks(tp))
+            try:
+                bounds = self.consumer.watermarks(tp)
+            except KafkaException as exc:  # the broker is away: judge again on the next check
+                log.warning("kafka.watermarks_unavailable", partition=f"{tp[0]}/{tp[1]}", error=str(exc))
+                continue
+            problem = position_problem(next_offset, *bounds)
             if problem is not None:
                 found[tp] = problem
         return found
@@ -411,7 +419,10 @@ class Service:
         for sink in self.sinks:
             mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if mine:
-                self._flush(sink, mine)  # what was read before is good
+                try:
+                    self._flush(sink, mine)  # what was read before is good
+                except CommitError as exc:
+                    log.warning("table.commit_failed", table=sink.identifier, error=str(exc))  # kept, retried later
                 for topic in sorted({t for t, _ in mine}):
                     self._check_positions(sink, self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
 
