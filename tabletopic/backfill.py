@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
@@ -97,12 +98,9 @@ def plan_backfill(
     return plan
 
 
-def _first_live_offsets(table: object, topic: str, since: Mapping[int, int]) -> dict[int, int]:
+def _first_live_offsets(table: Table, topic: str, since: Mapping[int, int]) -> dict[int, int]:
     """The lowest offset per partition among rows at or past `since` (where this backfill resumes):
     below it are this backfill's own rows, at or past it the ones it must not reach."""
-    from pyiceberg.table import Table
-
-    assert isinstance(table, Table)
     rows = table.scan(row_filter=f"{metadata.TOPIC} == '{topic}'",
                       selected_fields=(metadata.PARTITION, metadata.OFFSET)).to_arrow()
     if rows.num_rows:

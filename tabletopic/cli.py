@@ -17,8 +17,6 @@ from tabletopic.exceptions import AuditError, ConfigError
 
 EXIT_CONFIG = 2
 DEFAULT_TARGET_FILE_BYTES = 512 * 1024 * 1024
-# Maintenance runs beside the writers and must not starve them of CPU.
-MAINTENANCE_NICENESS = 10
 
 
 def _connection_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -283,7 +281,9 @@ def _maintenance_catalog(args: argparse.Namespace) -> Any:
     flags["tables"] = [{"table": args.table, "topic": "-", "format": "raw"}]  # validation only
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
     logs.configure(config.log_level)
-    os.nice(MAINTENANCE_NICENESS)
+    from tabletopic.compaction.scheduler import NICENESS
+
+    os.nice(NICENESS)  # beside the writers: never starve them of CPU
     return open_catalog(config.catalog)
 
 
@@ -322,7 +322,6 @@ def _maintain(args: argparse.Namespace) -> int:
 
 
 def _offsets(args: argparse.Namespace) -> int:
-    import datetime as dt
     import json
 
     from tabletopic.catalog.loader import open_catalog
@@ -355,13 +354,8 @@ def _offsets(args: argparse.Namespace) -> int:
     rows = positions(catalog, args.table, config.group_id, config.kafka, [topic])
     partitions = sorted(int(p) for p in args.partitions.split(",")) if args.partitions else [r.partition for r in rows]
     if args.to_timestamp:
-        try:
-            moment = dt.datetime.fromisoformat(args.to_timestamp.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ConfigError("--to-timestamp", str(exc)) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        targets = reset_targets(config.kafka, topic, partitions, "timestamp", int(moment.timestamp() * 1000))
+        moment_ms = _timestamp_ms("--to-timestamp", args.to_timestamp)
+        targets = reset_targets(config.kafka, topic, partitions, "timestamp", moment_ms)
     elif args.to_offset is not None:
         targets = reset_targets(config.kafka, topic, partitions, "offset", args.to_offset)
     else:

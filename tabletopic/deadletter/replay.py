@@ -22,6 +22,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In, Or, Reference
 from pyiceberg.expressions.literals import literal
+from pyiceberg.table import Table
 
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import append_files, write_data_files
@@ -156,10 +157,7 @@ def _equal(column: str, value: str | int) -> BooleanExpression:
     return EqualTo(term=Reference(column), value=literal(value))
 
 
-def _coordinates_in(table: object, rows: pa.Table) -> set[Coordinate]:
-    from pyiceberg.table import Table
-
-    assert isinstance(table, Table)
+def _coordinates_in(table: Table, rows: pa.Table) -> set[Coordinate]:
     present = table.scan(row_filter=_matching(_coordinates(rows)),
                          selected_fields=(metadata.TOPIC, metadata.PARTITION, metadata.OFFSET)).to_arrow()
     return _coordinates(present)
