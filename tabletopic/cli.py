@@ -163,20 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _run_flags(args))
-            logs.configure(config.log_level)
-            workers = config.workers or os.cpu_count() or 1
-            maintenance = _start_maintenance(config)
-            try:
-                if workers > 1:
-                    from tabletopic.supervisor import Supervisor
+            from tabletopic.observe import multiproc
 
-                    worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
-                    return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
-                return _run(config)
+            metrics_dir = multiproc.prepare()  # before anything imports prometheus_client
+            try:
+                return _run_command(args, argv)
             finally:
-                if maintenance is not None:
-                    maintenance.stop()
+                multiproc.remove(metrics_dir)
         if args.command == "audit":
             return _audit(args)
         if args.command == "dlq":
@@ -200,6 +193,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tabletopic: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(args.command)
+
+
+def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """The pool's parent (or the one worker) serves HTTP and runs maintenance; workers only write."""
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _run_flags(args))
+    logs.configure(config.log_level, secrets=config.secret_values)
+    workers = config.workers or os.cpu_count() or 1
+    server = None
+    if config.http.enabled:
+        from tabletopic.observe.http import serve
+
+        server = serve(config, expected_workers=workers)
+    maintenance = _start_maintenance(config)
+    try:
+        if workers > 1:
+            from tabletopic.supervisor import Supervisor
+
+            worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
+            return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
+        return _run(config)
+    finally:
+        if maintenance is not None:
+            maintenance.stop()
+        if server is not None:
+            server.shutdown()
 
 
 def _start_maintenance(config: Config) -> Any:
@@ -226,7 +244,7 @@ def _audit(args: argparse.Namespace) -> int:
     # The audit reads the table as it is: the format only satisfies validation.
     flags["tables"] = [{"table": args.table, "topic": args.topic, "format": "raw"}]
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
-    logs.configure("warning")
+    logs.configure("warning", secrets=config.secret_values)
     starts = None
     if args.from_timestamp:
         from tabletopic.kafka.reader import log_bounds, offsets_at
@@ -255,7 +273,7 @@ def _replay(args: argparse.Namespace) -> int:
     from tabletopic.kafka.registry import SchemaRegistry
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, secrets=config.secret_values)
     specs = [t for t in config.tables if t.table == args.table]
     if not specs:
         raise ConfigError("--table", f"{args.table} is not one of the config's tables")
@@ -280,7 +298,7 @@ def _maintenance_catalog(args: argparse.Namespace) -> Any:
     flags = _connection_flags(args)
     flags["tables"] = [{"table": args.table, "topic": "-", "format": "raw"}]  # validation only
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, secrets=config.secret_values)
     from tabletopic.compaction.scheduler import NICENESS
 
     os.nice(NICENESS)  # beside the writers: never starve them of CPU
@@ -328,7 +346,7 @@ def _offsets(args: argparse.Namespace) -> int:
     from tabletopic.offsets_admin import positions, reset, reset_targets
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
-    logs.configure("warning")
+    logs.configure("warning", secrets=config.secret_values)
     specs = [t for t in config.tables if t.table == args.table]
     if not specs:
         raise ConfigError("--table", f"{args.table} is not one of the config's tables")
@@ -378,7 +396,7 @@ def _status(args: argparse.Namespace) -> int:
     from tabletopic.status import table_status
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
-    logs.configure("warning")
+    logs.configure("warning", secrets=config.secret_values)
     catalog = open_catalog(config.catalog)
     statuses = [table_status(catalog, config, spec.table, spec.all_topics) for spec in config.tables]
     if args.output == "json":
@@ -414,7 +432,7 @@ def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
     from tabletopic.kafka.reader import log_bounds, offsets_at
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, secrets=config.secret_values)
     configured = [t for t in config.tables if t.table == args.table]
     spec = configured[0] if configured else TableConfig(table=args.table, topic=args.topic)
     live_table = bool(configured) and args.topic in spec.all_topics and not args.into

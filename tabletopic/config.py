@@ -10,12 +10,15 @@ Environment overrides: `TABLETOPIC_<SECTION>__<KEY>`, e.g.
 `TABLETOPIC_KAFKA__BOOTSTRAP_SERVERS` (kafka: `_` becomes `.`),
 `TABLETOPIC_CATALOG__S3__ENDPOINT` (catalog: `__` becomes `.` and `_` becomes `-`, as in pyiceberg),
 `TABLETOPIC_COMMIT__INTERVAL_SECONDS`, `TABLETOPIC_GROUP_ID`.
+
+Secrets need not be inline: any value may say `${env:VAR}` or `${file:PATH}` (references.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from tabletopic.exceptions import ConfigError
+from tabletopic.references import resolve
 
 Format = Literal["json", "avro", "raw"]
 FORMATS = ("json", "avro", "raw")
@@ -124,6 +128,16 @@ class MaintenanceConfig:
 
 
 @dataclass
+class HttpConfig:
+    enabled: bool = True  # /healthz, /readyz and /metrics
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # /healthz fails once a worker's loop has not turned for this long (a commit may hold one turn
+    # for commit.retry_deadline_seconds).
+    stall_seconds: float = 120.0
+
+
+@dataclass
 class Config:
     kafka: dict[str, str] = field(default_factory=dict)
     group_id: str = DEFAULT_GROUP
@@ -136,6 +150,10 @@ class Config:
     workers: int | None = None  # worker processes; None: one per core
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     tables: list[TableConfig] = field(default_factory=list)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    # Not a key: every value that came from `${env:}`/`${file:}` or sits under a secret-looking key,
+    # so the logs can mask it.
+    secret_values: frozenset[str] = field(default=frozenset(), init=False)
 
 
 # --- building typed config from plain data ---------------------------------------------------
@@ -204,7 +222,7 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(prefix or "config", f"expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     values: dict[str, Any] = {}
     passthrough: dict[str, str] = {}
     for key, value in data.items():
@@ -275,9 +293,19 @@ def load_config(
         data = dict(loaded or {})
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     data = _merge(data, flags or {})
+    data, referenced = resolve(data, os.environ if environ is None else environ)
     config: Config = _build(Config, data, "")
     validate(config)
+    config.secret_values = frozenset(referenced | _values_under_secret_keys(config))
     return config
+
+
+_SECRET_KEY = re.compile(r"password|secret|token|credential|user\.info|oauthbearer\.config|\.pem$|private")
+
+
+def _values_under_secret_keys(config: Config) -> set[str]:
+    sections = [config.kafka, config.catalog.properties, config.schema_registry.properties]
+    return {value for section in sections for key, value in section.items() if value and _SECRET_KEY.search(key)}
 
 
 def validate(config: Config) -> None:
@@ -292,8 +320,6 @@ def validate(config: Config) -> None:
         if table.table.count(".") < 1:
             raise ConfigError(f"{key}.table", f"expected NAMESPACE.TABLE, got {table.table!r}")
         if table.topic_pattern is not None:
-            import re
-
             try:
                 re.compile(table.topic_pattern)
             except re.error as exc:
@@ -349,6 +375,8 @@ def validate(config: Config) -> None:
         raise ConfigError("maintenance.orphans_older_than_hours", "must be 1 or more: younger files may be in flight")
     if config.consumer.batch_size <= 0:
         raise ConfigError("consumer.batch_size", "must be above 0")
+    if not 0 <= config.http.port <= 65535:
+        raise ConfigError("http.port", f"expected 0-65535, got {config.http.port}")
     if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":
         raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
 

@@ -36,6 +36,8 @@ from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
+from tabletopic.observe import metrics
+from tabletopic.observe.watch import Watch
 from tabletopic.routing import route_values, split_by, subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
@@ -89,6 +91,7 @@ class Service:
                 self._add_sink(spec, spec.all_topics)
         self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
+        self._watch = Watch(self.writer_id, self.consumer.cached_high_watermark)
         self._paused: list[TopicPartition] = []  # paused for memory
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
@@ -187,6 +190,7 @@ class Service:
                     self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
                     continue
                 for sink, part in self._shares(chunk):
+                    metrics.record_consumed(sink.identifier, len(part), sum(map(len, filter(None, part.values))))
                     try:
                         sink.ingest(part, now, (chunk.first, chunk.last) if sink.routed else None)
                     except RecordError as exc:
@@ -209,6 +213,7 @@ class Service:
             self._release_holds(now)
             self._recheck_halted(now)
             self._relieve_memory(now)
+            self._watch.turn(now, [(sink, self._partitions_of(sink)) for sink in self.sinks])
         return EXIT_OK
 
     def _shares(self, chunk: RecordChunk) -> list[tuple[TableSink, RecordChunk]]:
@@ -291,6 +296,9 @@ class Service:
         try:
             if code in (EXIT_OK, EXIT_BAD_RECORD):  # the good records before a bad one are kept
                 self._flush_all()
+                # Lag tools read the group's offsets: leave them where the tables are, not a commit behind.
+                held = {tp: n for sink in self.sinks if not sink.routed for tp, n in sink.committed.items()}
+                self.consumer.commit_group_offsets(held, wait=True)
             self.consumer.close()
         except CommitError as exc:
             log.error("service.commit_failed", error=str(exc))
@@ -323,6 +331,7 @@ class Service:
     # --- rebalance callbacks (run inside poll) --------------------------------------------------
 
     def _start_offsets(self, tps: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        self._watch.assigned()
         for topic in sorted({t for t, _ in tps} - set(self._sink_of_topic) - set(self._routes)):
             self._sink_for_new_topic(topic)
         starts: OffsetMap = {}
@@ -431,6 +440,7 @@ class Service:
         return [tp for tp in tps if any(sink.identifier in blocked for sink in self._sinks_for(tp[0]))]
 
     def _on_revoked(self, tps: list[TopicPartition]) -> None:
+        self._watch.released(self._mine(tps), lost=False)
         for sink in self.sinks:
             mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if not mine:
@@ -444,9 +454,14 @@ class Service:
         self._paused = [tp for tp in self._paused if tp not in tps]
 
     def _on_lost(self, tps: list[TopicPartition]) -> None:
+        self._watch.released(self._mine(tps), lost=True)
         for sink in self.sinks:
             sink.drop(tps)
         self._paused = [tp for tp in self._paused if tp not in tps]
+
+
+    def _mine(self, tps: list[TopicPartition]) -> list[tuple[TableSink, list[TopicPartition]]]:
+        return [(sink, [tp for tp in tps if self._feeds(sink, tp[0])]) for sink in self.sinks]
 
 
 def _exit_now(timeout: float) -> None:

@@ -19,7 +19,7 @@ from tabletopic.catalog.evolve import evolve
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer
-from tabletopic.commit.committer import CommitOutcome, Committer, table_offsets
+from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
@@ -34,6 +34,7 @@ from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.exceptions import CommitError, RecordError, SchemaError
 from tabletopic.kafka.records import RecordChunk
+from tabletopic.observe import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,9 @@ class TableSink:
         self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(spec.table), group, writer_id,
                                                retry, offset_column=metadata.OFFSET)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start
+        # What the table holds, as this worker last saw it: for lag and freshness.
+        self.committed: OffsetMap = {}
+        self.newest_record_ms: int | None = None
         self._lowercase = spec.column_names == "lowercase"
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
@@ -215,6 +219,7 @@ class TableSink:
         if self.spec.errors == "dlq":
             letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
             self.dead_letters.add(tp, range_first, range_last, letters, now)
+            metrics.record_dead_letters(self.identifier, (str(b.code) for b in bad))
 
     def _assemble(self, chunk: RecordChunk, values: pa.Table) -> pa.Table:
         assert self._arrow_schema is not None
@@ -258,7 +263,14 @@ class TableSink:
         if table is None:
             return {}
         committed = table_offsets(table, self.committer.group)
-        return {tp: committed[tp] for tp in tps if tp in committed}
+        starts = {tp: committed[tp] for tp in tps if tp in committed}
+        self.committed.update(starts)
+        self.newest_record_ms = max_known(self.newest_record_ms, table_newest_record_ms(table))
+        return starts
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.buffer.nbytes + self.dead_letters.nbytes
 
     def is_flush_due(self, now: float, interval_s: float, max_bytes: int) -> bool:
         return self.buffer.is_flush_due(now, interval_s, max_bytes)
@@ -281,7 +293,12 @@ class TableSink:
         except CommitError:
             self.dead_letters.put_back(letters, time.monotonic())
             self.buffer.put_back(parts, time.monotonic())
+            metrics.record_commit_failed(self.identifier)
             raise
+        self.committed.update({**outcome.replayed, **outcome.fenced, **outcome.committed})
+        self.newest_record_ms = max_known(self.newest_record_ms, outcome.newest_record_ms)
+        metrics.record_commit(self.identifier, outcome.rows, outcome.files, outcome.nbytes, outcome.attempts,
+                              outcome.conflicts, outcome.seconds)
         log.info(
             "commit.done" if outcome.committed else "commit.nothing",
             table=self.identifier,
@@ -309,3 +326,7 @@ class TableSink:
         wanted = list(tps)
         self.buffer.take(wanted)
         self.dead_letters.take(wanted)
+
+
+def max_known(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -9,7 +9,7 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.tables import load_if_exists
-from tabletopic.commit.committer import NEWEST_RECORD_KEY, snapshot_summaries
+from tabletopic.commit.committer import table_newest_record_ms
 from tabletopic.commit.offsets import offsets_key
 from tabletopic.config import Config
 from tabletopic.offsets_admin import positions
@@ -47,11 +47,9 @@ def table_status(catalog: Catalog, config: Config, identifier: str, topics: list
             status.last_commit_age_s = round((now_ms - snapshot.timestamp_ms) / 1000, 1)
             break
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    for summary in snapshot_summaries(table):
-        newest = summary.get(NEWEST_RECORD_KEY)
-        if newest:
-            status.newest_record_age_s = round((now_ms - int(newest)) / 1000, 1)
-            break
+    newest = table_newest_record_ms(table)
+    if newest is not None:
+        status.newest_record_age_s = round((now_ms - newest) / 1000, 1)
     sizes = [task.file.file_size_in_bytes for task in table.scan().plan_files()]
     status.data_files = len(sizes)
     status.small_files = sum(1 for size in sizes if size < config.maintenance.target_file_size_bytes * 3 // 4)

@@ -24,6 +24,7 @@ from types import FrameType
 
 import structlog
 
+from tabletopic.observe import multiproc
 from tabletopic.service import EXIT_BAD_RECORD, EXIT_CONFIG, EXIT_OK
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,10 @@ log = structlog.get_logger(__name__)
 HEALTHY_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
 FATAL_EXITS = (EXIT_BAD_RECORD, EXIT_CONFIG)
+
+
+# Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart checks it).
+EXIT_MARGIN_S = 2.0
 
 
 def restart_delay(failures_in_a_row: int) -> float:
@@ -58,7 +63,8 @@ class Supervisor:
 
     def _start(self, slot: WorkerSlot) -> None:
         # One maintenance process for the pool, the parent's: not one per worker.
-        env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false"}
+        # The parent serves HTTP for the pool too, from the metrics files all of them write.
+        env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false", "TABLETOPIC_HTTP__ENABLED": "false"}
         slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv], env=env)
         slot.started_at = time.monotonic()
         slot.restart_at = None
@@ -87,6 +93,7 @@ class Supervisor:
             if code is None:
                 return None
             slot.exit_codes.append(code)
+            multiproc.forget(slot.process.pid)
             slot.process = None
             if code in FATAL_EXITS:
                 log.error("supervisor.worker_failed", worker=slot.index, exit_code=code)
@@ -108,8 +115,8 @@ class Supervisor:
         running = [s.process for s in self.slots if s.process is not None]
         for process in running:
             process.send_signal(signal.SIGTERM)
-        # The workers bound their own shutdown; allow them that plus a margin to exit.
-        deadline = time.monotonic() + self.shutdown_timeout_s + 10
+        # The workers bound their own shutdown (they exit 3 at the bound); a worker past it is stuck.
+        deadline = time.monotonic() + self.shutdown_timeout_s + EXIT_MARGIN_S
         codes = []
         for process in running:
             try:

@@ -37,6 +37,8 @@ def writer_config(
         "commit": {"interval_seconds": 1, **overrides.pop("commit", {})},
         # Off unless a test is about it: it is a process of its own, and these tests are about the writer.
         "maintenance": {"enabled": False, **overrides.pop("maintenance", {})},
+        # Off unless a test is about it: several writers at once would want the same port.
+        "http": {"enabled": False, **overrides.pop("http", {})},
         "tables": [{"table": table, "topic": topic, **overrides.pop("table_settings", {})}],
     }
     config.update(overrides)

@@ -52,6 +52,10 @@ class CommitOutcome:
     attempts: int = 0
     rows: int = 0
     files: int = 0
+    nbytes: int = 0  # of the data files
+    conflicts: int = 0  # attempts that met another writer's snapshot
+    newest_record_ms: int | None = None
+    seconds: float = 0.0
 
 
 def snapshot_summaries(table: Table) -> Iterator[dict[str, str | None]]:
@@ -65,6 +69,15 @@ def snapshot_summaries(table: Table) -> Iterator[dict[str, str | None]]:
 
 def table_offsets(table: Table, group: str) -> OffsetMap:
     return committed_offsets(snapshot_summaries(table), group)
+
+
+def table_newest_record_ms(table: Table) -> int | None:
+    """The newest Kafka timestamp the table's commits have recorded (ms), if any."""
+    for summary in snapshot_summaries(table):
+        newest = summary.get(NEWEST_RECORD_KEY)
+        if newest:
+            return int(newest)
+    return None
 
 
 class Committer:
@@ -149,6 +162,7 @@ class Committer:
                     files = write_data_files(table, rows)
                     written_for = ranges
                     outcome.rows, outcome.files = rows.num_rows, len(files)
+                    outcome.nbytes = sum(f.file_size_in_bytes for f in files)
                     newest = _newest_record_ms(rows)
                 # Step 4.
                 new_offsets = {tp: held.last + 1 for tp, held in to_commit.items()}
@@ -161,9 +175,12 @@ class Committer:
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
                 outcome.snapshot_id = append_files(table, files, properties)
                 outcome.committed = new_offsets
+                outcome.newest_record_ms = newest
+                outcome.seconds = time.monotonic() - started
                 return outcome
             except CommitFailedException as exc:
                 # Step 5: another writer moved the table; its offsets may change our verdicts.
+                outcome.conflicts += 1
                 log.info("commit.conflict", table=self.identifier, attempt=outcome.attempts, error=str(exc))
             except CommitStateUnknownException as exc:
                 log.warning("commit.state_unknown", table=self.identifier, commit_id=commit_id, error=str(exc))

@@ -77,8 +77,9 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
     from tabletopic.compaction.manifests import merge_manifests
     from tabletopic.compaction.orphans import remove_orphans
     from tabletopic.compaction.rewrite import compact
+    from tabletopic.observe import metrics
 
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, secrets=config.secret_values)
     os.nice(NICENESS)
     settings = config.maintenance
     catalog = open_catalog(config.catalog)
@@ -94,7 +95,8 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
                 todo = due(now, state, small_files(catalog, spec.table, target), settings, target)
                 if todo.compact:
                     log.info("maintenance.triggered", table=spec.table, action="compact", reason=todo.compact)
-                    compact(catalog, spec.table, target)
+                    result = compact(catalog, spec.table, target)
+                    metrics.record_compaction(spec.table, result.files_removed)
                 merge_manifests(catalog, spec.table, settings.max_manifests)  # a no-op below the threshold
                 if todo.expire:
                     log.info("maintenance.triggered", table=spec.table, action="expire", reason="schedule")

@@ -156,13 +156,21 @@ class GroupConsumer:
         low, high = self._consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), timeout=10, cached=False)
         return int(low), int(high)
 
-    def commit_group_offsets(self, offsets: Mapping[TP, int]) -> None:
+    def cached_high_watermark(self, tp: TP) -> int | None:
+        """The log end as of the last fetch response (no broker round trip); None before the first."""
+        _, high = self._consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
+        return int(high) if high >= 0 else None
+
+    def commit_group_offsets(self, offsets: Mapping[TP, int], wait: bool = False) -> None:
         """Record the table's offsets in the group too, for lag tools; never read back by tabletopic."""
         owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.assigned]
         if not owned:
             return
         try:
-            self._consumer.commit(offsets=owned, asynchronous=True)
+            if wait:
+                self._consumer.commit(offsets=owned, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=owned, asynchronous=True)
         except KafkaException as exc:
             log.info("kafka.group_commit_skipped", error=str(exc))
 

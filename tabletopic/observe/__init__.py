@@ -1,0 +1,1 @@
+"""What a platform team watches: Prometheus metrics, health and readiness over HTTP."""

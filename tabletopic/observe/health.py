@@ -1,0 +1,29 @@
+"""Pure decisions behind /healthz and /readyz: None when fine, else the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def liveness(heartbeats: Mapping[str, float], now: float, running_for: float, stall_s: float) -> str | None:
+    """Alive while every worker's loop has turned within `stall_s` (a commit may hold a turn for a while)."""
+    if not heartbeats:
+        return None if running_for < stall_s else f"no worker has started in {running_for:.0f} s"
+    stalled = {worker: now - beat for worker, beat in heartbeats.items() if now - beat > stall_s}
+    if stalled:
+        worker, age = max(stalled.items(), key=lambda item: item[1])
+        return f"worker {worker} has not turned its loop for {age:.0f} s (limit {stall_s:.0f} s)"
+    return None
+
+
+def readiness(joined: Mapping[str, float], expected_workers: int, catalog_error: str | None,
+              broker_error: str | None) -> str | None:
+    """Ready once every worker has had its first assignment (empty counts: idle) and both services answer."""
+    if broker_error is not None:
+        return f"broker unreachable: {broker_error}"
+    if catalog_error is not None:
+        return f"catalog unreachable: {catalog_error}"
+    in_group = sum(1 for value in joined.values() if value >= 1)
+    if in_group < expected_workers:
+        return f"{in_group} of {expected_workers} workers have joined the consumer group"
+    return None

@@ -1,0 +1,106 @@
+"""Every metric tabletopic exposes (prefix `tabletopic_`), and the calls that update them.
+
+Gauges say how they merge across the worker processes of one run (prometheus_client's
+multiprocess modes): a partition's lag is whatever its latest owner wrote; buffers add up;
+a table is as fresh as its freshest worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from tabletopic.commit.offsets import TopicPartition
+
+consumer_lag = Gauge("tabletopic_consumer_lag_records",
+                     "Records in the log past the table's committed offset", ["table", "topic", "partition"],
+                     multiprocess_mode="livemostrecent")
+committed_offset = Gauge("tabletopic_committed_offset", "The table's next offset for the partition",
+                         ["table", "topic", "partition"], multiprocess_mode="livemostrecent")
+records_consumed = Counter("tabletopic_records_consumed", "Records read from Kafka", ["table"])
+bytes_consumed = Counter("tabletopic_bytes_consumed", "Value bytes read from Kafka", ["table"])
+records_committed = Counter("tabletopic_records_committed", "Rows committed to the table", ["table"])
+bytes_committed = Counter("tabletopic_bytes_committed", "Data file bytes committed to the table", ["table"])
+commits = Counter("tabletopic_commits", "Commit rounds by outcome (committed, nothing, failed)", ["table", "outcome"])
+commit_duration = Histogram("tabletopic_commit_duration_seconds", "Time from the start of a commit to its snapshot",
+                            ["table"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+commit_conflicts = Counter("tabletopic_commit_conflicts", "Commits that met another writer's snapshot", ["table"])
+commit_retries = Counter("tabletopic_commit_retries", "Commit attempts after the first", ["table"])
+commit_files = Histogram("tabletopic_commit_files", "Data files per commit", ["table"],
+                         buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128))
+commit_bytes = Histogram("tabletopic_commit_bytes", "Data file bytes per commit", ["table"],
+                         buckets=(2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20, 128 * 2**20, 256 * 2**20, 512 * 2**20,
+                                  2**30))
+buffer_bytes = Gauge("tabletopic_buffer_bytes", "Bytes buffered for the table, not yet committed", ["table"],
+                     multiprocess_mode="livesum")
+freshness = Gauge("tabletopic_freshness_seconds", "Age of the newest committed record (its Kafka timestamp)",
+                  ["table"], multiprocess_mode="livemin")
+dead_letters = Counter("tabletopic_dead_letters", "Records sent to the dead-letter path", ["table", "reason"])
+compaction_runs = Counter("tabletopic_compaction_runs", "Compactions run by the maintenance process", ["table"])
+files_rewritten = Counter("tabletopic_compaction_files_rewritten", "Data files replaced by compaction", ["table"])
+rebalances = Counter("tabletopic_rebalances", "Partition assignment changes", ["kind"])
+# For /healthz and /readyz in the process that serves HTTP: one sample per live worker.
+heartbeat = Gauge("tabletopic_worker_heartbeat_timestamp_seconds", "When the worker's loop last turned",
+                  ["worker"], multiprocess_mode="liveall")
+joined = Gauge("tabletopic_worker_joined", "1 once the worker has had its first assignment (maybe empty)",
+               ["worker"], multiprocess_mode="liveall")
+
+
+def record_consumed(table: str, records: int, nbytes: int) -> None:
+    records_consumed.labels(table).inc(records)
+    bytes_consumed.labels(table).inc(nbytes)
+
+
+def record_commit(table: str, rows: int, files: int, nbytes: int, attempts: int, conflicts: int,
+                  seconds: float) -> None:
+    commits.labels(table, "committed" if files or rows else "nothing").inc()
+    records_committed.labels(table).inc(rows)
+    bytes_committed.labels(table).inc(nbytes)
+    commit_duration.labels(table).observe(seconds)
+    commit_files.labels(table).observe(files)
+    commit_bytes.labels(table).observe(nbytes)
+    commit_retries.labels(table).inc(max(attempts - 1, 0))
+    commit_conflicts.labels(table).inc(conflicts)
+
+
+def record_commit_failed(table: str) -> None:
+    commits.labels(table, "failed").inc()
+
+
+def record_dead_letters(table: str, reasons: Iterable[str]) -> None:
+    for reason, count in Tally(reasons).items():
+        dead_letters.labels(table, reason).inc(count)
+
+
+def record_compaction(table: str, files_removed: int) -> None:
+    compaction_runs.labels(table).inc()
+    files_rewritten.labels(table).inc(files_removed)
+
+
+def record_partition(table: str, tp: TopicPartition, committed: int, lag: int) -> None:
+    topic, partition = tp[0], str(tp[1])
+    committed_offset.labels(table, topic, partition).set(committed)
+    consumer_lag.labels(table, topic, partition).set(lag)
+
+
+def record_table_state(table: str, buffered: int, newest_record_ms: int | None, now_s: float | None = None) -> None:
+    buffer_bytes.labels(table).set(buffered)
+    if newest_record_ms is not None:
+        now_s = time.time() if now_s is None else now_s
+        freshness.labels(table).set(max(now_s - newest_record_ms / 1000, 0.0))
+
+
+def beat(worker: str) -> None:
+    heartbeat.labels(worker).set(time.time())
+
+
+def mark_joined(worker: str) -> None:
+    joined.labels(worker).set(1)
+
+
+def mark_starting(worker: str) -> None:
+    joined.labels(worker).set(0)
+    beat(worker)
