@@ -204,6 +204,10 @@ class Service:
                     reason=failure.reason,
                 )
                 return EXIT_BAD_RECORD
+            if self.consumer.authentication_error is not None:
+                log.error("kafka.authentication_failed", error=self.consumer.authentication_error,
+                          fix="check kafka.sasl.username / sasl.password (or the files and variables they name)")
+                return EXIT_CONFIG
             if self.consumer.out_of_range:
                 self._on_out_of_range()
             for sink in self.sinks:

@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.decode import metadata
 from tabletopic.exceptions import CommitError
+from tabletopic.kafka.client_logs import with_logger
 
 FLUSH_TIMEOUT_S = 30.0
 
@@ -24,7 +25,7 @@ class DeadLetterTopic:
     def __init__(self, kafka_settings: Mapping[str, str], topic: str) -> None:
         client = {k: v for k, v in kafka_settings.items() if not k.startswith(("group.", "auto.", "enable.auto"))}
         self.topic = topic
-        self._producer = Producer({**client, "enable.idempotence": True, "linger.ms": 20})
+        self._producer = Producer(with_logger({**client, "enable.idempotence": True, "linger.ms": 20}))
 
     def send(self, letters: pa.Table) -> None:
         for row in letters.to_pylist():

@@ -10,6 +10,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tabletopic.exceptions import ConfigError
+from tabletopic.kafka.client_logs import with_logger
 from tabletopic.kafka.records import RecordChunk
 
 log = structlog.get_logger(__name__)
@@ -42,14 +43,9 @@ class RebalanceHandlers:
     hold: Callable[[list[TP]], list[TP]] = lambda tps: []  # of newly assigned ones, those to pause at once
 
 
-def _log_error(error: KafkaError) -> None:
-    """librdkafka retries by itself; an unreachable broker is worth a line, not a stop."""
-    log.warning("kafka.error", code=error.name(), error=error.str(), fatal=error.fatal())
-
-
 class GroupConsumer:
     def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
-        conf: dict[str, object] = {**_DEFAULTS, **settings, **_FORCED, "group.id": group_id, "error_cb": _log_error}
+        conf = with_logger({**_DEFAULTS, **settings, **_FORCED, "group.id": group_id, "error_cb": self._on_error})
         self._start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         try:
             self._consumer = Consumer(conf)
@@ -57,6 +53,13 @@ class GroupConsumer:
             raise ConfigError("kafka", str(exc.args[0].str() if exc.args else exc)) from None
         self.assigned: set[TP] = set()
         self.out_of_range: set[TP] = set()  # partitions whose position the log no longer holds; the owner clears it
+        self.authentication_error: str | None = None  # wrong credentials: retrying will not fix them
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka retries by itself; an unreachable broker is worth a line, not a stop."""
+        log.warning("kafka.error", code=error.name(), error=error.str(), fatal=error.fatal())
+        if error.code() == KafkaError._AUTHENTICATION:
+            self.authentication_error = error.str()
 
     def subscribe(self, topics: list[str], handlers: RebalanceHandlers) -> None:
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from tabletopic.exceptions import AuditError
+from tabletopic.kafka.client_logs import with_logger
 
 # Metadata and watermark calls against a healthy local or remote cluster answer well within this.
 REQUEST_TIMEOUT_S = 30.0
@@ -33,7 +34,7 @@ def read_offsets(
         "enable.partition.eof": "true",
         "isolation.level": "read_committed",
     }
-    consumer = Consumer(conf)
+    consumer = Consumer(with_logger(conf))
     try:
         metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
         topic_meta = metadata.topics.get(topic)
@@ -71,7 +72,7 @@ def read_offsets(
 
 def log_bounds(settings: Mapping[str, str], topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of `topic`: the log's first offset and its end."""
-    consumer = Consumer({**settings, "group.id": f"tabletopic-bounds-{uuid.uuid4().hex[:8]}"})
+    consumer = Consumer(with_logger({**settings, "group.id": f"tabletopic-bounds-{uuid.uuid4().hex[:8]}"}))
     try:
         metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
         topic_meta = metadata.topics.get(topic)
@@ -85,7 +86,7 @@ def log_bounds(settings: Mapping[str, str], topic: str) -> dict[int, tuple[int, 
 
 def offsets_at(settings: Mapping[str, str], topic: str, partitions: list[int], timestamp_ms: int) -> dict[int, int]:
     """Per partition, the first offset whose timestamp is at or after `timestamp_ms` (the log end if none)."""
-    consumer = Consumer({**settings, "group.id": f"tabletopic-times-{uuid.uuid4().hex[:8]}"})
+    consumer = Consumer(with_logger({**settings, "group.id": f"tabletopic-times-{uuid.uuid4().hex[:8]}"}))
     try:
         found = consumer.offsets_for_times([TopicPartition(topic, p, timestamp_ms) for p in partitions],
                                            timeout=REQUEST_TIMEOUT_S)

@@ -4,10 +4,18 @@ Step 1 (`fetch`) resolves `org.apache.kafka:kafka_2.13` and its runtime dependen
 `mvn dependency:copy-dependencies` into a cache folder outside git, once.
 Step 2 (`LocalKafka.start`) formats the log dir (unless it is a restart) and starts `kafka.Kafka`
 on free loopback ports.
+
+Opt-in, beside the PLAINTEXT listener that stays as it is: `secure=True` adds a SASL_SSL listener
+(SCRAM-SHA-512, one user whose credentials the storage format writes into the metadata log) with a
+throwaway CA and server certificate (tls.py) read as PEM stores; `mtls=True` also adds an SSL
+listener that requires a client certificate from that CA. `client_settings()` gives the librdkafka
+settings for either.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -19,12 +27,16 @@ from pathlib import Path
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port, wait_for_port
 from tabletopic.local.process import stop_process
+from tabletopic.local.tls import KeyPair, LocalCA, make_ca
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.17"
 # A cold JVM on a loaded 2-core machine takes 10-20 s to open its listener.
 START_TIMEOUT_S = 90.0
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+# What may stand unquoted in `--add-scram 'SCRAM-SHA-512=[name=...,password=...]'`.
+_SCRAM_SAFE = re.compile(r"[A-Za-z0-9._~@+/-]+")
 
 
 def kafka_libs() -> Path:
@@ -86,27 +98,149 @@ _LOG4J2 = """Configuration:
 
 @dataclass
 class LocalKafka:
-    """One KRaft node (broker + controller) on loopback; `bootstrap` is HOST:PORT for clients."""
+    """One KRaft node (broker + controller) on loopback; `bootstrap` is HOST:PORT for clients.
+
+    With `secure=True`, `secure_bootstrap` is a SASL_SSL listener (SCRAM-SHA-512 as
+    `sasl_username`/`sasl_password`, the server certificate signed by the CA in `ca_pem_path`);
+    with `mtls=True`, `mtls_bootstrap` is an SSL listener that wants a client certificate
+    (`client_cert_path`, `client_key_path`). `bootstrap` stays PLAINTEXT either way."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     extra_properties: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    secure: bool = False
+    sasl_username: str = "tabletopic"
+    sasl_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    secure_port: int = field(default_factory=free_port)
+    mtls: bool = False
+    mtls_port: int = field(default_factory=free_port)
+    tls: LocalCA | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.secure:
+            for what, value in (("sasl_username", self.sasl_username), ("sasl_password", self.sasl_password)):
+                if not _SCRAM_SAFE.fullmatch(value):
+                    raise ValueError(f"{what} may hold only {_SCRAM_SAFE.pattern} (it goes into --add-scram)")
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def secure_bootstrap(self) -> str:
+        if not self.secure:
+            raise RuntimeError("this broker has no SASL_SSL listener (LocalKafka(secure=True))")
+        return f"127.0.0.1:{self.secure_port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        if not self.mtls:
+            raise RuntimeError("this broker has no mutual-TLS listener (LocalKafka(mtls=True))")
+        return f"127.0.0.1:{self.mtls_port}"
+
+    @property
+    def ca_pem_path(self) -> Path:
+        return self._ca().ca_path
+
+    @property
+    def client_cert_path(self) -> Path:
+        return self._client().cert_path
+
+    @property
+    def client_key_path(self) -> Path:
+        return self._client().key_path
+
+    def _ca(self) -> LocalCA:
+        if self.tls is None:
+            if not (self.secure or self.mtls):
+                raise RuntimeError("this broker has no TLS listener (LocalKafka(secure=True) or mtls=True)")
+            # Made once per broker, kept across restarts: clients keep trusting the same CA.
+            self.tls = make_ca(self.workdir / "tls", client_name="tabletopic-client" if self.mtls else None)
+        return self.tls
+
+    def _client(self) -> KeyPair:
+        client = self._ca().client
+        if client is None:
+            raise RuntimeError("no client certificate: LocalKafka(mtls=True) makes one")
+        return client
+
+    def client_settings(self, listener: str = "sasl_ssl") -> dict[str, str]:
+        """librdkafka settings for `listener`: "sasl_ssl", "mtls" or "plaintext"."""
+        if listener == "plaintext":
+            return {"bootstrap.servers": self.bootstrap}
+        if listener == "sasl_ssl":
+            return {
+                "bootstrap.servers": self.secure_bootstrap,
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": SCRAM_MECHANISM,
+                "sasl.username": self.sasl_username,
+                "sasl.password": self.sasl_password,
+                "ssl.ca.location": str(self.ca_pem_path),
+            }
+        if listener == "mtls":
+            return {
+                "bootstrap.servers": self.mtls_bootstrap,
+                "security.protocol": "SSL",
+                "ssl.ca.location": str(self.ca_pem_path),
+                "ssl.certificate.location": str(self.client_cert_path),
+                "ssl.key.location": str(self.client_key_path),
+            }
+        raise ValueError(f"unknown listener {listener!r}: plaintext, sasl_ssl or mtls")
+
+    def _listeners(self) -> dict[str, tuple[str, int]]:
+        """Listener name -> (security protocol, port), the controller's included."""
+        listeners = {"PLAINTEXT": ("PLAINTEXT", self.port), "CONTROLLER": ("PLAINTEXT", self.controller_port)}
+        if self.secure:
+            listeners["SASL_SSL"] = ("SASL_SSL", self.secure_port)
+        if self.mtls:
+            listeners["MTLS"] = ("SSL", self.mtls_port)
+        return listeners
+
+    def _tls_properties(self) -> dict[str, str]:
+        props: dict[str, str] = {}
+        if not (self.secure or self.mtls):
+            return props
+        ca = self._ca()
+        keystore = self.workdir / "tls" / "server-keystore.pem"
+        keystore.write_text(ca.server.keystore_pem)
+        keystore.chmod(0o600)
+        stores = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(ca.ca_path),
+        }
+        if self.secure:
+            name = "listener.name.sasl_ssl"
+            props.update({f"{name}.{k}": v for k, v in stores.items()})
+            props[f"{name}.sasl.enabled.mechanisms"] = SCRAM_MECHANISM
+            # The broker side of SCRAM needs the login module, with no user of its own: it only
+            # checks clients against the credentials in the metadata log.
+            props[f"{name}.{SCRAM_MECHANISM.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+        if self.mtls:
+            name = "listener.name.mtls"
+            props.update({f"{name}.{k}": v for k, v in stores.items()})
+            props[f"{name}.ssl.client.auth"] = "required"
+        return props
+
     def _properties(self) -> dict[str, str]:
+        listeners = self._listeners()
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": ",".join(f"{name}://127.0.0.1:{port}" for name, (_, port) in listeners.items()),
+            "advertised.listeners": ",".join(
+                f"{name}://127.0.0.1:{port}" for name, (_, port) in listeners.items() if name != "CONTROLLER"
+            ),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(
+                f"{name}:{protocol}" for name, (protocol, _) in listeners.items()
+            ),
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": "1",
@@ -118,6 +252,7 @@ class LocalKafka:
             # Tests create a group and expect it to form at once, not after the default 3 s.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            **self._tls_properties(),
         }
         props.update(self.extra_properties)
         return props
@@ -134,14 +269,22 @@ class LocalKafka:
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
         ]
         if not (self.workdir / "data" / "meta.properties").exists():  # a restart keeps its log
+            scram = (
+                # The credentials go into the metadata log with the format: no admin round trip later.
+                ["--add-scram", f"{SCRAM_MECHANISM}=[name={self.sasl_username},password={self.sasl_password}]"]
+                if self.secure else []
+            )
             subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)],
+                [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config),
+                 *scram],
                 check=True, stdout=subprocess.DEVNULL,
             )
         with (self.workdir / "stdout.log").open("ab") as out:
             self.process = subprocess.Popen([*jvm, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, START_TIMEOUT_S, "Kafka broker")
+            for port in [self.secure_port] * self.secure + [self.mtls_port] * self.mtls:
+                wait_for_port(port, START_TIMEOUT_S, "Kafka broker (TLS listener)")
         except TimeoutError:
             self.stop()
             raise
@@ -160,8 +303,17 @@ def _cluster_id() -> str:
 
 
 if __name__ == "__main__":
-    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="tabletopic-kafka-"))).start()
-    print(kafka.bootstrap, flush=True)
+    import json
+    import sys
+
+    # `python -m tabletopic.local.kafka [--secure] [--mtls]`: the bootstrap, or the librdkafka settings per listener.
+    secure, mtls = "--secure" in sys.argv, "--mtls" in sys.argv
+    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="tabletopic-kafka-")), secure=secure, mtls=mtls).start()
+    if secure or mtls:
+        listeners = ["plaintext"] + ["sasl_ssl"] * secure + ["mtls"] * mtls
+        print(json.dumps({name: kafka.client_settings(name) for name in listeners}, indent=2), flush=True)
+    else:
+        print(kafka.bootstrap, flush=True)
     try:
         while True:
             time.sleep(3600)

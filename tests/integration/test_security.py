@@ -1,0 +1,154 @@
+"""A secured broker: the writer and the audit over SASL_SSL (SCRAM-SHA-512, TLS to a throwaway CA)
+with the password from `${file:...}`, secrets never in the logs, a wrong password reported at once.
+
+The broker is this module's own (`LocalKafka(secure=True)`); every client here talks to its
+SASL_SSL listener only, never to the PLAINTEXT one it keeps beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tabletopic.commit.committer import table_offsets
+from tabletopic.local.kafka import LocalKafka
+from tests.support import Writer, audit_cli, catalog_of, json_n, wait_committed, writer_config
+
+RECORDS = 5_000
+PARTITIONS = 3
+# Looks like an AWS secret key; the local SQLite catalog never uses it, but the config holds it.
+S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + uuid.uuid4().hex[:10]
+AUTH_REPORT_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    broker = LocalKafka(tmp_path_factory.mktemp("secure-kafka"), secure=True).start()
+    yield broker
+    broker.stop()
+
+
+def create_secure_topic(kafka: LocalKafka, partitions: int) -> str:
+    name = f"sec-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient(kafka.client_settings("sasl_ssl"))
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(timeout=30)
+    return name
+
+
+def produce_secure(kafka: LocalKafka, topic: str, count: int) -> dict[tuple[str, int], int]:
+    """`{"n": 0..count-1}` over SASL_SSL; returns each partition's log end as the deliveries report it."""
+    ends: dict[tuple[str, int], int] = {}
+    failures: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+            return
+        tp = (message.topic(), message.partition())
+        ends[tp] = max(ends.get(tp, 0), message.offset() + 1)
+
+    producer = Producer({**kafka.client_settings("sasl_ssl"), "linger.ms": 10, "enable.idempotence": True})
+    for n in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=json_n(n), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+    assert not failures, failures[:3]
+    assert sum(ends.values()) == count
+    return ends
+
+
+def secured_config(
+    path: Path, kafka: LocalKafka, topic: str, table: str, password_file: Path, warehouse: Path, **overrides: Any
+) -> Path:
+    """The writer's config: SASL_SSL with the password by reference, an S3 secret in the catalog, debug logs.
+    librdkafka's own debug output (security and conf) is on too: it goes to stderr unmasked by tabletopic."""
+    return writer_config(
+        path, kafka.secure_bootstrap, topic, table, warehouse,
+        kafka={
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": kafka.sasl_username,
+            "sasl.password": f"${{file:{password_file}}}",
+            "ssl.ca.location": str(kafka.ca_pem_path),
+            "debug": "security,conf",
+        },
+        catalog={
+            "warehouse": str(warehouse), "s3.access-key-id": "AKIATABLETOPICTEST", "s3.secret-access-key": S3_SECRET,
+        },
+        log_level="debug",
+        **overrides,
+    )
+
+
+def test_writer_and_audit_over_sasl_ssl_keep_secrets_out_of_logs(secure_kafka, spawn_writer, tmp_path):
+    topic = create_secure_topic(secure_kafka, PARTITIONS)
+    table = "sec.events"
+    ends = produce_secure(secure_kafka, topic, RECORDS)
+
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text(secure_kafka.sasl_password + "\n")  # as a Kubernetes Secret file or `echo` leaves it
+    config = secured_config(tmp_path / "c.yaml", secure_kafka, topic, table, password_file, tmp_path / "warehouse")
+    assert secure_kafka.sasl_password not in config.read_text()
+
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", ends, writer=writer)
+    assert writer.stop() == 0
+
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert len(values) == RECORDS
+    assert sorted(values) == list(range(RECORDS))
+    audit = audit_cli(config, topic, table)  # the audit reads the offsets over SASL_SSL too
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "audit: OK" in audit.stdout
+
+    stderr = "\n".join(writer.stderr_text)
+    # The writer did talk SASL_SSL and did log: the checks below are not vacuous.
+    assert writer.named("kafka.assigned")
+    assert "sasl.password = [redacted]" in stderr  # librdkafka's conf dump, now through structlog
+    assert "SCRAM" in stderr
+    for secret in (secure_kafka.sasl_password, S3_SECRET):
+        assert secret not in stderr
+        assert secret not in audit.stdout + audit.stderr
+
+
+def test_wrong_password_is_reported_not_silent(secure_kafka, spawn_writer, tmp_path):
+    topic = create_secure_topic(secure_kafka, 1)
+    wrong = "wrong-" + uuid.uuid4().hex
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text(wrong)
+    config = secured_config(tmp_path / "c.yaml", secure_kafka, topic, "sec.denied", password_file, tmp_path / "wh")
+
+    writer = spawn_writer(config)
+    # Wrong credentials do not fix themselves: the writer says so and exits 2 (configuration), so
+    # Kubernetes shows a crash loop instead of a pod that looks alive and writes nothing.
+    assert writer.wait_exit(timeout=AUTH_REPORT_TIMEOUT_S) == 2, writer.log()
+    assert auth_report(writer) is not None, writer.log()
+    assert writer.named("kafka.authentication_failed"), writer.log()
+
+    stderr = "\n".join(writer.stderr_text)
+    assert wrong not in stderr
+    assert S3_SECRET not in stderr
+    iceberg = catalog_of(config)
+    assert not iceberg.table_exists("sec.denied") or not table_offsets(iceberg.load_table("sec.denied"), "tests")
+
+
+def auth_report(writer: Writer) -> dict[str, Any] | None:
+    """The writer's first structured line (a warning or worse) that names an authentication failure."""
+    return next(
+        (e for e in list(writer.events)
+         if e.get("level") in ("warning", "error", "critical") and "authentication" in json.dumps(e).lower()),
+        None,
+    )
