@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup quickstart test test-unit lint typecheck check clean
+.PHONY: help setup quickstart test test-unit lint typecheck check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@command -v go >/dev/null || { echo "Go is needed to build helm and kubeconform (chart tests): apt-get install -y golang-go"; exit 1; }
 	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import k8s_tools; k8s_tools.fetch_helm(); k8s_tools.fetch_kubeconform(); k8s_tools.kubernetes_schemas()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)
@@ -36,6 +38,9 @@ typecheck: setup ## mypy
 	$(BIN)/mypy
 
 check: lint typecheck test ## everything CI runs
+
+bench: setup ## throughput, CPU, RSS and freshness against the stage ceiling and Kafka Connect's Iceberg sink (bench/RESULTS.md)
+	$(BIN)/python -m bench.run
 
 clean: ## remove the virtualenv and local state (not the download cache)
 	rm -rf $(VENV) warehouse .tabletopic

@@ -143,11 +143,11 @@ class TableSink:
                 self.buffer.add((chunk.topic, chunk.partition), *covers, self._arrow_schema.empty_table(), now)
             return
         tp = (chunk.topic, chunk.partition)
+        limit = self.spec.max_record_bytes
         pre_bad = [
-            BadValue(i, f"value of {len(v)} bytes is over max_record_bytes ({self.spec.max_record_bytes})",
-                     Reason.OVERSIZED)
-            for i, v in enumerate(chunk.values) if v is not None and len(v) > self.spec.max_record_bytes
-        ]
+            BadValue(i, f"value of {len(v)} bytes is over max_record_bytes ({limit})", Reason.OVERSIZED)
+            for i, v in enumerate(chunk.values) if v is not None and len(v) > limit
+        ] if max(map(len, filter(None, chunk.values)), default=0) > limit else []
         work = chunk
         if self._lowercase and self.spec.format == "json":
             work, collisions = self._lowercased(chunk, {b.index for b in pre_bad})

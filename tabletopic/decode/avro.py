@@ -1,7 +1,8 @@
 """Avro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro body) → Arrow.
 
-Writer schemas come from the registry by id and are parsed once. Records are decoded with
-fastavro and assembled into Arrow per batch. A value that cannot be decoded is named with its
+Writer schemas come from the registry by id and are parsed once. A batch is read in native
+code a schema id at a time (avro_batch.py); a batch with anything that path does not take is
+decoded a record at a time with fastavro and assembled into Arrow. A value that cannot be decoded is named with its
 reason code: not the wire format, an unknown schema id, a schema the table cannot take, an
 undecodable body, a value that does not fit its column.
 """
@@ -19,10 +20,13 @@ from typing import Any
 
 import fastavro
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.deadletter.reasons import Reason
+from tabletopic.decode import avro_batch
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
+from tabletopic.decode.conform import conform_table
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.exceptions import SchemaError
 from tabletopic.kafka.records import RecordChunk
@@ -50,6 +54,7 @@ class WriterSchemas:
         self._registry = registry
         self._parsed: dict[int, Any] = {}
         self._needs_fixing: dict[int, bool] = {}
+        self._batch_json: dict[int, str | None] = {}  # the schema for the batch path, None: not batchable
 
     def parsed(self, schema_id: int) -> Any:
         schema = self._parsed.get(schema_id)
@@ -59,7 +64,11 @@ class WriterSchemas:
             self._parsed[schema_id] = schema
             compact = text.replace(" ", "")
             self._needs_fixing[schema_id] = '"time-m' in compact or '"uuid"' in compact
+            self._batch_json[schema_id] = avro_batch.schema_json(text) if avro_batch.batchable(schema) else None
         return schema
+
+    def batch_json(self, schema_id: int) -> str | None:
+        return self._batch_json.get(schema_id)
 
     def needs_fixing(self, schema_id: int) -> bool:
         return self._needs_fixing.get(schema_id, False)
@@ -95,10 +104,46 @@ class AvroDecoder:
     def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
         if allow_drift:
             self._raise_if_drift(chunk.values)
+        rows = self._decode_batch(chunk.values)
+        if rows is not None:
+            return Decoded(rows)
+        return self._decode_each(chunk.values)
+
+    def _decode_batch(self, values: Sequence[bytes | None]) -> pa.Table | None:
+        """The fast path: each schema id's bodies read at once (avro_batch.py); None if any value or
+        schema needs the per-record path."""
+        positions: dict[int, list[int]] = {}
+        bodies: list[bytes] = []
+        for index, value in enumerate(values):
+            if value is None or len(value) < HEADER.size or value[0] != MAGIC:
+                return None
+            positions.setdefault(int.from_bytes(value[1:5], "big"), []).append(index)
+            bodies.append(value[HEADER.size:])
+        parts, order = [], []
+        for schema_id, indexes in positions.items():
+            try:
+                plan = self._plan(schema_id)
+            except UnknownSchemaId:
+                return None
+            text = self._schemas.batch_json(schema_id)
+            if plan.incompatible or plan.needs_change or text is None or self._renamers.get(schema_id) is not None:
+                return None
+            try:
+                read = avro_batch.read_batch(text, [bodies[i] for i in indexes])
+                parts.append(conform_table(read, self.schema))
+            except Exception:  # the per-record path finds and names the records at fault
+                return None
+            order.extend(indexes)
+        if len(parts) == 1:
+            return parts[0]
+        # several schema versions in one batch: back to the records' order
+        return pa.concat_tables(parts).take(pc.sort_indices(pa.array(order)))
+
+    def _decode_each(self, values: Sequence[bytes | None]) -> Decoded:
         records: list[dict[str, Any]] = []
         good: list[int] = []
         bad: list[BadValue] = []
-        for index, value in enumerate(chunk.values):
+        for index, value in enumerate(values):
             try:
                 records.append(self._decode_one(index, value))
                 good.append(index)

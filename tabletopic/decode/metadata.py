@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tabletopic.kafka.records import RecordChunk
 
@@ -31,9 +32,9 @@ def metadata_arrays(chunk: RecordChunk) -> dict[str, pa.Array]:
         TOPIC: pa.repeat(pa.scalar(chunk.topic, pa.string()), count),
         PARTITION: pa.repeat(pa.scalar(chunk.partition, pa.int32()), count),
         OFFSET: pa.array(chunk.offsets, pa.int64()),
-        TIMESTAMP: pa.array(
-            [None if ms is None else ms * 1000 for ms in chunk.timestamps_ms], pa.int64()
-        ).cast(pa.timestamp("us", tz="UTC")),
+        TIMESTAMP: pc.multiply(pa.array(chunk.timestamps_ms, pa.int64()), 1000).cast(pa.timestamp("us", tz="UTC")),
         KEY: pa.array(chunk.keys, pa.binary()),
-        HEADERS: pa.array(chunk.headers, HEADERS_TYPE),
+        # Most records carry no headers: no per-record conversion then.
+        HEADERS: (pa.nulls(count, HEADERS_TYPE) if chunk.headers.count(None) == count
+                  else pa.array(chunk.headers, HEADERS_TYPE)),
     }

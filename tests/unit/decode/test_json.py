@@ -82,3 +82,11 @@ def test_maps_take_the_per_record_path():
     schema = pa.schema([pa.field("m", pa.map_(pa.large_string(), pa.int64()))])
     table = JsonDecoder(schema).decode(chunk([b'{"m": {"a": 1}}', b"{}"])).rows
     assert table.column("m").to_pylist() == [[("a", 1)], None]
+
+
+def test_null_empty_and_blank_values_are_rows_of_nulls_in_either_join():
+    decoder = JsonDecoder(SCHEMA)
+    for values in ([b'{"id": 1}', b"   ", b'{"id": 3}'], [b'{"id": 1}', None, b"", b'{"id": 3}']):
+        rows = decoder.decode(chunk(values)).rows
+        assert rows.num_rows == len(values)
+        assert rows.column("id").to_pylist() == [1, *([None] * (len(values) - 2)), 3]
