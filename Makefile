@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	@command -v go >/dev/null || { echo "Go is needed to build helm and kubeconform (chart tests): apt-get install -y golang-go"; exit 1; }
 	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
 	$(BIN)/python -c 'from tabletopic.local import k8s_tools; k8s_tools.fetch_helm(); k8s_tools.fetch_kubeconform(); k8s_tools.kubernetes_schemas()'
+	$(BIN)/python -c 'from bench.peer import connect; connect.fetch()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)
