@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.loader import open_catalog
 from tabletopic.commit.committer import table_offsets
+from tabletopic.config import load_config
 from tabletopic.local.kafka import LocalKafka
+from tabletopic.local.rest_catalog import LocalRestCatalog
 from tests.support import Writer, audit_cli, catalog_of, json_n, wait_committed, writer_config
 
 RECORDS = 5_000
@@ -30,7 +34,7 @@ AUTH_REPORT_TIMEOUT_S = 60.0
 
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    broker = LocalKafka(tmp_path_factory.mktemp("secure-kafka"), secure=True).start()
+    broker = LocalKafka(tmp_path_factory.mktemp("secure-kafka"), secure=True, mtls=True).start()
     yield broker
     broker.stop()
 
@@ -152,3 +156,34 @@ def auth_report(writer: Writer) -> dict[str, Any] | None:
          if e.get("level") in ("warning", "error", "critical") and "authentication" in json.dumps(e).lower()),
         None,
     )
+
+
+def test_writer_over_mtls_into_a_rest_catalog_with_oauth2_client_credentials(
+    secure_kafka: LocalKafka, rest_catalog: LocalRestCatalog, spawn_writer: Callable[..., Writer], tmp_path: Path,
+) -> None:
+    """mTLS to Kafka (a client certificate, no password), and the REST catalog's OAuth2 client-credentials
+    flow (pyiceberg asks the catalog's token endpoint for a token with `credential`, then sends it)."""
+    topic = create_secure_topic(secure_kafka, PARTITIONS)
+    table = "sec.mtls"
+    ends = produce_secure(secure_kafka, topic, 2_000)
+    client_secret = "oauth-" + uuid.uuid4().hex
+    config = writer_config(
+        tmp_path / "c.yaml", secure_kafka.mtls_bootstrap, topic, table, "unused",
+        kafka={k: v for k, v in secure_kafka.client_settings("mtls").items() if k != "bootstrap.servers"},
+        catalog={**rest_catalog.client_properties(), "credential": "tabletopic:${env:CATALOG_CLIENT_SECRET}",
+                 "oauth2-server-uri": f"{rest_catalog.uri}/v1/oauth/tokens", "scope": "catalog"},
+        log_level="debug",
+    )
+    env = {"CATALOG_CLIENT_SECRET": client_secret}
+    writer = spawn_writer(config, env)
+    iceberg = catalog_of_env(config, env)
+    wait_committed(iceberg, table, "tests", ends, writer=writer)
+    assert writer.stop() == 0
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == list(range(2_000))
+    assert writer.named("kafka.assigned")
+    assert client_secret not in "\n".join(writer.stderr_text)
+
+
+def catalog_of_env(config: Path, env: dict[str, str]) -> Catalog:
+    return open_catalog(load_config(config, environ=env).catalog)
