@@ -9,11 +9,13 @@ assignment, not through the consumer group.
 
 from __future__ import annotations
 
+import bisect
 import sys
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +31,7 @@ from tabletopic.config import Config, TableConfig
 from tabletopic.decode import metadata
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import TabletopicError
+from tabletopic.kafka.consumer import group_messages
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.sink import TableSink
@@ -130,29 +133,20 @@ def run_backfill(catalog: Catalog, config: Config, spec: TableConfig, plan: Plan
     read = 0
     try:
         while todo:
-            chunks: dict[int, RecordChunk] = {}
+            grouped, failed = group_messages(consumer.consume(num_messages=config.consumer.batch_size, timeout=1.0))
             ended: set[int] = set()
-            for message in consumer.consume(num_messages=config.consumer.batch_size, timeout=1.0):
-                partition = message.partition()
-                assert partition is not None
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        ended.add(partition)
-                    else:
-                        log.warning("kafka.error", error=error.str())
-                    continue
-                offset = message.offset()
-                assert offset is not None
-                if partition not in todo or offset >= todo[partition].end:
-                    continue
-                chunk = chunks.setdefault(partition, RecordChunk(plan.topic, partition))
-                chunk.offsets.append(offset)
-                chunk.keys.append(message.key())
-                chunk.values.append(message.value())
-                kind, timestamp = message.timestamp()
-                chunk.timestamps_ms.append(timestamp if kind else None)
-                chunk.headers.append(message.headers())  # type: ignore[arg-type]
+            for message in failed:
+                error = cast(KafkaError, message.error())
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ended.add(cast(int, message.partition()))
+                else:
+                    log.warning("kafka.error", error=error.str())
+            chunks: dict[int, RecordChunk] = {}
+            for chunk in grouped:
+                if chunk.partition in todo:  # only the planned range: records at or past its end stay unread
+                    inside = chunk.head(bisect.bisect_left(chunk.offsets, todo[chunk.partition].end))
+                    if len(inside):
+                        chunks[chunk.partition] = inside
             now = time.monotonic()
             for partition, chunk in chunks.items():
                 sink.ingest(chunk, now)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from tabletopic.exceptions import ConfigError
 from tabletopic.kafka.client_logs import with_logger
@@ -27,9 +27,10 @@ _FORCED = {
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "enable.partition.eof": "false",
-    # librdkafka prefetches up to 64 MiB *per partition* by default: a worker with dozens of
-    # partitions would hold gigabytes. 2 MiB each still keeps a full poll batch in hand.
-    "queued.max.messages.kbytes": "2048",
+    # The prefetch queue (one for all partitions of a group member): librdkafka's 64 MiB default
+    # is more memory than a sidecar needs, while 2 MiB (less than one 10k-record poll batch)
+    # capped a consumer at ~165k records/s of ~360 B and stalled it between polls (bench/RESULTS.md).
+    "queued.max.messages.kbytes": "16384",
 }
 
 
@@ -100,30 +101,18 @@ class GroupConsumer:
     def poll(self, max_records: int, timeout_s: float) -> list[RecordChunk]:
         """Up to `max_records`, grouped into one chunk per topic-partition, in offset order."""
         messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
-        chunks: dict[TP, RecordChunk] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if error.fatal():
-                    raise KafkaException(error)
-                if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    # auto.offset.reset=error: the position left the log (retention, recreation).
-                    self.out_of_range.add((cast(str, message.topic()), cast(int, message.partition())))
-                log.warning("kafka.error", error=error.str())
+        chunks, failed = group_messages(messages)
+        for message in failed:
+            error = cast(KafkaError, message.error())
+            if error.code() == KafkaError._PARTITION_EOF:
                 continue
-            tp = (cast(str, message.topic()), cast(int, message.partition()))
-            chunk = chunks.get(tp)
-            if chunk is None:
-                chunk = chunks[tp] = RecordChunk(tp[0], tp[1])
-            chunk.offsets.append(cast(int, message.offset()))
-            chunk.keys.append(message.key())
-            chunk.values.append(message.value())
-            kind, timestamp = message.timestamp()
-            chunk.timestamps_ms.append(timestamp if kind else None)
-            chunk.headers.append(cast(list[tuple[str, bytes | None]] | None, message.headers()))
-        return list(chunks.values())
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                # auto.offset.reset=error: the position left the log (retention, recreation).
+                self.out_of_range.add((cast(str, message.topic()), cast(int, message.partition())))
+            log.warning("kafka.error", error=error.str())
+        return chunks
 
     def pause(self, tps: list[TP]) -> None:
         owned = [TopicPartition(t, p) for t, p in tps if (t, p) in self.assigned]
@@ -180,3 +169,36 @@ class GroupConsumer:
     def close(self) -> None:
         """Leave the group (runs the revoke callback first)."""
         self._consumer.close()
+
+
+def group_messages(messages: list[Message]) -> tuple[list[RecordChunk], list[Message]]:
+    """One chunk per topic-partition, in offset order, and the messages that carry an error.
+
+    The hot path of every record: a few C calls each, appends bound once per run of one partition.
+    """
+    chunks: dict[TP, RecordChunk] = {}
+    failed: list[Message] = []
+    current: Any = None
+    offsets_add: Callable[[Any], None] = failed.append  # each rebound at the first record
+    keys_add = values_add = times_add = headers_add = offsets_add
+    for message in messages:
+        if message.error() is not None:
+            failed.append(message)
+            continue
+        tp: Any = (message.topic(), message.partition())
+        if tp != current:
+            chunk = chunks.get(tp)
+            if chunk is None:
+                chunk = chunks[tp] = RecordChunk(tp[0], tp[1])
+            current = tp
+            offsets_add, keys_add, values_add = chunk.offsets.append, chunk.keys.append, chunk.values.append
+            times_add, headers_add = chunk.timestamps_ms.append, chunk.headers.append
+        offsets_add(message.offset())
+        keys_add(message.key())
+        values_add(message.value())
+        times_add(message.timestamp()[1])
+        headers_add(message.headers())
+    for chunk in chunks.values():
+        if -1 in chunk.timestamps_ms:  # librdkafka's "no timestamp"
+            chunk.timestamps_ms = [None if t == -1 else t for t in chunk.timestamps_ms]
+    return list(chunks.values()), failed
