@@ -41,7 +41,7 @@ typecheck: setup ## mypy
 check: lint typecheck test ## everything CI runs
 
 bench: setup ## throughput, CPU, RSS and freshness against the stage ceiling and Kafka Connect's Iceberg sink (bench/RESULTS.md)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --peer
 
 clean: ## remove the virtualenv and local state (not the download cache)
 	rm -rf $(VENV) warehouse .tabletopic

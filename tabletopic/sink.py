@@ -18,7 +18,7 @@ from pyiceberg.table import Table
 from tabletopic.catalog.evolve import evolve
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
-from tabletopic.commit.buffer import PartitionBuffer, TableBuffer
+from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
 from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.retry import RetryPolicy
@@ -72,6 +72,7 @@ class TableSink:
         # What the table holds, as this worker last saw it: for lag and freshness.
         self.committed: OffsetMap = {}
         self.newest_record_ms: int | None = None
+        self._flush_started: float | None = None
         self._lowercase = spec.column_names == "lowercase"
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
@@ -273,7 +274,7 @@ class TableSink:
         return self.buffer.nbytes + self.dead_letters.nbytes
 
     def is_flush_due(self, now: float, interval_s: float, max_bytes: int) -> bool:
-        return self.buffer.is_flush_due(now, interval_s, max_bytes)
+        return flush_due(now, self.buffer.opened_at, self._flush_started, interval_s, self.buffer.nbytes, max_bytes)
 
     def flush(self, tps: Iterable[TopicPartition] | None = None) -> CommitOutcome | None:
         """Commit the dead letters, then the rows; on CommitError both go back to their buffers.
@@ -286,6 +287,7 @@ class TableSink:
         parts = self.buffer.take(wanted)
         if not parts:
             return None
+        self._flush_started = time.monotonic()
         try:
             if letters:
                 self._commit_dead_letters(letters)

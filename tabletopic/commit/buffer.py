@@ -94,3 +94,14 @@ class TableBuffer:
             self.partitions[tp] = held
         if self.partitions and self.opened_at is None:
             self.opened_at = now
+
+
+def flush_due(now: float, opened_at: float | None, last_flush_started: float | None, interval_s: float,
+              nbytes: int, max_bytes: int) -> bool:
+    """At most one commit per interval, counted from the start of the previous flush: records that
+    arrived while it wrote and committed have waited that long already (freshness: the interval
+    plus one flush, not two), and a quiet table's first record is not held for a further interval."""
+    if opened_at is None:
+        return False
+    since = opened_at if last_flush_started is None else min(opened_at, last_flush_started)
+    return now - since >= interval_s or nbytes >= max_bytes

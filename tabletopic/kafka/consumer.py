@@ -31,6 +31,9 @@ _DEFAULTS = {
     # is more memory than a sidecar needs, while 2 MiB (less than one 10k-record poll batch)
     # capped a consumer at ~165k records/s of ~360 B and stalled it between polls (bench/RESULTS.md).
     "queued.max.messages.kbytes": "16384",
+    # A partition whose prefetch is over that limit stops fetching for this long: librdkafka's
+    # 1000 ms default left a busy member idle for most of each second (bench/RESULTS.md).
+    "fetch.queue.backoff.ms": "10",
 }
 
 

@@ -41,3 +41,18 @@ def test_take_some_partitions_then_put_back_ahead_of_newer_rows():
     held = buffer.partitions[("t", 0)]
     assert (held.first, held.last, held.rows().num_rows) == (0, 11, 12)
     assert buffer.take() and buffer.is_empty and buffer.opened_at is None
+
+
+def test_flush_due_counts_the_interval_from_the_previous_flush_start():
+    from tabletopic.commit.buffer import flush_due
+
+    assert not flush_due(now=50.0, opened_at=None, last_flush_started=0.0, interval_s=10, nbytes=0, max_bytes=99)
+    # first buffer: its own age
+    assert not flush_due(now=9.0, opened_at=0.0, last_flush_started=None, interval_s=10, nbytes=1, max_bytes=99)
+    assert flush_due(now=10.0, opened_at=0.0, last_flush_started=None, interval_s=10, nbytes=1, max_bytes=99)
+    # steady input: a buffer opened after a 3 s flush is due 10 s after that flush began, not 10 s after it opened
+    assert not flush_due(now=19.0, opened_at=13.0, last_flush_started=10.0, interval_s=10, nbytes=1, max_bytes=99)
+    assert flush_due(now=20.0, opened_at=13.0, last_flush_started=10.0, interval_s=10, nbytes=1, max_bytes=99)
+    # a quiet table: its first record in a while is due at once, still at most one commit per interval
+    assert flush_due(now=500.0, opened_at=499.0, last_flush_started=10.0, interval_s=10, nbytes=1, max_bytes=99)
+    assert flush_due(now=11.0, opened_at=11.0, last_flush_started=10.5, interval_s=10, nbytes=99, max_bytes=99)
