@@ -134,9 +134,9 @@ class AvroDecoder:
             except Exception:  # the per-record path finds and names the records at fault
                 return None
             order.extend(indexes)
-        if len(parts) == 1:
-            return parts[0]
-        # several schema versions in one batch: back to the records' order
+        # Back to the records' order (several schema versions may share a batch). The take also
+        # copies the rows into Arrow's memory pool: buffered in the native reader's own allocator,
+        # they held ~170 MiB more at the peak of a 256 MiB buffer cap (bench/RESULTS.md).
         return pa.concat_tables(parts).take(pc.sort_indices(pa.array(order)))
 
     def _decode_each(self, values: Sequence[bytes | None]) -> Decoded:
