@@ -236,9 +236,11 @@ def _start_maintenance(config: Config) -> Any:
 
 def _run(config: Config) -> int:
     from tabletopic.service import Service
+    from tabletopic.supervisor import stop_with_supervisor
 
     service = Service(config)
     service.install_signal_handlers()
+    stop_with_supervisor()
     return service.run()
 
 

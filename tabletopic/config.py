@@ -39,6 +39,8 @@ ColumnNames = Literal["as_is", "lowercase"]
 # Kafka's own default limit is 1 MiB; a record far past it is more likely a mistake than data.
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
+# Variables of ours that are not config keys: the download cache, the config file, a worker's supervisor.
+NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID"})
 
 DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_GROUP = "tabletopic"
@@ -255,7 +257,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`TABLETOPIC_*` variables as a nested mapping to merge over the file."""
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in ("TABLETOPIC_CACHE", "TABLETOPIC_CONFIG"):
+        if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         parts = name[len(ENV_PREFIX):].split("__")
         section = parts[0].lower()

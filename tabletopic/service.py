@@ -91,7 +91,7 @@ class Service:
                 self._add_sink(spec, spec.all_topics)
         self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
-        self._watch = Watch(self.writer_id, self.consumer.cached_high_watermark)
+        self._watch = Watch(self.writer_id, self.consumer.log_end)
         self._paused: list[TopicPartition] = []  # paused for memory
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve

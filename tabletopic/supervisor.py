@@ -35,6 +35,22 @@ MAX_BACKOFF_S = 30.0
 FATAL_EXITS = (EXIT_BAD_RECORD, EXIT_CONFIG)
 
 
+SUPERVISOR_PID_ENV = "TABLETOPIC_SUPERVISOR_PID"
+
+
+def stop_with_supervisor() -> None:
+    """In a worker: get SIGTERM (a clean stop) when the supervisor dies, even by kill -9 (Linux)."""
+    parent = os.environ.get(SUPERVISOR_PID_ENV)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 # Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart checks it).
 EXIT_MARGIN_S = 2.0
 
@@ -64,7 +80,8 @@ class Supervisor:
     def _start(self, slot: WorkerSlot) -> None:
         # One maintenance process for the pool, the parent's: not one per worker.
         # The parent serves HTTP for the pool too, from the metrics files all of them write.
-        env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false", "TABLETOPIC_HTTP__ENABLED": "false"}
+        env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false", "TABLETOPIC_HTTP__ENABLED": "false",
+               SUPERVISOR_PID_ENV: str(os.getpid())}
         slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv], env=env)
         slot.started_at = time.monotonic()
         slot.restart_at = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -66,7 +67,12 @@ class Writer:
 
     def _read(self) -> None:
         assert self.process.stderr is not None
-        for raw in self.process.stderr:
+        # ValueError/OSError: the pipe was closed under the reader (a killed writer's teardown).
+        with contextlib.suppress(ValueError, OSError):
+            self._read_lines(self.process.stderr)
+
+    def _read_lines(self, stderr: Any) -> None:
+        for raw in stderr:
             line = raw.decode(errors="replace").rstrip("\n")
             self.stderr_text.append(line)
             try:

@@ -41,4 +41,11 @@ def catalog_properties(config: CatalogConfig) -> dict[str, str]:
 
 
 def open_catalog(config: CatalogConfig) -> Catalog:
-    return load_catalog(config.name, **catalog_properties(config))
+    try:
+        return load_catalog(config.name, **catalog_properties(config))
+    except Exception as exc:
+        # Workers of one pool opening a new SQLite catalog at once: one creates its tables, the other
+        # meets them half-made. Opening again finds them made.
+        if "already exists" not in str(exc):
+            raise
+        return load_catalog(config.name, **catalog_properties(config))

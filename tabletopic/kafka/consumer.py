@@ -151,9 +151,17 @@ class GroupConsumer:
         low, high = self._consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), timeout=10, cached=False)
         return int(low), int(high)
 
-    def cached_high_watermark(self, tp: TP) -> int | None:
-        """The log end as of the last fetch response (no broker round trip); None before the first."""
-        _, high = self._consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
+    def log_end(self, tp: TP) -> int | None:
+        """The log end as of the last record fetched (no broker round trip), else asked of the broker
+        (a partition assigned at its end fetches no record); None if the broker does not answer."""
+        partition = TopicPartition(tp[0], tp[1])
+        _, high = self._consumer.get_watermark_offsets(partition, cached=True)
+        if high >= 0:
+            return int(high)
+        try:
+            _, high = self._consumer.get_watermark_offsets(partition, timeout=1, cached=False)
+        except KafkaException:
+            return None
         return int(high) if high >= 0 else None
 
     def commit_group_offsets(self, offsets: Mapping[TP, int], wait: bool = False) -> None:

@@ -80,9 +80,11 @@ def record_compaction(table: str, files_removed: int) -> None:
     files_rewritten.labels(table).inc(files_removed)
 
 
-def record_partition(table: str, tp: TopicPartition, committed: int, lag: int) -> None:
+def record_partition(table: str, tp: TopicPartition, committed: int | None, lag: int) -> None:
+    """`committed` None: the table holds nothing of the partition yet (no offset to show)."""
     topic, partition = tp[0], str(tp[1])
-    committed_offset.labels(table, topic, partition).set(committed)
+    if committed is not None:
+        committed_offset.labels(table, topic, partition).set(committed)
     consumer_lag.labels(table, topic, partition).set(lag)
 
 

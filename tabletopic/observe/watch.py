@@ -48,7 +48,7 @@ class Watch:
                 end = self._log_end(tp)
                 if end is not None:
                     committed = table.committed.get(tp)
-                    metrics.record_partition(table.identifier, tp, committed or 0, partition_lag(end, committed))
+                    metrics.record_partition(table.identifier, tp, committed, partition_lag(end, committed))
 
     def assigned(self) -> None:
         metrics.rebalances.labels("assigned").inc()

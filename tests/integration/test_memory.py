@@ -13,11 +13,12 @@ PARTITIONS = 24
 CAP = 16 * 1024 * 1024
 # What a worker holds besides its buffers, measured here: an idle worker after one commit
 # (CPython with pyarrow, pyiceberg, SQLAlchemy, librdkafka) peaks at ~170 MiB; librdkafka's
-# prefetch adds up to 2 MiB per partition (48 MiB here, tabletopic's default); one poll batch
-# as Python objects and Arrow, the Parquet writer's working set and the allocators' retained
-# pages, the rest (seen from 300 to 345 MiB in all). Without the cap this backlog would be
-# buffered whole: measured at 560 MiB and growing after 45 s.
-OVERHEAD = 400 * 1024 * 1024
+# prefetch queue (16 MiB, tabletopic's default) plus the fetch responses in flight (up to 1 MiB
+# per partition: 24 MiB here); one poll batch as Python objects and Arrow, the Parquet writer's
+# working set and the allocators' retained pages, the rest (seen from 300 to 345 MiB in all with
+# a 2 MiB queue, 419 MiB with 16 MiB). Without the cap this backlog would be buffered whole:
+# measured at 560 MiB and growing after 45 s.
+OVERHEAD = 450 * 1024 * 1024
 
 
 def peak_rss(pid: int) -> int:
