@@ -217,7 +217,7 @@ class Service:
             self._release_holds(now)
             self._recheck_halted(now)
             self._relieve_memory(now)
-            self._watch.turn(now, [(sink, self._partitions_of(sink)) for sink in self.sinks])
+            self._watch.turn(now, self.sinks, self._partitions_of)
         return EXIT_OK
 
     def _shares(self, chunk: RecordChunk) -> list[tuple[TableSink, RecordChunk]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.observe import metrics
@@ -21,6 +21,9 @@ class WatchedTable(Protocol):
     def buffered_bytes(self) -> int: ...
 
 
+Table = TypeVar("Table", bound=WatchedTable)
+
+
 def partition_lag(log_end: int, committed: int | None) -> int:
     """Records in the log the table does not hold yet (a table without an offset holds none of them)."""
     return max(log_end - (committed or 0), 0)
@@ -33,18 +36,18 @@ class Watch:
         self._next_lag = 0.0
         metrics.mark_starting(worker)
 
-    def turn(self, now: float, tables: Iterable[tuple[WatchedTable, list[TopicPartition]]]) -> None:
-        """`tables`: each table with the assigned partitions that feed it."""
+    def turn(self, now: float, tables: Iterable[Table], partitions_of: Callable[[Table], list[TopicPartition]]) -> None:
+        """`partitions_of`: the assigned partitions that feed a table (asked only when lag is measured)."""
         metrics.beat(self.worker)
         measure_lag = now >= self._next_lag
         if measure_lag:
             self._next_lag = now + LAG_INTERVAL_S
         wall = time.time()
-        for table, partitions in tables:
+        for table in tables:
             metrics.record_table_state(table.identifier, table.buffered_bytes, table.newest_record_ms, wall)
             if not measure_lag:
                 continue
-            for tp in partitions:
+            for tp in partitions_of(table):
                 end = self._log_end(tp)
                 if end is not None:
                     committed = table.committed.get(tp)
