@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from tabletopic import logs
-from tabletopic.config import Config, load_config
+from tabletopic.config import Config, default_workers, load_config
 from tabletopic.exceptions import AuditError, ConfigError
 
 EXIT_CONFIG = 2
@@ -78,13 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schema-registry", help="Schema Registry URL (format avro)")
     run.add_argument("--partition-by", action="append", help="partition expression, e.g. 'day(_kafka_timestamp)'")
     run.add_argument("--commit-interval", type=float, help="seconds between commits (default 30)")
-    run.add_argument("--workers", type=int, help="worker processes in the group (default: config, else the cores)")
+    run.add_argument("--workers", type=int,
+                     help="worker processes in the group (default: config, else the CPUs it may use)")
 
     audit = commands.add_parser("audit", help="prove a table holds its topic exactly once")
     _add_connection_flags(audit)
     audit.add_argument("--topic", required=True)
     audit.add_argument("--table", required=True)
     audit.add_argument("--from-timestamp", help="ISO-8601: audit only records from here on (a backfilled range)")
+    audit.add_argument("--values", action="store_true",
+                       help="also decode each record again, record by record, and compare it with its row")
+    audit.add_argument("--sample", type=float,
+                       help="with --values: compare this share of the records (0-1], the same ones on every run")
+    audit.add_argument("--format", choices=("json", "avro", "raw"),
+                       help="with --values: the table's format (default: the table's entry in --config)")
+    audit.add_argument("--schema-registry", help="with --values on an Avro table: Schema Registry URL")
 
     dlq = commands.add_parser("dlq", help="dead letters: replay them after a fix")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -205,7 +213,7 @@ def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
     """The pool's parent (or the one worker) serves HTTP and runs maintenance; workers only write."""
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _run_flags(args))
     logs.configure(config.log_level, secrets=config.secret_values)
-    workers = config.workers or os.cpu_count() or 1
+    workers = config.workers or default_workers()
     server = None
     if config.http.enabled:
         from tabletopic.observe.http import serve
@@ -249,10 +257,17 @@ def _audit(args: argparse.Namespace) -> int:
     from tabletopic.catalog.loader import open_catalog
 
     flags = _connection_flags(args)
-    # The audit reads the table as it is: the format only satisfies validation.
-    flags["tables"] = [{"table": args.table, "topic": args.topic, "format": "raw"}]
-    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), flags)
+    if args.schema_registry:
+        flags["schema_registry"] = {"url": args.schema_registry}
+    path = args.config or os.environ.get("TABLETOPIC_CONFIG")
+    if args.sample is not None and not args.values:
+        raise ConfigError("--sample", "goes with --values")
+    listed = _listed_table(path, flags, args.table) if args.values else None
+    # The offset audit reads the table as it is: the format only satisfies validation.
+    flags["tables"] = [{"table": args.table, "topic": args.topic, "format": args.format or "raw"}]
+    config = load_config(path, flags)
     logs.configure("warning", secrets=config.secret_values)
+    values_spec = _values_spec(args, listed) if args.values else None
     starts = None
     if args.from_timestamp:
         from tabletopic.kafka.reader import log_bounds, offsets_at
@@ -269,8 +284,54 @@ def _audit(args: argparse.Namespace) -> int:
     for line in format_report(reports):
         print(line)
     ok = all(r.ok for r in reports)
-    print("audit: OK, nothing missing, nothing duplicated" if ok else "audit: FAILED")
+    if values_spec is not None:
+        fmt, lowercase = values_spec
+        ok = _audit_values(args, config, reports, fmt, lowercase) and ok
+    done = "audit: OK, nothing missing, nothing duplicated" + (", values equal" if args.values else "")
+    print(done if ok else "audit: FAILED")
     return 0 if ok else 1
+
+
+def _listed_table(path: str | None, flags: dict[str, Any], table: str) -> Any:
+    """The config file's entry for `table`, if the file lists it."""
+    if path is None:
+        return None
+    try:
+        config = load_config(path, flags)
+    except ConfigError:
+        return None
+    return next((spec for spec in config.tables if spec.table == table), None)
+
+
+def _values_spec(args: argparse.Namespace, listed: Any) -> tuple[str, bool]:
+    """The table's format and whether its column names are folded to lower case, for --values."""
+    if args.sample is not None and not 0 < args.sample <= 1:
+        raise ConfigError("--sample", f"must be above 0 and at most 1 (is {args.sample})")
+    if args.format is not None:
+        return args.format, listed is not None and listed.column_names == "lowercase"
+    if listed is None:
+        raise ConfigError("--format", "--values needs the table's format: list the table in --config or pass --format")
+    return listed.format, listed.column_names == "lowercase"
+
+
+def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: str, lowercase: bool) -> bool:
+    from tabletopic.audit_values import audit_values, format_values
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.decode.avro import WriterSchemas
+    from tabletopic.kafka.registry import SchemaRegistry
+
+    writer_schemas = None
+    if fmt == "avro":
+        registry = config.schema_registry
+        if not registry.url:
+            raise ConfigError("--schema-registry", "--values on an Avro table needs the Schema Registry")
+        writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties))
+    ranges = {r.partition: (r.log_start, r.committed) for r in reports if r.committed is not None}
+    report = audit_values(open_catalog(config.catalog), args.table, args.topic, config.kafka, fmt, ranges,
+                          args.sample or 1.0, lowercase, writer_schemas)
+    for line in format_values(report):
+        print(line)
+    return report.ok
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -351,6 +412,7 @@ def _offsets(args: argparse.Namespace) -> int:
     import json
 
     from tabletopic.catalog.loader import open_catalog
+    from tabletopic.kafka.consumer import topic_ids
     from tabletopic.offsets_admin import positions, reset, reset_targets
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
@@ -392,7 +454,7 @@ def _offsets(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing changed")
         return 0
-    reset(catalog, args.table, config.group_id, targets)
+    reset(catalog, args.table, config.group_id, targets, topic_ids(config.kafka, [topic]))
     print(f"offsets of {args.table} reset (recorded in its history as tabletopic.offsets-reset)")
     return 0
 
@@ -401,12 +463,12 @@ def _status(args: argparse.Namespace) -> int:
     import json
 
     from tabletopic.catalog.loader import open_catalog
-    from tabletopic.status import table_status
+    from tabletopic.status import statuses as table_statuses
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
     logs.configure("warning", secrets=config.secret_values)
     catalog = open_catalog(config.catalog)
-    statuses = [table_status(catalog, config, spec.table, spec.all_topics) for spec in config.tables]
+    statuses = table_statuses(catalog, config)
     if args.output == "json":
         print(json.dumps([s.as_dict() for s in statuses]))
         return 0
@@ -432,19 +494,14 @@ def _timestamp_ms(flag: str, text: str) -> int:
 
 
 def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
-    import dataclasses
-
-    from tabletopic.backfill import RefusedRange, plan_backfill, run_backfill
+    from tabletopic.backfill import RefusedRange, backfill_target, plan_backfill, run_backfill
     from tabletopic.catalog.loader import open_catalog
-    from tabletopic.config import TableConfig
     from tabletopic.kafka.reader import log_bounds, offsets_at
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
     logs.configure(config.log_level, secrets=config.secret_values)
-    configured = [t for t in config.tables if t.table == args.table]
-    spec = configured[0] if configured else TableConfig(table=args.table, topic=args.topic)
-    live_table = bool(configured) and args.topic in spec.all_topics and not args.into
-    spec = dataclasses.replace(spec, table=args.into or args.table, topic=args.topic, topics=[])
+    target = backfill_target(config, args.topic, args.table, args.into)
+    spec = target.spec
     bounds = log_bounds(config.kafka, args.topic)
     if not bounds:
         raise ConfigError("--topic", f"topic {args.topic!r} not found")
@@ -470,7 +527,7 @@ def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
         ends = {p: bounds[p][1] if args.to_offset is None else min(args.to_offset, bounds[p][1]) for p in starts}
     catalog = open_catalog(config.catalog)
     try:
-        plan = plan_backfill(catalog, config, args.topic, spec.table, starts, ends, live_table)
+        plan = plan_backfill(catalog, config, args.topic, target, starts, ends)
     except RefusedRange as exc:
         print(f"tabletopic backfill: refused: {exc}", file=sys.stderr)
         return 1
@@ -480,7 +537,7 @@ def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if args.workers > 1 and len(plan.partitions) > 1:
         return _backfill_in_parallel(args, argv, plan)
-    read = run_backfill(catalog, config, spec, plan, plain_progress=bool(args.partition_ends))
+    read = run_backfill(catalog, config, target, plan, plain_progress=bool(args.partition_ends))
     print(f"backfill done: {read} records into {spec.table}")
     return 0
 

@@ -17,11 +17,12 @@ Secrets need not be inline: any value may say `${env:VAR}` or `${file:PATH}` (re
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -149,7 +150,7 @@ class Config:
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     shutdown_timeout_seconds: float = DEFAULT_SHUTDOWN_TIMEOUT_S
-    workers: int | None = None  # worker processes; None: one per core
+    workers: int | None = None  # worker processes; None: one per CPU the process may use (default_workers)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     tables: list[TableConfig] = field(default_factory=list)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -383,3 +384,70 @@ def validate(config: Config) -> None:
         raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
 
 
+# --- the default number of workers -----------------------------------------------------------
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def default_workers() -> int:
+    """One worker per CPU the process may run on: not os.cpu_count(), which counts the whole node
+    (64 on a 64-core node for a pod limited to 2 CPUs)."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        affinity = os.cpu_count() or 1
+    try:
+        own = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        own = ""
+    return usable_cpus(affinity, cgroup_cpu_limits(own, _read_or_none))
+
+
+def usable_cpus(affinity: int, cpu_limits: Iterable[str]) -> int:
+    """The CPUs the process may use: its affinity, capped by every CPU quota over it (cgroup v2 `cpu.max`
+    contents, "QUOTA PERIOD" or "max PERIOD", rounded up to whole CPUs); at least 1."""
+    cpus = [affinity]
+    for text in cpu_limits:
+        fields = text.split()
+        if len(fields) != 2 or not all(f.lstrip("-").isdigit() for f in fields):
+            continue  # "max PERIOD": no quota
+        quota, period = int(fields[0]), int(fields[1])
+        if quota > 0 and period > 0:
+            cpus.append(math.ceil(quota / period))
+    return max(1, min(cpus))
+
+
+def cgroup_cpu_limits(proc_self_cgroup: str, read: Callable[[Path], str | None],
+                      root: Path = CGROUP_ROOT) -> list[str]:
+    """The CPU quotas over the process, as `cpu.max` texts: its own cgroup's and every ancestor's (a parent's
+    quota binds too). `proc_self_cgroup`: the contents of /proc/self/cgroup. cgroup v1's CFS quota files
+    are read as the same "QUOTA PERIOD" (a quota of -1 is none)."""
+    limits = []
+    for line in proc_self_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":  # v2, unified
+            for folder in _up_from(root, path):
+                text = read(folder / "cpu.max")
+                if text is not None:
+                    limits.append(text.strip())
+        elif "cpu" in controllers.split(","):  # v1
+            mount = root / controllers  # e.g. /sys/fs/cgroup/cpu,cpuacct
+            for folder in _up_from(mount, path):
+                quota, period = read(folder / "cpu.cfs_quota_us"), read(folder / "cpu.cfs_period_us")
+                if quota is not None and period is not None:
+                    limits.append(f"{quota.strip()} {period.strip()}")
+    return limits
+
+
+def _up_from(mount: Path, path: str) -> list[Path]:
+    """`mount/path` and each of its parents up to `mount` (in a container's own cgroup namespace, path is /)."""
+    parts = [p for p in path.strip().split("/") if p]
+    return [mount.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None

@@ -6,6 +6,7 @@
     ├── SchemaError            a field whose type or name a table cannot hold: names the field
     ├── OffsetsError           offsets that must only go up did not
     ├── CommitError            a commit could not be made within its retry budget (retryable later)
+    │   └── PermanentFault     a commit refused for a reason no retry fixes (credentials, a missing bucket)
     ├── SourceUnavailable      a service records depend on (the schema registry) did not answer: retry later
     └── AuditError             the audit could not run (not: the audit found a difference)
 """
@@ -52,6 +53,17 @@ class OffsetsError(TabletopicError):
 
 class CommitError(TabletopicError):
     """A table commit did not land within its retry budget."""
+
+
+class PermanentFault(CommitError):
+    """A commit refused for a reason no retry can fix: the table halts with `reason` (a short code) and `fix`."""
+
+    def __init__(self, table: str, reason: str, fix: str, error: str) -> None:
+        super().__init__(f"{table}: {reason}: {error}")
+        self.table = table
+        self.reason = reason
+        self.fix = fix
+        self.error = error
 
 
 class SourceUnavailable(TabletopicError):

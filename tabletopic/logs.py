@@ -1,6 +1,8 @@
 """structlog set-up: JSON lines when not on a terminal, readable lines when on one.
 
 Secrets (config.secret_values) are masked in every field of every line, exceptions included.
+Standard `logging` (pyiceberg, botocore, urllib3, ...) and `warnings` go through the same
+processors, masking and renderer, via a handler on the root logger.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ class SecretMask:
     """A structlog processor that replaces each known secret, wherever it appears in a value."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted({s for s in [*self.secrets, *secrets] if s}, key=len, reverse=True)
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if self.secrets:
@@ -43,22 +49,80 @@ class SecretMask:
         return self._mask(str(value))
 
 
+# Secrets learnt after the configuration (a named catalog's, from pyiceberg's own file), and the mask in use.
+_learnt: set[str] = set()
+_mask = SecretMask(())
+
+
+def mask_also(secrets: Iterable[str]) -> None:
+    """Mask these too, from now on (and in any later configuration)."""
+    new = {s for s in secrets if s}
+    _learnt.update(new)
+    _mask.add(new)
+
+
+def masked(text: str) -> str:
+    """`text` with every known secret masked, for what leaves the process other than by the logs."""
+    return str(_mask._mask(text))
+
+
+class _RootHandler(logging.StreamHandler):
+    """The one handler tabletopic puts on the root logger (replaced when configure runs again); it writes
+    to the sys.stderr of the moment, as print does."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure(level: str = "info", json_output: bool | None = None, secrets: Iterable[str] = ()) -> None:
     if json_output is None:
         json_output = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )
+    global _mask
+    mask = _mask = SecretMask([*secrets, *_learnt])
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.format_exc_info,
-            SecretMask(secrets),
+            mask,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            stamp,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            mask,
+            renderer,
+        ],
+    )
+    handler = _RootHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RootHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    logging.captureWarnings(True)  # warnings.warn(...) of libraries: through the same handler

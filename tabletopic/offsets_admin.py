@@ -2,8 +2,10 @@
 
 A reset is an explicit act recorded in the table's history: an empty snapshot whose offsets map
 has the chosen partitions set (not merged: it may go backwards) and whose summary says what
-changed (`tabletopic.offsets-reset`). Stop the writers of the table first, or let them find
-the new offsets: a writer halted on invalid offsets goes on by itself after a reset.
+changed (`tabletopic.offsets-reset`), and records the reset topics' current ids: a table halted
+because its topic was recreated counts in the new topic from then on. Stop the writers of the
+table first, or let them find the new offsets: a writer halted on invalid offsets goes on by
+itself after a reset.
 """
 
 from __future__ import annotations
@@ -18,15 +20,19 @@ import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 
-from tabletopic.commit.committer import append_files, table_offsets
+from tabletopic.commit.committer import append_files, table_offsets, table_topic_ids
 from tabletopic.commit.offsets import (
     OffsetMap,
     TopicPartition,
     encode_offsets,
+    encode_topic_ids,
+    identity_problem,
     offsets_key,
     position_problem,
+    topic_ids_key,
 )
 from tabletopic.exceptions import CommitError, TabletopicError
+from tabletopic.kafka.consumer import topic_ids
 from tabletopic.kafka.reader import log_bounds, offsets_at
 
 log = structlog.get_logger(__name__)
@@ -42,6 +48,8 @@ class PartitionPosition:
     committed: int | None  # the table's next offset
     log_start: int
     log_end: int
+    recorded_id: str | None = None  # the topic id the table's offsets count in (None: not recorded)
+    current_id: str | None = None  # the topic's id on the broker now
 
     @property
     def lag(self) -> int | None:
@@ -49,18 +57,25 @@ class PartitionPosition:
 
     @property
     def problem(self) -> str | None:
+        recreated = identity_problem(self.recorded_id, self.current_id)
+        if recreated is not None:
+            return recreated
         return None if self.committed is None else position_problem(self.committed, self.log_start, self.log_end)
 
 
 def positions(catalog: Catalog, identifier: str, group: str, kafka: Mapping[str, str],
               topics: list[str]) -> list[PartitionPosition]:
-    committed = table_offsets(catalog.load_table(identifier), group)
+    table = catalog.load_table(identifier)
+    committed = table_offsets(table, group)
+    recorded = table_topic_ids(table, group)
+    current = topic_ids(kafka, topics)
     rows = []
     for topic in topics:
         bounds = log_bounds(kafka, topic)
         for partition in sorted(set(bounds) | {p for t, p in committed if t == topic}):
             low, high = bounds.get(partition, (0, 0))
-            rows.append(PartitionPosition(topic, partition, committed.get((topic, partition)), low, high))
+            rows.append(PartitionPosition(topic, partition, committed.get((topic, partition)), low, high,
+                                          recorded.get(topic), current.get(topic)))
     return rows
 
 
@@ -82,16 +97,22 @@ def reset_targets(
     return {(topic, p): n for p, n in offsets_at(kafka, topic, partitions, value).items()}
 
 
-def reset(catalog: Catalog, identifier: str, group: str, targets: Mapping[TopicPartition, int]) -> OffsetMap:
-    """Commit the new offsets; returns the previous ones of the partitions reset."""
+def reset(catalog: Catalog, identifier: str, group: str, targets: Mapping[TopicPartition, int],
+          ids: Mapping[str, str] | None = None) -> OffsetMap:
+    """Commit the new offsets, counted in the topics whose ids are `ids` (the broker's current ones);
+    returns the previous offsets of the partitions reset."""
     for _ in range(MAX_ATTEMPTS):
         table = catalog.load_table(identifier)
         committed = table_offsets(table, group)
+        recorded = table_topic_ids(table, group)
+        now_ids = {**recorded, **{t: i for t, i in (ids or {}).items() if any(t == rt for rt, _ in targets)}}
         before = {tp: committed.get(tp) for tp in targets}
         record = {f"{t}/{p}": [before[(t, p)], n] for (t, p), n in targets.items()}
         properties = {
             offsets_key(group): encode_offsets({**committed, **targets}),
-            RESET_KEY: json.dumps({"partitions": record, "by": socket.gethostname(), "at_ms": int(time.time() * 1000)}),
+            RESET_KEY: json.dumps({"partitions": record, "by": socket.gethostname(), "at_ms": int(time.time() * 1000),
+                                   **({"topic_ids": now_ids} if ids else {})}),
+            **({topic_ids_key(group): encode_topic_ids(now_ids)} if now_ids else {}),
         }
         try:
             append_files(table, [], properties)

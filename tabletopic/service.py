@@ -25,14 +25,16 @@ from confluent_kafka import KafkaException
 from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.loader import open_catalog
-from tabletopic.commit.committer import CommitOutcome
-from tabletopic.commit.offsets import OffsetMap, TopicPartition, position_problem
+from tabletopic.catalog.tables import load_if_exists
+from tabletopic.commit import gate
+from tabletopic.commit.committer import CommitOutcome, table_topic_ids
+from tabletopic.commit.offsets import OffsetMap, TopicPartition, identity_problem, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config, TableConfig
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.exceptions import CommitError, RecordError, SourceUnavailable
+from tabletopic.exceptions import CommitError, PermanentFault, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
@@ -52,6 +54,8 @@ EXIT_COMMIT_FAILED = 4
 EXIT_CRASHED = 70
 # How often a table halted on invalid offsets looks again (an `offsets reset` lets it go on).
 POSITION_RECHECK_S = 5.0
+# How often a table halted by a fault no retry fixes (commit/faults.py) tries one commit again.
+FAULT_RETRY_S = 60.0
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Service:
         self.config = config
         self.writer_id = writer_id()
         self._stopping = threading.Event()
+        self._stop_signal: str | None = None  # the signal that asked for the stop, logged once out of the handler
         catalog = catalog or open_catalog(config.catalog)
         writer_schemas = (
             WriterSchemas(SchemaRegistry(config.schema_registry.url, config.schema_registry.properties))
@@ -82,6 +87,9 @@ class Service:
         self._sink_of_topic: dict[str, TableSink] = {}
         self._sink_named: dict[str, TableSink] = {}
         self._health: dict[str, TableHealth] = {}
+        # Topic -> the id of the topic its assigned partitions are read from (as of their assignment or
+        # last reposition): recorded with every commit, so a recreated topic is told apart from the old one.
+        self._read_ids: dict[str, str] = {}
         # A topic whose records are split by a field: (field, table per value, the default table).
         self._routes: dict[str, tuple[str, dict[str, str], TableSink]] = {}
         for spec in config.tables:
@@ -92,16 +100,18 @@ class Service:
         self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
         self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
         self._watch = Watch(self.writer_id, self.consumer.log_end)
-        self._paused: list[TopicPartition] = []  # paused for memory
+        # Every pause and resume goes through the gate: a partition runs when no reason holds it.
+        self._gate = gate.PartitionGate()
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
         self._next_position_check = 0.0
 
     def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
-        dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic)
+        dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic, spec.table)
                              if spec.dead_letter_topic else None)
         sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
                          dead_letter_topic, routed=routed)
+        sink.committer.topic_ids = self._read_ids
         self.sinks.append(sink)
         if not routed:
             self._sink_of_topic.update(dict.fromkeys(topics, sink))
@@ -137,6 +147,9 @@ class Service:
                 existing = self._sink_named.get(table)
                 if existing is not None:
                     self._sink_of_topic[topic] = existing
+                    for reason in (gate.held(table), gate.halted(table)):
+                        if self._gate.stands(reason):  # the table's pause covers its new topic too
+                            self._gate.close(reason, [topic])
                 else:
                     self._add_sink(dataclasses.replace(spec, table=table, topic=topic, topic_pattern=None), [topic])
                 log.info("topic.routed", topic=topic, table=table, pattern=pattern.pattern)
@@ -150,7 +163,9 @@ class Service:
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("service.stopping", signal=signal.Signals(signum).name)
+            # No logging here: the handler runs between two bytecodes of the main thread, which may be
+            # inside the log writer's lock already (a deadlock: the writer never stopped, seen in tests).
+            self._stop_signal = signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, handle)
@@ -239,7 +254,7 @@ class Service:
         health.failures += 1
         wait = table_backoff(health.failures)
         self._held[sink.identifier] = now + wait
-        self.consumer.pause(self._partitions_of(sink))
+        self.consumer.pause(self._gate.close(gate.held(sink.identifier), self._topics_of(sink)))
         log.warning("table.source_unavailable", table=sink.identifier, retry_in_s=wait, failures=health.failures,
                     partition=f"{chunk.topic}/{chunk.partition}", offset=chunk.first, error=str(exc))
 
@@ -247,8 +262,7 @@ class Service:
         for name, until in list(self._held.items()):
             if now >= until:
                 del self._held[name]
-                if not self._paused and name not in self._halted:
-                    self.consumer.resume(self._partitions_of(self._sink_named[name]))
+                self.consumer.resume(self._gate.open(gate.held(name)))
                 log.info("table.retrying", table=name)
 
     def _try_flush(self, sink: TableSink, now: float) -> None:
@@ -258,34 +272,50 @@ class Service:
             return
         try:
             self._flush(sink)
+        except PermanentFault as fault:
+            self._halt_on_fault(sink, fault)
+            return
         except CommitError as exc:
             health.failures += 1
             health.retry_at = time.monotonic() + table_backoff(health.failures)
             log.error("table.commit_failed", table=sink.identifier, failures=health.failures,
                       retry_in_s=table_backoff(health.failures), buffered_bytes=sink.buffer.nbytes, error=str(exc))
             return
+        if metrics.record_table_going(sink.identifier):
+            log.info("table.fault_cleared", table=sink.identifier)
         if health.failures:
             log.info("table.recovered", table=sink.identifier, after_failures=health.failures)
         health.failures = 0
+
+    # --- a fault no retry fixes (commit/faults.py) -----------------------------------------------
+
+    def _halt_on_fault(self, sink: TableSink, fault: PermanentFault) -> None:
+        """Refused credentials, a missing bucket: the table stops, its rows kept in its buffer and its
+        partitions paused, while the other tables go on. One attempt every FAULT_RETRY_S lets it go on
+        by itself once the fault is fixed, without a retry loop in between."""
+        retry_at = time.monotonic() + FAULT_RETRY_S
+        self._health[sink.identifier].retry_at = retry_at
+        self._held[sink.identifier] = retry_at
+        self.consumer.pause(self._gate.close(gate.held(sink.identifier), self._topics_of(sink)))
+        metrics.record_table_halted(sink.identifier, fault.reason)
+        log.error("table.halted", table=sink.identifier, reason=fault.reason, fix=fault.fix, error=fault.error,
+                  retry_in_s=FAULT_RETRY_S, buffered_bytes=sink.buffer.nbytes)
 
     def _relieve_memory(self, now: float) -> None:
         """Keep buffered bytes under the process cap: flush early, else pause until commits catch up."""
         cap = self.config.commit.max_process_buffer_bytes
         sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
-        if not self._paused:
+        if not self._gate.stands(gate.MEMORY):
             blocked = {name for name, health in self._health.items() if now < health.retry_at}
             for name in tables_to_flush_early(sizes, cap, blocked):
                 self._try_flush(self._sink_named[name], now)
             sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
             if should_pause(sum(sizes.values()), cap):
-                self._paused = sorted(self.consumer.assigned)
-                self.consumer.pause(self._paused)
+                self.consumer.pause(self._gate.close(gate.MEMORY))
                 log.warning("memory.paused", buffered_bytes=sum(sizes.values()), cap=cap)
         elif should_resume(sum(sizes.values()), cap):
-            held = {tp for name in [*self._held, *self._halted] for tp in self._partitions_of(self._sink_named[name])}
-            self.consumer.resume([tp for tp in self._paused if tp not in held])
+            self.consumer.resume(self._gate.open(gate.MEMORY))
             log.info("memory.resumed", buffered_bytes=sum(sizes.values()), cap=cap)
-            self._paused = []
         else:
             for sink in self.sinks:
                 if sink.buffer.nbytes:
@@ -293,6 +323,8 @@ class Service:
 
     def _shutdown(self, code: int) -> int:
         """Flush, commit and leave the group, or give up after the shutdown bound (the table stays consistent)."""
+        if self._stop_signal is not None:
+            log.info("service.stopping", signal=self._stop_signal)
         timeout = self.config.shutdown_timeout_seconds
         watchdog = threading.Timer(timeout, _exit_now, args=(timeout,))
         watchdog.daemon = True
@@ -320,6 +352,11 @@ class Service:
 
     def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
         outcome = sink.flush(tps)
+        if outcome is not None and outcome.stale:
+            # Read from an incarnation of the topic the table no longer counts in (it was recreated and
+            # the table reset meanwhile): the halt's next check repositions them to the table's offsets.
+            why = "records read from an earlier incarnation of the topic than the table's offsets count in"
+            self._halt(sink, {tp: why for tp in self._partitions_of(sink) if tp[0] in outcome.stale})
         if outcome is not None and not sink.routed:  # a routed table's seek would skip its siblings' records
             self._after_commit(outcome)
 
@@ -343,15 +380,46 @@ class Service:
             mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if mine:
                 sink.drop(mine)
-        for topic in sorted({t for t, _ in tps}):
+        topics = sorted({t for t, _ in tps})
+        current_ids = self._current_ids(topics)
+        for topic in topics:
+            if not any(t == topic for t, _ in self.consumer.assigned):  # its first partitions here
+                self._set_read_id(topic, current_ids)
             mine = [tp for tp in tps if tp[0] == topic]
             offsets = self._starts_for(topic, mine)
             starts.update(offsets)
-            for sink in self._sinks_for(topic):
-                # A routed table is judged on its own offsets: the lowest of them, or the log start a
-                # sibling without offsets falls back to, could hide records lost to retention.
-                self._check_positions(sink, sink.start_offsets(mine) if sink.routed else offsets)
+            self._check_topic(topic, mine, offsets, current_ids)
         return starts
+
+    def _current_ids(self, topics: list[str]) -> dict[str, str]:
+        try:
+            return self.consumer.topic_ids(topics)
+        except KafkaException as exc:  # the broker is away: the log bounds are still checked
+            log.warning("kafka.topic_ids_unavailable", topics=topics, error=str(exc))
+            return {}
+
+    def _set_read_id(self, topic: str, current_ids: Mapping[str, str]) -> None:
+        if topic in current_ids:
+            self._read_ids[topic] = current_ids[topic]
+        else:
+            self._read_ids.pop(topic, None)
+
+    def _topics_of(self, sink: TableSink) -> list[str]:
+        return sorted(t for t in {*self._sink_of_topic, *self._routes} if self._feeds(sink, t))
+
+    def _check_topic(self, topic: str, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int],
+                     current_ids: Mapping[str, str]) -> bool:
+        """Halt each table of the topic whose offsets the log cannot serve; whether any was halted."""
+        halted = False
+        for sink in self._sinks_for(topic):
+            # A routed table is judged on its own offsets: the lowest of them, or the log start a
+            # sibling without offsets falls back to, could hide records lost to retention.
+            problems = self._position_problems(sink, tps, sink.start_offsets(tps) if sink.routed else offsets,
+                                               current_ids)
+            if problems:
+                self._halt(sink, problems)
+                halted = True
+        return halted
 
     def _starts_for(self, topic: str, tps: list[TopicPartition]) -> OffsetMap:
         """Where these partitions start: the table's offsets, or, for a routed topic, the lowest of its
@@ -373,15 +441,21 @@ class Service:
                 starts[tp] = min(known)
         return starts
 
-    def _check_positions(self, sink: TableSink, offsets: Mapping[TopicPartition, int]) -> None:
-        """Halt the table if the log no longer holds where it stands; never read past a gap or a recreation."""
-        problems = self._position_problems(offsets)
-        if problems:
-            self._halt(sink, problems)
-
-    def _position_problems(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, str]:
+    def _position_problems(self, sink: TableSink, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int],
+                           current_ids: Mapping[str, str]) -> dict[TopicPartition, str]:
+        """Why the log cannot serve where the table stands, per partition: never read past a gap or a
+        recreation. A topic whose id is not the one the table's offsets were recorded in is recreated,
+        whatever its bounds say (its new log may have grown past the old offsets)."""
         found = {}
+        table = load_if_exists(self._catalog, sink.identifier)
+        recorded = {} if table is None else table_topic_ids(table, self.config.group_id)
+        for tp in tps:
+            problem = identity_problem(recorded.get(tp[0]), current_ids.get(tp[0]))
+            if problem is not None:
+                found[tp] = problem
         for tp, next_offset in offsets.items():
+            if tp in found:
+                continue
             try:
                 bounds = self.consumer.watermarks(tp)
             except KafkaException as exc:  # the broker is away: judge again on the next check
@@ -395,7 +469,8 @@ class Service:
     def _halt(self, sink: TableSink, problems: dict[TopicPartition, str]) -> None:
         known = self._halted.get(sink.identifier, {})
         self._halted[sink.identifier] = problems
-        self.consumer.pause(self._partitions_of(sink))  # the table stops; new partitions are held on assign
+        # The table stops, and partitions of its topics assigned later are paused on assign.
+        self.consumer.pause(self._gate.close(gate.halted(sink.identifier), self._topics_of(sink)))
         for (topic, partition), problem in problems.items():
             if known.get((topic, partition)) == problem:
                 continue  # said already
@@ -411,37 +486,61 @@ class Service:
         for name in list(self._halted):
             sink = self._sink_named[name]
             mine = self._partitions_of(sink)
+            topics = sorted({t for t, _ in mine})
+            current_ids = self._current_ids(topics)
             offsets: OffsetMap = {}
-            for topic in sorted({t for t, _ in mine}):
+            for topic in topics:
                 offsets.update(self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
-            problems = self._position_problems(offsets)
+            problems = self._position_problems(sink, mine, sink.start_offsets(mine) if sink.routed else offsets,
+                                               current_ids)
             if problems:
                 self._halt(sink, problems)
                 continue
             del self._halted[name]
-            sink.drop(mine)
-            for tp in mine:
-                if tp in offsets:
-                    self.consumer.reposition(tp, offsets[tp])
-            if not self._paused and name not in self._held:
-                self.consumer.resume(mine)
+            for topic in topics:
+                self._set_read_id(topic, current_ids)
+            self._reposition(mine, offsets)
+            self.consumer.resume(self._gate.open(gate.halted(name)))
             log.info("table.offsets_valid", table=name, offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
 
+    def _reposition(self, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
+        """Read these partitions again from where their tables stand (the configured start for one
+        no table has seen): what any table buffered of them is dropped first, it will be read again."""
+        for sink in self.sinks:
+            mine = [tp for tp in tps if self._feeds(sink, tp[0])]
+            if mine:
+                sink.drop(mine)
+        for tp in tps:
+            self.consumer.reposition(tp, offsets.get(tp))
+        # A partition assigned afresh (its position had left the log) starts unpaused.
+        self.consumer.pause([tp for tp in tps if self._gate.is_paused(tp)])
+
     def _on_out_of_range(self) -> None:
+        """librdkafka stops fetching a partition whose position left the log until it is sought: each
+        one is either halted with its table (the table's offsets are not in the log) or sought back
+        to where its tables stand."""
         tps, self.consumer.out_of_range = sorted(self.consumer.out_of_range), set()
+        tps = [tp for tp in tps if tp in self.consumer.assigned]
         for sink in self.sinks:
             mine = [tp for tp in tps if self._feeds(sink, tp[0])]
             if mine:
                 try:
                     self._flush(sink, mine)  # what was read before is good
                 except CommitError as exc:
-                    log.warning("table.commit_failed", table=sink.identifier, error=str(exc))  # kept, retried later
-                for topic in sorted({t for t, _ in mine}):
-                    self._check_positions(sink, self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
+                    log.warning("table.commit_failed", table=sink.identifier, error=str(exc))  # read again
+        topics = sorted({t for t, _ in tps})
+        current_ids = self._current_ids(topics)
+        for topic in topics:
+            mine = [tp for tp in tps if tp[0] == topic]
+            offsets = self._starts_for(topic, mine)
+            if self._check_topic(topic, mine, offsets, current_ids):
+                continue  # released, and repositioned, once its tables' offsets are valid again
+            log.info("partition.out_of_range_resought", partitions=[f"{t}/{p}" for t, p in mine],
+                     offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
+            self._reposition(mine, offsets)
 
     def _hold_on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        blocked = set(self._held) | set(self._halted)
-        return [tp for tp in tps if any(sink.identifier in blocked for sink in self._sinks_for(tp[0]))]
+        return self._gate.assign(tps)
 
     def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self._watch.released(self._mine(tps), lost=False)
@@ -455,13 +554,13 @@ class Service:
                 # The next owner starts from the table, so nothing is lost by letting go.
                 log.warning("revoke.commit_failed", table=sink.identifier, error=str(exc))
             sink.drop(mine)
-        self._paused = [tp for tp in self._paused if tp not in tps]
+        self._gate.release(tps)
 
     def _on_lost(self, tps: list[TopicPartition]) -> None:
         self._watch.released(self._mine(tps), lost=True)
         for sink in self.sinks:
             sink.drop(tps)
-        self._paused = [tp for tp in self._paused if tp not in tps]
+        self._gate.release(tps)
 
 
     def _mine(self, tps: list[TopicPartition]) -> list[tuple[TableSink, list[TopicPartition]]]:

@@ -1,4 +1,9 @@
-"""`tabletopic status`: per table, how far behind, how fresh, how healthy its files are."""
+"""`tabletopic status`: per table, how far behind, how fresh, how healthy its files are.
+
+Every table the writer writes is listed (resolver.py): route targets, the `topic_pattern` tables of
+the topics that exist, and each `<table>__dlq` that exists (its lag is not measured: its offsets
+move only when a dead letter lands).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_newest_record_ms
 from tabletopic.commit.offsets import offsets_key
 from tabletopic.config import Config
+from tabletopic.kafka.reader import topic_names
 from tabletopic.offsets_admin import positions
+from tabletopic.resolver import has_patterns, resolve
 
 
 @dataclass
@@ -31,15 +38,28 @@ class TableStatus:
         return asdict(self)
 
 
-def table_status(catalog: Catalog, config: Config, identifier: str, topics: list[str]) -> TableStatus:
+def statuses(catalog: Catalog, config: Config) -> list[TableStatus]:
+    """The status of every table the writer writes; a dead-letter table only once it exists."""
+    topics = topic_names(config.kafka) if has_patterns(config) else []
+    found: list[TableStatus] = []
+    for table in resolve(config, topics).tables:
+        found.append(table_status(catalog, config, table.identifier, list(table.topics)))
+        if table.dead_letters is not None and catalog.table_exists(table.dead_letters):
+            found.append(table_status(catalog, config, table.dead_letters, [], measure_lag=False))
+    return found
+
+
+def table_status(catalog: Catalog, config: Config, identifier: str, topics: list[str],
+                 measure_lag: bool = True) -> TableStatus:
     table = load_if_exists(catalog, identifier)
     if table is None:
         return TableStatus(identifier, exists=False)
     now_ms = time.time() * 1000
     status = TableStatus(identifier, exists=True, snapshots=len(table.snapshots()))
-    rows = positions(catalog, identifier, config.group_id, config.kafka, topics)
-    status.lag = sum(r.lag or 0 for r in rows)
-    status.partitions_invalid = sum(1 for r in rows if r.problem)
+    if measure_lag:
+        rows = positions(catalog, identifier, config.group_id, config.kafka, topics)
+        status.lag = sum(r.lag or 0 for r in rows)
+        status.partitions_invalid = sum(1 for r in rows if r.problem)
     key = offsets_key(config.group_id)
     snapshot = table.current_snapshot()
     while snapshot is not None:

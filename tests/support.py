@@ -211,3 +211,45 @@ def assert_exactly_once(iceberg: Catalog, config_path: Path, topic: str, table: 
     assert sorted(values) == list(range(records))
     audit = audit_cli(config_path, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def audit_values_cli(config_path: Path, topic: str, table: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`tabletopic audit --values` (offsets, then each record's values against its row)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tabletopic", "audit", "--config", str(config_path), "--topic", topic, "--table", table,
+         "--values", *flags],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def assert_values_equal(audit: subprocess.CompletedProcess[str]) -> None:
+    """`audit --values` passed, and compared records."""
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    [line] = [line for line in audit.stdout.splitlines() if line.startswith("values")]
+    assert line.endswith("0 differ") and " 0 of " not in line, audit.stdout
+
+
+def create_topic_with(bootstrap: str, topic: str, partitions: int, config: Mapping[str, str]) -> str:
+    """A topic with topic-level settings (e.g. max.message.bytes)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, partitions, 1, config=dict(config))]).values():
+        future.result(timeout=30)
+    return topic
+
+
+def produce_large(
+    bootstrap: str, topic: str, records: Iterable[tuple[int | None, bytes | None, bytes | None, Any]], max_bytes: int
+) -> int:
+    """As `produce`, with a producer that takes records up to `max_bytes`."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True,
+                         "message.max.bytes": max_bytes})
+    count = 0
+    for partition, key, value, headers in records:
+        producer.produce(topic, key=key, value=value, headers=headers,
+                         **({} if partition is None else {"partition": partition}))
+        producer.poll(0)
+        count += 1
+    assert producer.flush(60) == 0
+    return count

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -19,7 +19,9 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
+from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer
 from tabletopic.commit.offsets import (
     COMMIT_ID_KEY,
@@ -28,18 +30,24 @@ from tabletopic.commit.offsets import (
     TopicPartition,
     Verdict,
     committed_offsets,
+    committed_topic_ids,
     encode_offsets,
+    encode_topic_ids,
     judge,
     merge_offsets,
     offsets_key,
+    stale_topics,
+    topic_ids_key,
+    topic_ids_to_record,
 )
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.decode.conform import conform_table
-from tabletopic.exceptions import CommitError
+from tabletopic.exceptions import CommitError, PermanentFault
 
 log = structlog.get_logger(__name__)
 
 NEWEST_RECORD_KEY = "tabletopic.newest-record-ms"
+CONFLICT_BACKOFF_STEPS = 3  # after a conflict the backoff grows three steps at most (0.2 s with the defaults)
 TIMESTAMP_COLUMN = "_kafka_timestamp"
 
 
@@ -56,19 +64,32 @@ class CommitOutcome:
     conflicts: int = 0  # attempts that met another writer's snapshot
     newest_record_ms: int | None = None
     seconds: float = 0.0
+    stale: set[str] = field(default_factory=set)  # topics read from another incarnation than the table's: fenced
 
 
-def snapshot_summaries(table: Table) -> Iterator[dict[str, str | None]]:
-    """Summaries of the current snapshot and its ancestors, newest first."""
+def ancestors(table: Table, stop_at: int | None = None) -> Iterator[Snapshot]:
+    """The current snapshot and its ancestors, newest first: up to (not including) `stop_at`, or to the
+    first one the table no longer has (expired). Callers stop early: every walk per commit is bounded."""
     snapshot = table.current_snapshot()
-    while snapshot is not None:
+    while snapshot is not None and snapshot.snapshot_id != stop_at:
+        yield snapshot
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None and parent != stop_at else None
+
+
+def snapshot_summaries(table: Table, stop_at: int | None = None) -> Iterator[dict[str, str | None]]:
+    """Summaries of the current snapshot and its ancestors, newest first (see `ancestors`)."""
+    for snapshot in ancestors(table, stop_at):
         summary = snapshot.summary
         yield {} if summary is None else dict(summary.additional_properties)
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
 
 def table_offsets(table: Table, group: str) -> OffsetMap:
     return committed_offsets(snapshot_summaries(table), group)
+
+
+def table_topic_ids(table: Table, group: str) -> dict[str, str]:
+    return committed_topic_ids(snapshot_summaries(table), group)
 
 
 def table_newest_record_ms(table: Table) -> int | None:
@@ -103,6 +124,9 @@ class Committer:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.offset_column = offset_column
+        # Topic -> the id of the topic the buffered records were read from (set by the service):
+        # recorded with the offsets, and a batch read from another incarnation than the table's is fenced.
+        self.topic_ids: Mapping[str, str] = {}
 
     def load(self) -> Table:
         return self.catalog.load_table(self.identifier)
@@ -119,21 +143,34 @@ class Committer:
         """
         outcome = CommitOutcome()
         commit_id = str(uuid.uuid4())
-        written_for: frozenset[tuple[TopicPartition, int, int]] | None = None
+        # The files fit one set of ranges under one partition spec and schema: another writer's ALTER
+        # TABLE between attempts (Spark, pyiceberg) makes them wrong for the new spec, so they are rewritten.
+        written_for: tuple[frozenset[tuple[TopicPartition, int, int]], int, int] | None = None
+        first_base: int | None = None  # the current snapshot at the first load: ours can only come after it
+        based = False
         newest: int | None = None
         files: list[DataFile] = []
         started = time.monotonic()
         while True:
             outcome.attempts += 1
+            conflicts_before = outcome.conflicts
             try:
                 # Step 1.
                 table = self.load()
-                if outcome.attempts > 1 and self._landed(table, commit_id):
+                if not based:
+                    base = table.current_snapshot()
+                    first_base, based = (base.snapshot_id if base is not None else None), True
+                elif self._landed(table, commit_id, first_base):
                     return outcome
                 committed = table_offsets(table, self.group)
+                recorded_ids = table_topic_ids(table, self.group)
                 # Step 2.
                 outcome.replayed, outcome.fenced, to_commit = {}, {}, {}
+                outcome.stale = stale_topics(recorded_ids, self.topic_ids)
                 for tp, held in parts.items():
+                    if tp[0] in outcome.stale:
+                        outcome.fenced[tp] = committed.get(tp, held.first)
+                        continue
                     verdict = judge(held.offsets, committed.get(tp))
                     if verdict is Verdict.COMMIT:
                         to_commit[tp] = held
@@ -155,12 +192,13 @@ class Committer:
                     return outcome
                 # Step 3.
                 ranges = frozenset((tp, held.first, held.last) for tp, held in to_commit.items())
-                if written_for != ranges:
+                layout = (ranges, table.metadata.default_spec_id, table.metadata.current_schema_id)
+                if written_for != layout:
                     rows = pa.concat_tables([held.rows() for held in to_commit.values()])
                     # Another writer may have evolved the table since these rows were decoded.
                     rows = conform_table(rows, table.schema().as_arrow())
                     files = write_data_files(table, rows)
-                    written_for = ranges
+                    written_for = layout
                     outcome.rows, outcome.files = rows.num_rows, len(files)
                     outcome.nbytes = sum(f.file_size_in_bytes for f in files)
                     newest = _newest_record_ms(rows)
@@ -170,6 +208,7 @@ class Committer:
                     offsets_key(self.group): encode_offsets(merge_offsets(committed, new_offsets)),
                     COMMIT_ID_KEY: commit_id,
                     WRITER_ID_KEY: self.writer_id,
+                    **_topic_ids_property(self.group, recorded_ids, {tp[0] for tp in to_commit}, self.topic_ids),
                     **({NEWEST_RECORD_KEY: str(newest)} if newest is not None else {}),
                 }
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
@@ -184,18 +223,33 @@ class Committer:
                 log.info("commit.conflict", table=self.identifier, attempt=outcome.attempts, error=str(exc))
             except CommitStateUnknownException as exc:
                 log.warning("commit.state_unknown", table=self.identifier, commit_id=commit_id, error=str(exc))
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                log.warning("commit.unavailable", table=self.identifier, attempt=outcome.attempts, error=str(exc))
             except Exception as exc:
-                if not _is_transient(exc):
+                fault = faults.permanent(exc)
+                if fault is not None:  # refused credentials, a missing bucket: retrying cannot help
+                    raise PermanentFault(self.identifier, fault.reason, fault.fix, str(exc)) from exc
+                if not faults.is_transient(exc):
                     raise
                 log.warning("commit.unavailable", table=self.identifier, attempt=outcome.attempts, error=str(exc))
             if time.monotonic() - started > self.retry.deadline_s:
                 raise CommitError(f"{self.identifier}: no commit after {outcome.attempts} attempts")
-            self._sleep(self.retry.backoff(outcome.attempts))
+            if outcome.conflicts > conflicts_before:
+                # Another writer's commit landed: the catalog works, and a long wait only lets more commits
+                # in ahead of ours (a loser of several races in a row would wait minutes). Outages back off.
+                self._sleep(self.retry.backoff(min(outcome.conflicts, CONFLICT_BACKOFF_STEPS)))
+            else:
+                self._sleep(self.retry.backoff(outcome.attempts - outcome.conflicts))
 
-    def _landed(self, table: Table, commit_id: str) -> bool:
-        return any(summary.get(COMMIT_ID_KEY) == commit_id for summary in snapshot_summaries(table))
+    def _landed(self, table: Table, commit_id: str, first_base: int | None) -> bool:
+        """Whether a snapshot with our commit id is in the table: only those committed since the first
+        attempt began are looked at (a walk of the whole ancestry grows with the table's history)."""
+        return any(summary.get(COMMIT_ID_KEY) == commit_id for summary in snapshot_summaries(table, first_base))
+
+
+def _topic_ids_property(
+    group: str, recorded: Mapping[str, str], topics: set[str], read_from: Mapping[str, str]
+) -> dict[str, str]:
+    ids = topic_ids_to_record(recorded, topics, read_from)
+    return {topic_ids_key(group): encode_topic_ids(ids)} if ids else {}
 
 
 def _newest_record_ms(rows: pa.Table) -> int | None:
@@ -204,15 +258,6 @@ def _newest_record_ms(rows: pa.Table) -> int | None:
         return None
     newest = pc.max(rows[TIMESTAMP_COLUMN]).as_py()
     return None if newest is None else int(newest.timestamp() * 1000)
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Errors of catalogs and object stores that a later attempt may not meet."""
-    name = type(exc).__name__
-    module = type(exc).__module__
-    transient_names = {"OperationalError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                       "ServiceUnavailableError", "ServerError", "ClientOSError", "ServerDisconnectedError"}
-    return name in transient_names or module.startswith(("botocore", "aiobotocore", "aiohttp"))
 
 
 def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:

@@ -3,6 +3,11 @@
 A snapshot that tabletopic commits carries `tabletopic.offsets.<group>` = JSON
 `{"<topic>/<partition>": next_offset}`: the *next* offset to read (last + 1), cumulative over
 the table's history. The committed map is the one of the newest ancestor that carries the key.
+
+Beside it, `tabletopic.topic-ids.<group>` = JSON `{"<topic>": "<Kafka topic id>"}`: which incarnation
+of each topic the offsets count in (a topic deleted and created again gets a new id and starts
+at offset 0 again). It is read from the same snapshot as the offsets map; a table written before
+ids were recorded has none, and adopts the current ids with its next commit.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tabletopic.exceptions import OffsetsError
 OFFSETS_KEY_PREFIX = "tabletopic.offsets."
 COMMIT_ID_KEY = "tabletopic.commit-id"
 WRITER_ID_KEY = "tabletopic.writer-id"
+TOPIC_IDS_KEY_PREFIX = "tabletopic.topic-ids."
 
 TopicPartition = tuple[str, int]
 OffsetMap = dict[TopicPartition, int]
@@ -38,6 +44,38 @@ def decode_offsets(text: str) -> OffsetMap:
         topic, _, partition = name.rpartition("/")
         decoded[(topic, int(partition))] = int(next_offset)
     return decoded
+
+
+def topic_ids_key(group: str) -> str:
+    return TOPIC_IDS_KEY_PREFIX + group
+
+
+def encode_topic_ids(ids: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(ids.items())))
+
+
+def committed_topic_ids(summaries_newest_first: Iterable[Mapping[str, str | None]], group: str) -> dict[str, str]:
+    """The topic ids recorded with the committed offsets: those of the newest summary carrying the
+    group's offsets (so the walk stops where the offsets' does); empty when it has none."""
+    key = offsets_key(group)
+    for summary in summaries_newest_first:
+        if summary.get(key) is not None:
+            text = summary.get(topic_ids_key(group))
+            return {} if text is None else {str(t): str(i) for t, i in json.loads(text).items()}
+    return {}
+
+
+def topic_ids_to_record(
+    recorded: Mapping[str, str], topics: Iterable[str], read_from: Mapping[str, str]
+) -> dict[str, str]:
+    """The cumulative ids map for a new snapshot: the parent's, with the ids of the topics committed
+    now as they were when their records were read (a topic whose id is unknown keeps the parent's)."""
+    return {**recorded, **{t: read_from[t] for t in topics if t in read_from}}
+
+
+def stale_topics(recorded: Mapping[str, str], read_from: Mapping[str, str]) -> set[str]:
+    """Topics whose records were read from another incarnation than the one the table counts in."""
+    return {t for t, known in read_from.items() if t in recorded and recorded[t] != known}
 
 
 def committed_offsets(summaries_newest_first: Iterable[Mapping[str, str | None]], group: str) -> OffsetMap:
@@ -100,3 +138,14 @@ def position_problem(committed_next: int, log_start: int, log_end: int) -> str |
         return (f"the log ends at {log_end}, before the table's next offset {committed_next}: "
                 f"the topic was recreated or truncated")
     return None
+
+
+def identity_problem(recorded_id: str | None, current_id: str | None) -> str | None:
+    """Why the table's offsets do not count in the topic the broker has now, or None if they may.
+
+    A table with no recorded id (written before ids were recorded), or a broker that did not say,
+    is given the benefit of the doubt; the log bounds are still checked."""
+    if recorded_id is None or current_id is None or recorded_id == current_id:
+        return None
+    return (f"the topic was recreated: its id is {current_id}, the table's offsets count in {recorded_id}; "
+            f"they say nothing about the new topic's records")

@@ -45,27 +45,81 @@ class SnapshotInfo:
     snapshot_id: int
     parent_id: int | None
     timestamp_ms: int
-    offsets_keys: frozenset[str]  # the tabletopic.offsets.<group> keys its summary carries
+    state_keys: frozenset[str]  # summary keys readers take from the newest ancestor carrying them (offsets maps)
 
 
-def snapshots_to_expire(
-    snapshots: Sequence[SnapshotInfo], current_id: int | None, older_than_ms: int, keep_last: int
-) -> list[int]:
-    """Snapshots older than `older_than_ms`, except the newest `keep_last` of the current ancestry and
-    the whole ancestry from the current snapshot back to the newest snapshot carrying each offsets
-    key: recovery walks that chain to find the committed offsets, so it must stay unbroken."""
+def ancestry(snapshots: Sequence[SnapshotInfo], current_id: int | None) -> list[SnapshotInfo]:
+    """The current snapshot and its ancestors, newest first, up to the first one the table no longer has."""
     by_id: Mapping[int, SnapshotInfo] = {s.snapshot_id: s for s in snapshots}
-    keep: set[int] = set()
     chain: list[SnapshotInfo] = []
     cursor = by_id.get(current_id) if current_id is not None else None
     while cursor is not None:
         chain.append(cursor)
         cursor = by_id.get(cursor.parent_id) if cursor.parent_id is not None else None
-    keep.update(s.snapshot_id for s in chain[:max(keep_last, 1)])
-    all_keys = set().union(*(s.offsets_keys for s in snapshots)) if snapshots else set()
-    for key in all_keys:
-        for position, snapshot in enumerate(chain):
-            if key in snapshot.offsets_keys:
-                keep.update(s.snapshot_id for s in chain[:position + 1])
-                break
+    return chain
+
+
+def newest_carriers(chain: Sequence[SnapshotInfo]) -> dict[str, int]:
+    """Position in `chain` of the newest snapshot carrying each state key."""
+    positions: dict[str, int] = {}
+    for position, snapshot in enumerate(chain):
+        for key in snapshot.state_keys:
+            positions.setdefault(key, position)
+    return positions
+
+
+def keys_to_carry(
+    snapshots: Sequence[SnapshotInfo], current_id: int | None, older_than_ms: int, keep_last: int
+) -> dict[str, int]:
+    """State keys whose newest carrier would be expired but for them: key -> that carrier's id.
+
+    Readers find a key by walking back from the current snapshot, so its newest carrier and the
+    whole chain up to it must stay; an old carrier (a finished backfill's offsets) would pin all
+    later history. Copying these keys' values, unchanged, into a new snapshot on top frees it.
+    """
+    chain = ancestry(snapshots, current_id)
+    window = max(keep_last, 1)
+    return {key: chain[position].snapshot_id for key, position in sorted(newest_carriers(chain).items())
+            if position >= window and chain[position].timestamp_ms < older_than_ms}
+
+
+def snapshots_to_expire(
+    snapshots: Sequence[SnapshotInfo], current_id: int | None, older_than_ms: int, keep_last: int,
+    protected: Iterable[int] = (),
+) -> list[int]:
+    """Snapshots older than `older_than_ms`, except the newest `keep_last` of the current ancestry, the
+    chain from the current snapshot back to the newest carrier of each state key (readers walk it,
+    so it stays unbroken; `keys_to_carry` keeps it short) and the `protected` ones (tags, branch heads)."""
+    chain = ancestry(snapshots, current_id)
+    keep = {s.snapshot_id for s in chain[:max(keep_last, 1)]} | set(protected)
+    deepest = max(newest_carriers(chain).values(), default=-1)
+    keep.update(s.snapshot_id for s in chain[:deepest + 1])
     return sorted(s.snapshot_id for s in snapshots if s.timestamp_ms < older_than_ms and s.snapshot_id not in keep)
+
+
+@dataclass(frozen=True)
+class DeleteInfo:
+    path: str
+    scope: Hashable | None  # (spec id, partition values) like FileInfo.partition; None: unpartitioned, global
+    referenced_path: str | None = None  # the one data file a position delete names, when its bounds say so
+
+
+def deletes_touching(deletes: Iterable[DeleteInfo], replaced: Iterable[FileInfo]) -> list[str]:
+    """The delete files that may apply to one of the `replaced` data files.
+
+    A rewrite read its inputs with the deletes of its starting snapshot; a delete committed since
+    names rows of files the rewrite removes, so it would not apply to the new files: those rows
+    would come back.
+    """
+    replaced = list(replaced)
+    paths = {f.path for f in replaced}
+    scopes = {f.partition for f in replaced}
+    touching = []
+    for delete in deletes:
+        if delete.referenced_path is not None:
+            hit = delete.referenced_path in paths
+        else:
+            hit = delete.scope is None or delete.scope in scopes
+        if hit:
+            touching.append(delete.path)
+    return touching

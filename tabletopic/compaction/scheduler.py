@@ -6,6 +6,10 @@ Triggers, per table, checked every `check_interval_seconds`: small files in the 
 snapshot (at least `min_small_files`, or a target file's worth of bytes in them) → compact;
 `max_manifests` manifests in it → merge them;
 every `expire_interval_seconds` → expire; every `orphans_interval_seconds` → orphan cleanup.
+
+The tables are every table the writer writes (resolver.py): each configured table, each route
+target, each `topic_pattern` table of a topic that exists (listed from the broker every check),
+and their `<table>__dlq`; one that does not exist yet is passed over.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,7 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.config import Config, MaintenanceConfig
+from tabletopic.resolver import has_patterns, resolve
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +65,23 @@ def due(now: float, state: TableState, small: SmallFiles, settings: MaintenanceC
     return result
 
 
+@dataclass(frozen=True)
+class MaintainedTable:
+    identifier: str
+    target_bytes: int  # its target file size: the table's own, else maintenance.target_file_size_bytes
+
+
+def maintained_tables(config: Config, topics: Iterable[str] = ()) -> list[MaintainedTable]:
+    """Every table the writer writes, given the topics that exist (for `topic_pattern`). Pure."""
+    found: dict[str, MaintainedTable] = {}
+    for table in resolve(config, topics).tables:
+        target = table.spec.target_file_size_bytes or config.maintenance.target_file_size_bytes
+        for identifier in (table.identifier, table.dead_letters):
+            if identifier is not None and identifier not in found:
+                found[identifier] = MaintainedTable(identifier, target)
+    return list(found.values())
+
+
 def small_files(catalog: Catalog, identifier: str, target_bytes: int) -> SmallFiles:
     table = load_if_exists(catalog, identifier)
     if table is None or table.current_snapshot() is None:
@@ -85,34 +107,52 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
     catalog = open_catalog(config.catalog)
     # The first expiry and orphan runs wait one interval: a restart loop must not turn into a cleanup loop.
     started = time.monotonic()
-    states = {t.table: TableState(started, started) for t in config.tables}
+    states: dict[str, TableState] = {}
+    topics: list[str] = []
     while not stopping():
-        for spec in config.tables:
+        if has_patterns(config):
+            topics = _topics_or(topics, config)
+        for table in maintained_tables(config, topics):
+            if stopping():
+                break
             now = time.monotonic()
-            state = states[spec.table]
+            identifier, target = table.identifier, table.target_bytes
+            state = states.setdefault(identifier, TableState(started, started))
             try:
-                target = spec.target_file_size_bytes or settings.target_file_size_bytes
-                todo = due(now, state, small_files(catalog, spec.table, target), settings, target)
+                if not catalog.table_exists(identifier):  # a dead-letter table before its first letter
+                    continue
+                todo = due(now, state, small_files(catalog, identifier, target), settings, target)
                 if todo.compact:
-                    log.info("maintenance.triggered", table=spec.table, action="compact", reason=todo.compact)
-                    result = compact(catalog, spec.table, target)
-                    metrics.record_compaction(spec.table, result.files_removed)
-                merge_manifests(catalog, spec.table, settings.max_manifests)  # a no-op below the threshold
+                    log.info("maintenance.triggered", table=identifier, action="compact", reason=todo.compact)
+                    result = compact(catalog, identifier, target)
+                    metrics.record_compaction(identifier, result.files_removed)
+                merge_manifests(catalog, identifier, settings.max_manifests)  # a no-op below the threshold
                 if todo.expire:
-                    log.info("maintenance.triggered", table=spec.table, action="expire", reason="schedule")
-                    expire(catalog, spec.table, int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),
+                    log.info("maintenance.triggered", table=identifier, action="expire", reason="schedule")
+                    expire(catalog, identifier, int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),
                            settings.keep_snapshots)
                     state.last_expire = now
                 if todo.orphans:
-                    log.info("maintenance.triggered", table=spec.table, action="orphans", reason="schedule")
-                    remove_orphans(catalog, spec.table, int(time.time() * 1000 - settings.orphans_older_than_hours
+                    log.info("maintenance.triggered", table=identifier, action="orphans", reason="schedule")
+                    remove_orphans(catalog, identifier, int(time.time() * 1000 - settings.orphans_older_than_hours
                                                             * 3.6e6), dry_run=False)
                     state.last_orphans = now
             except Exception as exc:
-                log.warning("maintenance.failed", table=spec.table, error=f"{type(exc).__name__}: {exc}")
+                log.warning("maintenance.failed", table=identifier, error=f"{type(exc).__name__}: {exc}")
         deadline = time.monotonic() + settings.check_interval_seconds
         while time.monotonic() < deadline and not stopping():
             time.sleep(0.5)
+
+
+def _topics_or(known: list[str], config: Config) -> list[str]:
+    """The broker's topics now; the last known list while the broker cannot answer."""
+    from tabletopic.kafka.reader import topic_names
+
+    try:
+        return topic_names(config.kafka)
+    except Exception as exc:
+        log.warning("maintenance.topics_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return known
 
 
 def _process_main(config: Config, parent_pid: int, stop: Any) -> None:

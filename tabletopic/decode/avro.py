@@ -46,6 +46,16 @@ def schema_id_of(value: bytes) -> int:
     return int(schema_id)
 
 
+class UnreadableSchema(Exception):
+    """The registry's schema under this id is not one fastavro can read (references to other
+    subjects, another schema type, invalid Avro): its records are dead letters."""
+
+    def __init__(self, schema_id: int, error: Exception) -> None:
+        hint = " (schema references are not supported)" if isinstance(error, fastavro.schema.UnknownType) else ""
+        super().__init__(f"the writer schema cannot be read: {type(error).__name__}: {error}{hint}")
+        self.schema_id = schema_id
+
+
 class WriterSchemas:
     """Parsed writer schemas by id, and whether their records hold values fastavro gives as objects
     that have no column type of their own (times of day, UUIDs)."""
@@ -53,14 +63,22 @@ class WriterSchemas:
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._parsed: dict[int, Any] = {}
+        self._unreadable: dict[int, UnreadableSchema] = {}
         self._needs_fixing: dict[int, bool] = {}
         self._batch_json: dict[int, str | None] = {}  # the schema for the batch path, None: not batchable
 
     def parsed(self, schema_id: int) -> Any:
+        """The parsed writer schema; raises UnknownSchemaId, UnreadableSchema or RegistryUnavailable."""
         schema = self._parsed.get(schema_id)
         if schema is None:
+            if schema_id in self._unreadable:
+                raise self._unreadable[schema_id]
             text = self._registry.schema_text(schema_id)
-            schema = fastavro.parse_schema(json.loads(text))
+            try:
+                schema = fastavro.parse_schema(json.loads(text))
+            except Exception as exc:  # any schema fastavro refuses, however it says so
+                self._unreadable[schema_id] = UnreadableSchema(schema_id, exc)
+                raise self._unreadable[schema_id] from None
             self._parsed[schema_id] = schema
             compact = text.replace(" ", "")
             self._needs_fixing[schema_id] = '"time-m' in compact or '"uuid"' in compact
@@ -91,12 +109,12 @@ class AvroDecoder:
     def _plan(self, schema_id: int) -> EvolutionPlan:
         plan = self._plans.get(schema_id)
         if plan is None:
-            writer = self._schemas.parsed(schema_id)
             try:
+                writer = self._schemas.parsed(schema_id)
                 incoming = writer_arrow_schema(writer, self._lowercase)
                 self._renamers[schema_id] = avro_renamer(writer) if self._lowercase else None
                 plan = plan_evolution(self.schema, incoming)
-            except (SchemaError, NameCollision) as exc:
+            except (UnreadableSchema, SchemaError, NameCollision) as exc:
                 plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
             self._plans[schema_id] = plan
         return plan
@@ -129,7 +147,7 @@ class AvroDecoder:
             if plan.incompatible or plan.needs_change or text is None or self._renamers.get(schema_id) is not None:
                 return None
             try:
-                read = avro_batch.read_batch(text, [bodies[i] for i in indexes])
+                read = avro_batch.read_batch(text, self._schemas.parsed(schema_id), [bodies[i] for i in indexes])
                 parts.append(conform_table(read, self.schema))
             except Exception:  # the per-record path finds and names the records at fault
                 return None
@@ -205,11 +223,17 @@ class AvroDecoder:
             raise BadValue(index, f"schema id {schema_id} needs a table change that did not land: {plan.changes}",
                            Reason.INCOMPATIBLE_SCHEMA, schema_id)
         writer = self._schemas.parsed(schema_id)
+        body = io.BytesIO(value)
+        body.seek(HEADER.size)
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size:]), writer, None)
+            record = fastavro.schemaless_reader(body, writer, None)
         except Exception as exc:
             raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {exc!r}", Reason.UNDECODABLE_AVRO,
                            schema_id) from None
+        if body.tell() != len(value):
+            # Bytes its schema does not account for: most likely a record of another schema under this id.
+            raise BadValue(index, f"undecodable Avro (schema id {schema_id}): {len(value) - body.tell()} bytes "
+                           "after the record", Reason.UNDECODABLE_AVRO, schema_id)
         if not isinstance(record, dict):
             raise BadValue(index, f"schema id {schema_id} is not an Avro record", Reason.INCOMPATIBLE_SCHEMA,
                            schema_id)
@@ -242,7 +266,7 @@ def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) 
             continue
         try:
             return schemas.parsed(schema_id_of(value))
-        except (ValueError, UnknownSchemaId):
+        except (ValueError, UnknownSchemaId, UnreadableSchema):
             continue
     return None
 

@@ -10,6 +10,7 @@ a per-record path, which ignores unknown fields under every policy.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import pyarrow.json as pa_json
 from tabletopic.catalog.evolution import plan_evolution
 from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift, split_bad_values
+from tabletopic.decode.json_check import Checker, NeedsParser, json_checker, parser_type
 from tabletopic.kafka.records import RecordChunk
 
 Drift = Literal["evolve", "strict", "ignore"]
@@ -29,13 +31,26 @@ _PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, pa.ArrowTypeError, pa.A
 
 # A null value (a tombstone) becomes a row whose value columns are all null.
 _EMPTY_OBJECT = b"{}"
+# What a value that is not an object is parsed as: an error, so the split names it. pyarrow.json reads
+# the JSON text `null` as a row of nulls, and crashes the process (pyarrow 26) on a batch of only that.
+_NOT_AN_OBJECT = b"!"
 # One block for a whole poll batch: parsing is then a single pass with no block stitching.
 _MIN_BLOCK_BYTES = 1 << 20
 
 
+def _cleaned(value: bytes | None) -> bytes:
+    if value is None:
+        return _EMPTY_OBJECT
+    start = value.lstrip()[:1]
+    if not start:
+        return _EMPTY_OBJECT  # a blank value, as a tombstone
+    return value if start == b"{" else _NOT_AN_OBJECT
+
+
 def _join(values: Sequence[bytes | None], clean: bool) -> bytes:
-    """One value per line; `clean`: null and blank values as `{}` (else the caller has checked there are none)."""
-    cleaned = [_EMPTY_OBJECT if v is None or not v.strip() else v for v in values] if clean else values
+    """One value per line; `clean`: null and blank values as `{}` and the ones that are not a JSON object
+    as a parse error (else the caller has checked that every value starts with `{` or cannot parse)."""
+    cleaned = [_cleaned(v) for v in values] if clean else values
     joined = b"\n".join(cleaned)  # type: ignore[arg-type]
     if joined.count(b"\n") != len(cleaned) - 1 or b"\r" in joined:
         # Pretty-printed values: a raw newline is whitespace outside strings and illegal inside them.
@@ -44,13 +59,13 @@ def _join(values: Sequence[bytes | None], clean: bool) -> bytes:
 
 
 def _parse(values: Sequence[bytes | None], schema: pa.Schema | None, unknown: str = "ignore") -> pa.Table:
-    # The common batch (no null, no empty value) is joined as it is, without a pass in Python; a
-    # blank value then shows as a missing row, and the batch is joined again the careful way.
-    fast = all(values)
-    table = _read(_join(values, clean=not fast), schema, unknown)
-    if fast and table.num_rows != len(values):
-        table = _read(_join(values, clean=True), schema, unknown)
-    return table
+    """The values' rows. Every value is one line starting with `{`, which gives at least one row or an
+    error (a blank value would give none: those are joined as `{}`), so as many rows as values means
+    one row per value; a value holding two objects gives a row too many, which the caller splits out."""
+    # The common batch (every value starts with `{`, or with a byte above it that cannot parse: the
+    # smallest value says, found by min() in C) is joined as it is, without a pass in Python.
+    fast = all(values) and min(values, default=b"{")[0] >= 0x7B  # type: ignore[type-var,index]
+    return _read(_join(values, clean=not fast), schema, unknown)
 
 
 def _read(joined: bytes, schema: pa.Schema | None, unknown: str) -> pa.Table:
@@ -73,30 +88,14 @@ def _has_map(data_type: pa.DataType) -> bool:
     return False
 
 
-def _parse_per_record(values: Sequence[bytes | None], schema: pa.Schema) -> pa.Table:
-    rows = [{} if v is None else json.loads(v) for v in values]
-    if any(not isinstance(row, dict) for row in rows):
-        raise ValueError("a value is not a JSON object")
+def _parse_per_record(values: Sequence[bytes | None], schema: pa.Schema, check: Checker) -> pa.Table:
+    rows = [{} if v is None or not v.strip() else json.loads(v) for v in values]  # blank: as the batch path
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ValueError("a value is not a JSON object")
+        with contextlib.suppress(NeedsParser):  # timestamps and the like: Arrow's conversion decides
+            check(row)  # Misfit (a ValueError): from_pylist would truncate 1.5 into a long column
     return pa.Table.from_pylist(rows, schema=schema)
-
-
-def _small(data_type: pa.DataType) -> pa.DataType:
-    """pyarrow.json parses into 32-bit-offset types only; the caller casts to the table's types after."""
-    if pa.types.is_large_string(data_type):
-        return pa.string()
-    if pa.types.is_large_binary(data_type):
-        return pa.binary()
-    if pa.types.is_large_list(data_type) or pa.types.is_list(data_type):
-        return pa.list_(_small(data_type.value_type))
-    if pa.types.is_struct(data_type):
-        return pa.struct([_small_field(data_type.field(i)) for i in range(data_type.num_fields)])
-    if pa.types.is_map(data_type):
-        return pa.map_(_small(data_type.key_type), _small(data_type.item_type))
-    return data_type
-
-
-def _small_field(field: pa.Field) -> pa.Field:
-    return pa.field(field.name, _small(field.type), nullable=True)
 
 
 class JsonDecoder:
@@ -104,16 +103,18 @@ class JsonDecoder:
 
     def __init__(self, schema: pa.Schema, drift: Drift = "evolve") -> None:
         self.table_schema = schema
-        self.schema = pa.schema([_small_field(f) for f in schema])
+        # pyarrow.json parses into 32-bit-offset types only; the rows are cast to the table's types after.
+        self.schema = pa.schema([pa.field(f.name, parser_type(f.type), nullable=True) for f in schema])
         self.drift = drift
         self._unknown = "ignore" if drift == "ignore" else "error"
         self._batch_path = not any(_has_map(f.type) for f in schema)
+        self._check = json_checker(pa.struct(list(schema)), "(value)")
         self._missed: list[pa.Schema] = []  # new-field schemas found one value at a time
 
     def _decode_values(self, values: Sequence[bytes | None], unknown: str | None = None) -> pa.Table:
         if self._batch_path:
             return _parse(values, self.schema, unknown or self._unknown)
-        return _parse_per_record(values, self.schema)
+        return _parse_per_record(values, self.schema, self._check)
 
     def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
         values = chunk.values

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from tabletopic.exceptions import ConfigError
 from tabletopic.kafka.client_logs import with_logger
@@ -23,7 +33,15 @@ _FORCED = {
     "enable.auto.offset.store": "false",
     # A position out of the log's range is an error to report, never a silent jump to its start or end.
     "auto.offset.reset": "error",
+    # Records of aborted transactions are not records of the topic: they must never reach a table.
+    "isolation.level": "read_committed",
 }
+# Consumer-only settings, left out of the admin client that asks for topic ids (it would warn about each).
+_CONSUMER_ONLY = ("group.", "fetch.", "queued.", "session.timeout.ms", "heartbeat.interval.ms",
+                  "partition.assignment.strategy", "coordinator.query.interval.ms", "max.poll.interval.ms",
+                  "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store", "auto.offset.reset",
+                  "enable.partition.eof", "isolation.level", "max.partition.fetch.bytes", "check.crcs",
+                  "offset.store.method")
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "enable.partition.eof": "false",
@@ -49,7 +67,13 @@ class RebalanceHandlers:
 
 class GroupConsumer:
     def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
+        for name, forced in _FORCED.items():
+            if name in settings and str(settings[name]).lower() != forced:
+                log.warning("kafka.setting_overridden", setting=name, configured=settings[name], used=forced,
+                            why="the writer's exactly-once protocol depends on it")
         conf = with_logger({**_DEFAULTS, **settings, **_FORCED, "group.id": group_id, "error_cb": self._on_error})
+        self._admin_conf = {k: v for k, v in settings.items() if not k.startswith(_CONSUMER_ONLY)}
+        self._admin: AdminClient | None = None
         self._start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         try:
             self._consumer = Consumer(conf)
@@ -135,16 +159,28 @@ class GroupConsumer:
         except KafkaException as exc:
             log.warning("kafka.seek_failed", partition=f"{tp[0]}/{tp[1]}", offset=offset, error=str(exc))
 
-    def reposition(self, tp: TP, offset: int) -> None:
-        """Seek, or, for a partition in an error state (its position left the log), assign it afresh there."""
+    def reposition(self, tp: TP, offset: int | None) -> None:
+        """Seek, or, for a partition in an error state (its position left the log), assign it afresh there.
+        `offset` None: where a partition the table has not seen starts (`consumer.start`)."""
         if tp not in self.assigned:
             return
+        if offset is None:
+            offset = self._start
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException:
             self._consumer.incremental_unassign([TopicPartition(tp[0], tp[1])])
             self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
         log.info("kafka.repositioned", partition=f"{tp[0]}/{tp[1]}", offset=offset)
+
+    def topic_ids(self, topics: list[str]) -> dict[str, str]:
+        """Each topic's id as the broker has it now (a topic deleted and created again has a new one).
+        A topic the broker does not describe (gone, or an old broker) is left out."""
+        if not topics:
+            return {}
+        if self._admin is None:
+            self._admin = AdminClient(with_logger(dict(self._admin_conf)))
+        return describe_topic_ids(self._admin, topics)
 
     def watermarks(self, tp: TP) -> tuple[int, int]:
         """The log's first offset and its end (the next offset to be written)."""
@@ -180,6 +216,30 @@ class GroupConsumer:
     def close(self) -> None:
         """Leave the group (runs the revoke callback first)."""
         self._consumer.close()
+
+
+NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the all-zero id: the broker has none for the topic
+
+
+def describe_topic_ids(admin: AdminClient, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
+    ids = {}
+    futures = admin.describe_topics(TopicCollection(sorted(set(topics))), request_timeout=timeout_s)
+    for topic, future in futures.items():
+        try:
+            description = future.result(timeout=timeout_s)
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("kafka.topic_not_described", topic=topic, error=str(exc))
+            continue
+        topic_id = str(description.topic_id) if description.topic_id is not None else None
+        if topic_id and topic_id != NO_TOPIC_ID:
+            ids[topic] = topic_id
+    return ids
+
+
+def topic_ids(settings: Mapping[str, str], topics: list[str]) -> dict[str, str]:
+    """Topic ids for the offsets commands: an admin client of its own."""
+    admin = AdminClient(with_logger({k: v for k, v in settings.items() if not k.startswith(_CONSUMER_ONLY)}))
+    return describe_topic_ids(admin, topics)
 
 
 def group_messages(messages: list[Message]) -> tuple[list[RecordChunk], list[Message]]:

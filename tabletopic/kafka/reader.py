@@ -1,4 +1,5 @@
-"""Read a topic's offsets (not its values' meaning): for the audit and the offsets commands."""
+"""Read a topic's offsets (not its values' meaning): for the audit and the offsets commands; the topics
+that exist (for `topic_pattern`); a range of a topic's records, for backfill."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.client_logs import with_logger
+from tabletopic.kafka.consumer import group_messages
+from tabletopic.kafka.records import RecordChunk
 
 # Metadata and watermark calls against a healthy local or remote cluster answer well within this.
 REQUEST_TIMEOUT_S = 30.0
@@ -95,3 +98,60 @@ def offsets_at(settings: Mapping[str, str], topic: str, partitions: list[int], t
         return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
     finally:
         consumer.close()
+
+
+def topic_names(settings: Mapping[str, str]) -> list[str]:
+    """The topics the cluster has (internal ones such as __consumer_offsets left out): for `topic_pattern`."""
+    consumer = Consumer(with_logger({**settings, "group.id": f"tabletopic-topics-{uuid.uuid4().hex[:8]}"}))
+    try:
+        metadata = consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
+        return sorted(name for name, meta in metadata.topics.items()
+                      if meta.error is None and not name.startswith("__"))
+    finally:
+        consumer.close()
+
+
+@dataclass
+class RangeBatch:
+    chunks: list[RecordChunk]
+    reached: dict[int, int]  # per partition: where the log ended (an end-of-partition event's offset)
+    errors: list[str]
+
+
+class RangeReader:
+    """Partitions of one topic read from given offsets by manual assignment (no group): for backfill.
+
+    Always read-committed (records of aborted transactions are not records of the topic), whatever
+    `isolation.level` the settings say; the caller warns about a different one."""
+
+    def __init__(self, settings: Mapping[str, str], topic: str, starts: Mapping[int, int]) -> None:
+        self.topic = topic
+        self._consumer = Consumer(with_logger({
+            **settings, "group.id": f"tabletopic-backfill-{uuid.uuid4().hex[:8]}", "enable.auto.commit": "false",
+            "enable.partition.eof": "true", "auto.offset.reset": "error", "isolation.level": "read_committed",
+        }))
+        self._consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+
+    def read(self, batch_size: int, timeout_s: float) -> RangeBatch:
+        chunks, failed = group_messages(self._consumer.consume(num_messages=batch_size, timeout=timeout_s))
+        reached: dict[int, int] = {}
+        errors: list[str] = []
+        for message in failed:
+            error = typing.cast(KafkaError, message.error())
+            if error.code() == KafkaError._PARTITION_EOF:
+                reached[typing.cast(int, message.partition())] = typing.cast(int, message.offset())
+            else:
+                errors.append(error.str())
+        return RangeBatch(chunks, reached, errors)
+
+    def positions(self, partitions: list[int]) -> dict[int, int]:
+        """The next offset each partition will read (past transaction markers and gaps it has passed);
+        partitions that have read nothing yet are left out."""
+        found = self._consumer.position([TopicPartition(self.topic, p) for p in partitions])
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+    def pause(self, partition: int) -> None:
+        self._consumer.pause([TopicPartition(self.topic, partition)])
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tabletopic.commit.faults import FIXES
+
 
 def liveness(heartbeats: Mapping[str, float], now: float, running_for: float, stall_s: float) -> str | None:
     """Alive while every worker's loop has turned within `stall_s` (a commit may hold a turn for a while)."""
@@ -17,12 +19,16 @@ def liveness(heartbeats: Mapping[str, float], now: float, running_for: float, st
 
 
 def readiness(joined: Mapping[str, float], expected_workers: int, catalog_error: str | None,
-              broker_error: str | None) -> str | None:
-    """Ready once every worker has had its first assignment (empty counts: idle) and both services answer."""
+              broker_error: str | None, halted: Mapping[str, str] | None = None) -> str | None:
+    """Ready once every worker has had its first assignment (empty counts: idle), both services answer
+    and no table is halted by a fault no retry fixes (`halted`: table -> reason code)."""
     if broker_error is not None:
         return f"broker unreachable: {broker_error}"
     if catalog_error is not None:
         return f"catalog unreachable: {catalog_error}"
+    if halted:
+        return "; ".join(f"table {table} halted ({reason}): {FIXES.get(reason, 'see the log')}"
+                         for table, reason in sorted(halted.items()))
     in_group = sum(1 for value in joined.values() if value >= 1)
     if in_group < expected_workers:
         return f"{in_group} of {expected_workers} workers have joined the consumer group"

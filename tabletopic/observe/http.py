@@ -56,8 +56,10 @@ class Endpoints:
         return health.liveness(beats, now, now - self.started, self.stall_s)
 
     def readyz(self) -> str | None:
-        joined = worker_values(_registry(), metrics.joined._name)
-        return health.readiness(joined, self.expected_workers, self.catalog.error(), self.broker.error())
+        registry = _registry()
+        joined = worker_values(registry, metrics.joined._name)
+        return health.readiness(joined, self.expected_workers, self.catalog.error(), self.broker.error(),
+                                metrics.halted_tables(registry.collect()))
 
     def metrics(self) -> bytes:
         return generate_latest(_registry())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -39,9 +40,15 @@ buffer_bytes = Gauge("tabletopic_buffer_bytes", "Bytes buffered for the table, n
 freshness = Gauge("tabletopic_freshness_seconds", "Age of the newest committed record (its Kafka timestamp)",
                   ["table"], multiprocess_mode="livemin")
 dead_letters = Counter("tabletopic_dead_letters", "Records sent to the dead-letter path", ["table", "reason"])
+dead_letter_topic_failures = Counter(
+    "tabletopic_dead_letter_topic_failures",
+    "Dead-letter copies not sent whole to the dead-letter topic (truncated, refused, undelivered)", ["table", "reason"])
 compaction_runs = Counter("tabletopic_compaction_runs", "Compactions run by the maintenance process", ["table"])
 files_rewritten = Counter("tabletopic_compaction_files_rewritten", "Data files replaced by compaction", ["table"])
 rebalances = Counter("tabletopic_rebalances", "Partition assignment changes", ["kind"])
+# 1 while a fault no retry fixes (refused credentials, a missing bucket) halts the table; /readyz names it.
+table_halted = Gauge("tabletopic_table_halted", "1 while the table is halted by a fault no retry fixes (reason: "
+                     "its code)", ["table", "reason"], multiprocess_mode="livemax")
 # For /healthz and /readyz in the process that serves HTTP: one sample per live worker.
 heartbeat = Gauge("tabletopic_worker_heartbeat_timestamp_seconds", "When the worker's loop last turned",
                   ["worker"], multiprocess_mode="liveall")
@@ -75,6 +82,10 @@ def record_dead_letters(table: str, reasons: Iterable[str]) -> None:
         dead_letters.labels(table, reason).inc(count)
 
 
+def record_dead_letter_topic_failure(table: str, reason: str, count: int = 1) -> None:
+    dead_letter_topic_failures.labels(table, reason).inc(count)
+
+
 def record_compaction(table: str, files_removed: int) -> None:
     compaction_runs.labels(table).inc()
     files_rewritten.labels(table).inc(files_removed)
@@ -106,3 +117,37 @@ def mark_joined(worker: str) -> None:
 def mark_starting(worker: str) -> None:
     joined.labels(worker).set(0)
     beat(worker)
+
+
+# This process's halted tables and their reasons, so that a table going on clears its own sample.
+_halted: dict[str, str] = {}
+
+
+def record_table_halted(table: str, reason: str) -> None:
+    previous = _halted.get(table)
+    if previous is not None and previous != reason:
+        table_halted.labels(table, previous).set(0)
+    _halted[table] = reason
+    table_halted.labels(table, reason).set(1)
+
+
+def record_table_going(table: str) -> bool:
+    """The table commits: no longer halted. Whether it was."""
+    reason = _halted.pop(table, None)
+    if reason is None:
+        return False
+    table_halted.labels(table, reason).set(0)
+    return True
+
+
+def halted_tables(families: Iterable[Any]) -> dict[str, str]:
+    """Table -> reason of every halted table in collected metric families (a registry's `collect()`)."""
+    return {labels["table"]: labels["reason"] for labels in _set_samples(families, table_halted._name)}
+
+
+def _set_samples(families: Iterable[Any], name: str) -> Iterator[dict[str, str]]:
+    for family in families:
+        if family.name == name:
+            for sample in family.samples:
+                if sample.value >= 1:
+                    yield sample.labels

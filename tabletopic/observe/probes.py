@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tabletopic import logs
+from tabletopic.commit import faults
 from tabletopic.config import CatalogConfig
 
 PROBE_TIMEOUT_S = 5.0
@@ -38,9 +40,19 @@ class Probe:
                 self._verdict = f"no answer within {self._timeout_s:.0f} s"
             return self._verdict
         except Exception as exc:
-            self._verdict = f"{type(exc).__name__}: {exc}"[:300]
+            self._verdict = verdict_of(exc)
         self._running = None  # done: the next call checks again
         return self._verdict
+
+
+def verdict_of(exc: BaseException) -> str:
+    """What /readyz says of a failed check: the fault's reason and fix first when no retry fixes it (a 403,
+    refused credentials), and never a known secret (the answer does not pass through the logs' masking)."""
+    text = f"{type(exc).__name__}: {exc}"
+    fault = faults.permanent(exc)
+    if fault is not None:
+        text = f"{fault.reason} ({fault.fix}): {text}"
+    return logs.masked(text)[:500]
 
 
 def catalog_probe(settings: CatalogConfig) -> Probe:

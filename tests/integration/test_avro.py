@@ -1,20 +1,22 @@
 """Avro in the Confluent wire format through a real Schema Registry (Apicurio's Confluent API):
-round trip, and an unknown schema id."""
+round trip, an unknown schema id, and a writer schema with references."""
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tabletopic.commit.committer import table_offsets
+from tabletopic.deadletter.rows import dlq_identifier
 from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
 RECORDS = 100_000
@@ -107,3 +109,35 @@ def test_an_unknown_schema_id_stops_the_writer_naming_the_record(
     assert "unknown schema id 999999" in bad[0]["reason"]
     committed = table_offsets(catalog_of(config).load_table(table), "tests")
     assert committed == {(topic, 0): bad_offset, (topic, 1): ends[(topic, 1)]}
+
+
+def test_a_writer_schema_with_references_makes_dead_letters_not_a_crash_loop(
+    kafka, registry, client, new_topic, spawn_writer, tmp_path
+):
+    """fastavro cannot parse a schema that references another subject's type: its records used to raise
+    out of decode and crash-loop the writer; they are dead letters, and the records around them rows."""
+    topic = new_topic(1)
+    table = "refs.avro_payments"
+    line = {"type": "record", "name": "Line", "namespace": "tests", "fields": [{"name": "sku", "type": "string"}]}
+    client.register_schema(f"{topic}-line", Schema(json.dumps(line), "AVRO"))
+    line_version = client.get_latest_version(f"{topic}-line").version
+    order = {"type": "record", "name": "Order", "namespace": "tests",
+             "fields": [{"name": "line", "type": "tests.Line"}]}
+    referencing = client.register_schema(f"{topic}-order", Schema(
+        json.dumps(order), "AVRO", [SchemaReference("tests.Line", f"{topic}-line", line_version)]))
+    serialize, context = serializer(client, topic)
+    values = [serialize(payment(0), context), struct.pack(">bI", 0, referencing) + b"\x06abc",
+              serialize(payment(2), context)]
+    produce(kafka.bootstrap, topic, ((0, None, value, None) for value in values))
+    ends = log_end(kafka.bootstrap, topic, 1)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
+                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    assert sorted(iceberg.load_table(table).scan(selected_fields=("id",)).to_arrow()["id"].to_pylist()) == [0, 2]
+    letters = iceberg.load_table(dlq_identifier(table)).scan(
+        selected_fields=("_kafka_offset", "reason", "message")).to_arrow().to_pylist()
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [(1, "incompatible_schema")]
+    assert "schema references are not supported" in letters[0]["message"], letters

@@ -105,3 +105,132 @@ def test_a_backfill_fills_what_a_live_table_started_at_latest_lacks_once(kafka, 
             assert done.returncode == 0, (attempt, done.stderr[-3000:])
     values = iceberg.load_table("live.late").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
     assert sorted(values) == list(range(3000))
+
+
+def run_backfill(config, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "tabletopic", "backfill", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def regional(n: int) -> bytes:
+    """Per partition (n % 2), records alternate between region eu and no region (the default table)."""
+    return json.dumps({"n": n, **({"region": "eu"} if n // 2 % 2 == 0 else {})}).encode()
+
+
+def routed_and_pattern_config(tmp_path, kafka, routed_topic: str, pattern: str, **overrides):  # type: ignore[no-untyped-def]
+    return writer_config(tmp_path / "c.yaml", kafka.bootstrap, routed_topic, "bf.rest", tmp_path / "wh",
+                         tables=[{"table": "bf.rest", "topic": routed_topic, "route_field": "region",
+                                  "route_tables": {"eu": "bf.eu"}},
+                                 {"table": "bf.{topic}", "topic_pattern": pattern}], **overrides)
+
+
+def test_pattern_tables_and_route_targets_are_live_tables(kafka, new_topic, spawn_writer, tmp_path):
+    stamp = time.time_ns()
+    routed, patterned = new_topic(2), f"bfpat-{stamp}"
+    from tabletopic.local.topics import create_topic
+
+    create_topic(kafka.bootstrap, patterned, 2)
+    produce(kafka.bootstrap, routed, ((n % 2, None, regional(n), None) for n in range(400)))
+    produce(kafka.bootstrap, patterned, ((n % 2, None, json.dumps({"n": n}).encode(), None) for n in range(400)))
+    config = routed_and_pattern_config(tmp_path, kafka, routed, "bfpat-[0-9]+")
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    pattern_table = f"bf.bfpat_{stamp}"
+    for table, topic in ((pattern_table, patterned), ("bf.eu", routed), ("bf.rest", routed)):
+        wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, 2), writer=writer)
+    assert writer.stop() == 0
+    for table, topic, rows in ((pattern_table, patterned, 400), ("bf.eu", routed, 200), ("bf.rest", routed, 200)):
+        refused = run_backfill(config, "--topic", topic, "--table", table, "--from-offset", "0")
+        assert refused.returncode == 1, (table, refused.stdout, refused.stderr[-2000:])
+        assert "refused" in refused.stderr and "already holds" in refused.stderr, refused.stderr[-2000:]
+        assert iceberg.load_table(table).scan().count() == rows
+
+
+def test_a_backfill_of_a_routed_topic_takes_each_tables_share(kafka, new_topic, spawn_writer, tmp_path):
+    routed = new_topic(2)
+    produce(kafka.bootstrap, routed, ((n % 2, None, regional(n), None) for n in range(400)))  # before the writer
+    config = routed_and_pattern_config(tmp_path, kafka, routed, "bfnone-[0-9]+", consumer={"start": "latest"})
+    writer = spawn_writer(config)
+    writer.wait_for("kafka.assigned", timeout=60)
+    time.sleep(2)
+    produce(kafka.bootstrap, routed, ((n % 2, None, regional(n), None) for n in range(400, 800)))
+    iceberg = catalog_of(config)
+    for table in ("bf.eu", "bf.rest"):
+        wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, routed, 2), writer=writer)
+    assert writer.stop() == 0
+    for table in ("bf.rest", "bf.eu"):
+        done = run_backfill(config, "--topic", routed, "--table", table, "--from-offset", "0", "--to-offset", "200")
+        assert done.returncode == 0, (table, done.stderr[-3000:])
+    eu = iceberg.load_table("bf.eu").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    rest = iceberg.load_table("bf.rest").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(eu) == [n for n in range(800) if n // 2 % 2 == 0]
+    assert sorted(rest) == [n for n in range(800) if n // 2 % 2 == 1]
+
+
+def test_a_live_table_without_a_commit_refuses_a_backfill(kafka, new_topic, tmp_path):
+    topic = new_topic(2)
+    produce(kafka.bootstrap, topic, records(0, 100))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "live.unwritten", tmp_path / "wh")
+    refused = run_backfill(config, "--topic", topic, "--table", "live.unwritten", "--from-offset", "0")
+    assert refused.returncode == 1, refused.stdout + refused.stderr[-2000:]
+    assert "has not committed" in refused.stderr and "--into" in refused.stderr
+    assert not catalog_of(config).table_exists("live.unwritten")
+    into = run_backfill(config, "--topic", topic, "--table", "live.unwritten", "--into", "rebuilt.unwritten",
+                        "--from-offset", "0")
+    assert into.returncode == 0, into.stderr[-2000:]
+    assert catalog_of(config).load_table("rebuilt.unwritten").scan().count() == 100
+
+
+def test_ranges_ending_on_transaction_markers_finish_and_aborted_records_stay_out(kafka, new_topic, tmp_path):
+    from confluent_kafka import Producer
+
+    topic = new_topic(1)
+
+    def transaction(numbers: range, commit: bool) -> None:
+        producer = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": f"bf-{time.time_ns()}"})
+        producer.init_transactions(60)
+        producer.begin_transaction()
+        for n in numbers:
+            producer.produce(topic, json.dumps({"n": n}).encode(), partition=0)
+        assert producer.flush(60) == 0  # an abort drops what was not sent yet: let the records reach the log
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+
+    transaction(range(0, 10), commit=True)  # offsets 0..9, its marker at 10
+    transaction(range(100, 105), commit=False)  # 11..15, aborted (marker at 16)
+    produce(kafka.bootstrap, topic, ((0, None, json.dumps({"n": n}).encode(), None) for n in range(10, 15)))  # 17..21
+    transaction(range(15, 20), commit=True)  # 22..26, its marker at 27: the log's end is 28
+    deadline = time.monotonic() + 30  # the markers are written after commit_transaction returns
+    while log_end(kafka.bootstrap, topic, 1)[(topic, 0)] < 28 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert log_end(kafka.bootstrap, topic, 1)[(topic, 0)] == 28
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "tx.events", tmp_path / "wh",
+                           kafka={"isolation.level": "read_uncommitted"})
+    first = run_backfill(config, "--topic", topic, "--table", "tx.events", "--into", "tx.copy", "--from-offset", "0",
+                         "--to-offset", "11", timeout=60)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "total: 11 records" in first.stdout and "backfill done: 10 records" in first.stdout
+    second = run_backfill(config, "--topic", topic, "--table", "tx.events", "--into", "tx.copy", "--from-offset",
+                          "11", timeout=60)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "backfill.isolation_forced" in second.stderr
+    values = catalog_of(config).load_table("tx.copy").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == list(range(20))
+
+
+def test_a_backfill_below_an_earlier_one_is_refused_not_taken_for_done(kafka, new_topic, tmp_path):
+    topic = new_topic(1)
+    produce(kafka.bootstrap, topic, records(0, 20))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "low.events", tmp_path / "wh")
+    args = ("--topic", topic, "--table", "low.events", "--into", "low.copy")
+    upper = run_backfill(config, *args, "--from-offset", "10")
+    assert upper.returncode == 0 and "backfill done: 10 records" in upper.stdout, upper.stderr[-3000:]
+    again = run_backfill(config, *args, "--from-offset", "10")  # the same range: nothing left
+    assert again.returncode == 0 and "total: 0 records" in again.stdout, again.stderr[-3000:]
+    lower = run_backfill(config, *args, "--from-offset", "0", "--to-offset", "10")
+    assert lower.returncode == 1, lower.stdout + lower.stderr[-3000:]
+    assert "refused" in lower.stderr and "begin below offset 10" in lower.stderr and "--into" in lower.stderr
+    values = catalog_of(config).load_table("low.copy").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == list(range(10, 20))

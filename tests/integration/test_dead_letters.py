@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -19,7 +20,18 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tabletopic.deadletter.rows import dlq_identifier
-from tests.support import audit_cli, catalog_of, feed_slowly, log_end, produce, wait_committed, writer_config
+from tests.support import (
+    assert_values_equal,
+    audit_values_cli,
+    catalog_of,
+    create_topic_with,
+    feed_slowly,
+    log_end,
+    produce,
+    produce_large,
+    wait_committed,
+    writer_config,
+)
 
 PARTITIONS = 4
 SCHEMA = {"type": "record", "name": "Reading", "namespace": "dlq", "fields": [
@@ -83,9 +95,10 @@ def test_one_percent_poison_goes_to_the_dead_letters_with_its_reason(
         assert letter["reason"] == kinds[(n // 100) % len(kinds)], letter
         assert letter["_kafka_value"] == value(n) or letter["reason"] in ("unknown_schema_id", "incompatible_schema")
     assert Counter(letter["reason"] for letter in letters) == Counter(kinds[(n // 100) % len(kinds)] for n in bad)
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert sum(int(line.split()[5]) for line in audit.stdout.splitlines()[1:-1]) == len(bad)  # the `dead` column
+    audit = audit_values_cli(config, topic, table)
+    assert_values_equal(audit)  # rows and dead letters each hold their own record
+    partition_lines = [line for line in audit.stdout.splitlines()[1:] if line.split()[0].isdigit()]
+    assert sum(int(line.split()[5]) for line in partition_lines) == len(bad)  # the `dead` column
 
     # The copies on the dead-letter topic (at least once; this run had no crash, so exactly once).
     copies = read_all(kafka.bootstrap, copies_topic)
@@ -126,8 +139,7 @@ def drift_run(kafka, new_topic, spawn_writer, tmp_path, policy: str):  # type: i
     produce(kafka.bootstrap, topic, NEW)
     wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
     assert writer.stop() == 0, writer.log()
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_values_equal(audit_values_cli(config, topic, table))
     return iceberg, table, writer, topic
 
 
@@ -155,8 +167,7 @@ def test_json_drift_under_each_policy(kafka, new_topic, spawn_writer, tmp_path):
     assert sorted(iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()) == \
         list(range(3000))
     assert iceberg.load_table(dlq_identifier(table)).scan().to_arrow().num_rows == 0
-    audit = audit_cli(fixed, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_values_equal(audit_values_cli(fixed, topic, table))
 
     iceberg, table, writer, _ = drift_run(kafka, new_topic, spawn_writer, tmp_path, "ignore")
     loaded = iceberg.load_table(table)
@@ -200,8 +211,7 @@ def test_registry_down_for_20_s_makes_no_dead_letters_and_loses_nothing(
     rows = iceberg.load_table(table).scan(selected_fields=("n", "note")).to_arrow().to_pylist()
     assert sorted(r["n"] for r in rows) == list(range(10000))
     assert all(r["note"] == (f"x{r['n']}" if r["n"] >= 5000 else None) for r in rows)
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_values_equal(audit_values_cli(config, topic, table))
 
 
 def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, spawn_writer, tmp_path):
@@ -239,5 +249,74 @@ def test_kill_9_around_dead_letter_commits_then_audit_passes(kafka, new_topic, s
     letters = iceberg.load_table(dlq_identifier(table)).scan(selected_fields=("_kafka_key", "reason")).to_arrow()
     assert sorted(int(k) for k in letters["_kafka_key"].to_pylist()) == bad
     assert Counter(letters["reason"].to_pylist()) == {"malformed_json": len(bad) // 2, "type_mismatch": len(bad) // 2}
-    audit = audit_cli(config, topic, table)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_values_equal(audit_values_cli(config, topic, table))
+
+
+def read_copies(bootstrap: str, topic: str, count: int) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+    """The first `count` records of a one-partition topic: key, value, headers."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            got += [(m.key(), m.value(), dict(m.headers() or [])) for m in consumer.consume(10, timeout=1.0)
+                    if m.error() is None]
+    finally:
+        consumer.close()
+    return got
+
+
+def run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic: str, bad_value: bytes):  # type: ignore[no-untyped-def]
+    """300 good JSON records around one bad one, in a table whose dead letters are copied to `copies_topic`."""
+    topic = create_topic_with(kafka.bootstrap, f"big-{uuid.uuid4().hex[:10]}", 2, {"max.message.bytes": "3000000"})
+    table = f"dlq.copies_{uuid.uuid4().hex[:6]}"
+    produce(kafka.bootstrap, topic, [(n % 2, None, json.dumps({"n": n}).encode(), None) for n in range(150)])
+    bad_offset = log_end(kafka.bootstrap, topic, 2)[(topic, 1)]
+    produce_large(kafka.bootstrap, topic, [(1, b"bad", bad_value, None)], max_bytes=3_000_000)
+    produce(kafka.bootstrap, topic, [(n % 2, None, json.dumps({"n": n}).encode(), None) for n in range(150, 300)])
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           table_settings={"dead_letter_topic": copies_topic})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, 2), writer=writer)
+    assert writer.process.poll() is None, writer.log()  # still running: no crash, no restart
+    assert writer.stop() == 0, writer.log()
+    values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == list(range(300))
+    [letter] = iceberg.load_table(dlq_identifier(table)).scan(
+        selected_fields=("_kafka_offset", "_kafka_value", "reason")).to_arrow().to_pylist()
+    assert letter == {"_kafka_offset": bad_offset, "_kafka_value": bad_value, "reason": "malformed_json"}
+    assert_values_equal(audit_values_cli(config, topic, table))
+    return writer, topic, bad_offset
+
+
+def test_a_2_mb_dead_letter_goes_to_its_topic_truncated_and_the_writer_keeps_running(
+    kafka, new_topic, spawn_writer, tmp_path
+):
+    copies_topic = new_topic(1)  # the broker's default limit, about 1 MB
+    bad_value = b'{"n": 1, "pad": "' + b"x" * 2_000_000  # malformed (unterminated) and over 1 MB
+    writer, topic, bad_offset = run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic, bad_value)
+    [truncated] = writer.named("dead_letter_topic.truncated")
+    assert (truncated["topic"], truncated["partition"], truncated["offset"]) == (topic, 1, bad_offset)
+    assert truncated["value_bytes"] == len(bad_value)
+    [(key, value, headers)] = read_copies(kafka.bootstrap, copies_topic, 1)
+    assert key == b"bad" and headers["tabletopic.truncated"] == str(len(bad_value)).encode()
+    assert value is not None and 900_000 < len(value) < 1_000_000 and bad_value.startswith(value)
+    assert headers["tabletopic.offset"] == str(bad_offset).encode()
+
+
+def test_a_copy_the_broker_refuses_is_reported_with_its_coordinates_and_sent_without_its_value(
+    kafka, new_topic, spawn_writer, tmp_path
+):
+    copies_topic = create_topic_with(kafka.bootstrap, f"small-{uuid.uuid4().hex[:10]}", 1,
+                                     {"max.message.bytes": "4000"})
+    bad_value = b"{broken " + b"y" * 10_000
+    writer, topic, bad_offset = run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic, bad_value)
+    [rejected] = writer.named("dead_letter_topic.rejected")
+    assert (rejected["topic"], rejected["partition"], rejected["offset"]) == (topic, 1, bad_offset)
+    assert rejected["reason"] == "MSG_SIZE_TOO_LARGE"
+    [(key, value, headers)] = read_copies(kafka.bootstrap, copies_topic, 1)
+    assert key == b"bad" and value is None
+    assert headers["tabletopic.truncated"] == str(len(bad_value)).encode()
+    assert headers["tabletopic.reason"] == b"malformed_json"

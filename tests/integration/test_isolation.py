@@ -1,5 +1,6 @@
-"""One table whose commits fail (its bucket does not exist) backs off on its own; the other table
-keeps committing and its offsets keep moving; once the bucket exists the failing one catches up."""
+"""One table whose commits fail (its bucket does not exist) halts on its own; the other table keeps
+committing and its offsets keep moving; once the bucket exists the failing one catches up. And a
+table is isolated from aborted transactions, whatever `isolation.level` the config asks for."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_a_failing_table_does_not_stop_the_others(kafka, new_topic, spawn_writer
         produce(kafka.bootstrap, healthy_topic, records(0, 1000))
         produce(kafka.bootstrap, failing_topic, records(0, 1000))
         writer = spawn_writer(config)
-        writer.wait_for("table.commit_failed", timeout=120)
+        # A missing bucket is a fault no retry fixes: the table halts (retrying now and then), the others go on.
+        writer.wait_for("table.halted", timeout=120)
         for round_ in range(1, 4):  # the healthy table's offsets keep moving meanwhile
             produce(kafka.bootstrap, healthy_topic, records(round_ * 1000, 1000))
             wait_committed(iceberg, "iso.healthy", "tests", log_end(kafka.bootstrap, healthy_topic, PARTITIONS),
@@ -52,7 +54,7 @@ def test_a_failing_table_does_not_stop_the_others(kafka, new_topic, spawn_writer
                        timeout=180, writer=writer)
         time.sleep(1)
         assert writer.stop() == 0, writer.log()
-        assert writer.named("table.recovered"), writer.log()
+        assert writer.named("table.fault_cleared"), writer.log()
         assert iceberg.load_table("iso.healthy").scan().count() == 4000
         assert iceberg.load_table("iso.failing").scan().count() == 1000
         for topic, table in ((healthy_topic, "iso.healthy"), (failing_topic, "iso.failing")):
@@ -60,3 +62,38 @@ def test_a_failing_table_does_not_stop_the_others(kafka, new_topic, spawn_writer
             assert audit.returncode == 0, audit.stdout
     finally:
         s3.stop()
+
+
+def test_aborted_transactions_stay_out_even_when_the_config_asks_for_read_uncommitted(
+        kafka, new_topic, spawn_writer, tmp_path):
+    from confluent_kafka import Producer
+
+    topic = new_topic(PARTITIONS)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": f"iso-{topic}"})
+    producer.init_transactions()
+    kept = []
+    for batch in range(6):
+        producer.begin_transaction()
+        numbers = range(batch * 100, batch * 100 + 100)
+        for n in numbers:
+            producer.produce(topic, value=b'{"n": %d}' % n)
+        producer.flush()
+        if batch % 2:
+            producer.abort_transaction()
+        else:
+            producer.commit_transaction()
+            kept.extend(numbers)
+    produce(kafka.bootstrap, topic, records(600, 10))  # after the last marker: the table's offset reaches the end
+    kept.extend(range(600, 610))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "iso.transactions", tmp_path / "wh",
+                           kafka={"isolation.level": "read_uncommitted"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, "iso.transactions", "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    [overridden] = writer.named("kafka.setting_overridden")
+    assert overridden["setting"] == "isolation.level" and overridden["used"] == "read_committed", overridden
+    values = iceberg.load_table("iso.transactions").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == kept
+    audit = audit_cli(config, topic, "iso.transactions")
+    assert audit.returncode == 0, audit.stdout

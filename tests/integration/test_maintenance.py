@@ -110,3 +110,108 @@ def test_built_in_maintenance_compacts_while_the_writer_runs_and_dies_with_it(ka
     assert writer.stop() == 0, writer.log()
     assert not _alive(pid)
     assert_exactly_once(iceberg, config, topic, table, records)
+
+
+def _numbers_by_topic(iceberg, table: str) -> dict[str, list[int]]:  # type: ignore[no-untyped-def]
+    rows = iceberg.load_table(table).scan(selected_fields=("n", "_kafka_topic")).to_arrow()
+    found: dict[str, list[int]] = {}
+    for n, topic in zip(rows["n"].to_pylist(), rows["_kafka_topic"].to_pylist(), strict=True):
+        found.setdefault(topic, []).append(n)
+    return {topic: sorted(numbers) for topic, numbers in found.items()}
+
+
+def test_an_old_deployments_offsets_and_a_tag_neither_pin_history_nor_stop_expiry(kafka, new_topic, spawn_writer,
+                                                                                  tmp_path):
+    from tabletopic.commit.committer import table_offsets
+    from tests.support import audit_cli
+
+    old_topic, topic = new_topic(2), new_topic(2)
+    table = "maint.handover"
+    # An earlier deployment (its own group, its own topic) wrote the table once; then the current one took over.
+    old = writer_config(tmp_path / "old.yaml", kafka.bootstrap, old_topic, table, tmp_path / "wh",
+                        group_id="old-deployment", commit={"interval_seconds": 0.3})
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           commit={"interval_seconds": 0.3})
+    produce(kafka.bootstrap, old_topic, ((None, None, json.dumps({"n": n}).encode(), None) for n in range(1000)))
+    writer = spawn_writer(old)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "old-deployment", log_end(kafka.bootstrap, old_topic, 2), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    tagged = iceberg.load_table(table).metadata.snapshots[0].snapshot_id
+    iceberg.load_table(table).manage_snapshots().create_tag(tagged, "before-handover").commit()
+
+    writer = spawn_writer(config)
+    for start in range(0, 4000, 500):  # one commit at least per batch: a history to expire
+        produce(kafka.bootstrap, topic, ((None, None, json.dumps({"n": n}).encode(), None)
+                                         for n in range(start, start + 500)))
+        wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, 2), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    assert len(iceberg.load_table(table).snapshots()) > 8
+
+    maintained = cli("maintain", "--config", str(config), "--table", table, "--expire-older-than-hours", "0",
+                     "--keep-snapshots", "1", "--orphans-older-than-hours", "0")
+    assert maintained.returncode == 0, maintained.stderr[-3000:]
+    loaded = iceberg.load_table(table)
+    # Left: the tagged snapshot, the compaction `maintain` made (newer than its cut-off) and the newest, which
+    # carries both deployments' offsets forward. The writers' history in between is gone.
+    kept = {s.snapshot_id for s in loaded.snapshots()}
+    assert tagged in kept and len(kept) == 3, [s.summary for s in loaded.snapshots()]
+    carried = loaded.current_snapshot().summary.additional_properties
+    assert {"tabletopic.offsets.tests", "tabletopic.offsets.old-deployment"} <= carried.keys()
+    assert table_offsets(loaded, "old-deployment") == log_end(kafka.bootstrap, old_topic, 2)
+
+    # The old deployment, started again, resumes from its offsets: nothing read twice.
+    produce(kafka.bootstrap, old_topic, ((None, None, json.dumps({"n": n}).encode(), None) for n in range(1000, 1100)))
+    writer = spawn_writer(old)
+    wait_committed(iceberg, table, "old-deployment", log_end(kafka.bootstrap, old_topic, 2), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    assert _numbers_by_topic(iceberg, table) == {old_topic: list(range(1100)), topic: list(range(4000))}
+    for path, name in ((old, old_topic), (config, topic)):
+        audit = audit_cli(path, name, table)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _wait_event(writer, event: str, table: str, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e.get("event") == event and e.get("table") == table for e in list(writer.events)):
+            return
+        if writer.process.poll() is not None:
+            raise AssertionError(f"writer exited ({writer.process.returncode}):\n{writer.log()}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {event} of {table} within {timeout}s:\n{writer.log()}")
+
+
+def test_built_in_maintenance_keeps_pattern_tables_and_dead_letter_tables(kafka, spawn_writer, tmp_path):
+    from tabletopic.local.topics import create_topic
+
+    topic = f"mpat-{time.time_ns()}"
+    create_topic(kafka.bootstrap, topic, 2)
+    table, letters = f"maint.{topic.replace('-', '_')}", f"maint.{topic.replace('-', '_')}__dlq"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, "-", "maint.{topic}", tmp_path / "wh",
+                           commit={"interval_seconds": 0.5},
+                           table_settings={"topic": None, "topic_pattern": "mpat-[0-9]+"},
+                           maintenance={"enabled": True, "check_interval_seconds": 1, "min_small_files": 3,
+                                        "expire_interval_seconds": 3, "expire_older_than_hours": 0,
+                                        "keep_snapshots": 3})
+
+    def value(n: int) -> bytes:  # every tenth one a dead letter
+        return b"{not json" if n % 10 == 0 else json.dumps({"n": n}).encode()
+
+    producer = feed_slowly(kafka.bootstrap, topic, 6000, 300, 0.3, value=value)
+    writer = spawn_writer(config)
+    for name in (table, letters):
+        _wait_event(writer, "compaction.done", name)
+        _wait_event(writer, "snapshots.expired", name)
+    producer.join()
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, 2), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    rows = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(rows) == [n for n in range(6000) if n % 10]
+    assert iceberg.load_table(letters).scan().count() == 600
+    assert any(s.summary.operation.value == "replace" for s in iceberg.load_table(letters).snapshots())
+    status = cli("status", "--config", str(config), "--output", "json")
+    assert status.returncode == 0, status.stderr[-2000:]
+    listed = {s["table"]: s for s in json.loads(status.stdout)}
+    assert listed[table]["exists"] and listed[table]["lag"] == 0 and listed[letters]["exists"], listed

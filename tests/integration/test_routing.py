@@ -3,6 +3,7 @@ while the writer runs: each record in its topic's table, once."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -87,3 +88,40 @@ def test_route_by_field_into_three_tables_through_a_kill(kafka, new_topic, spawn
         rows = iceberg.load_table(table).scan().to_arrow().to_pylist()
         assert sorted(r["n"] for r in rows) == [n for n in range(total) if regions[n % 4] == region], table
         assert {r.get("region") for r in rows} == {region}
+
+
+def test_routed_tables_commit_once_per_interval_each(kafka, new_topic, spawn_writer, tmp_path):
+    """Every routed table takes every chunk's offset range (its share may be empty, so the lowest offset
+    among them keeps moving), yet each commits at most once per commit interval: no table commits
+    because a sibling flushed, or on every loop turn."""
+    from tests.support import feed_slowly
+
+    topic = new_topic(2)
+    regions = ["eu", "us", None]
+
+    def value(n: int) -> bytes:
+        region = regions[n % 3]
+        return json.dumps({"n": n, **({"region": region} if region else {})}).encode()
+
+    interval_s = 3
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "counted.other", tmp_path / "wh",
+                           commit={"interval_seconds": interval_s},
+                           table_settings={"route_field": "region",
+                                           "route_tables": {"eu": "counted.eu", "us": "counted.us"}})
+    writer = spawn_writer(config)
+    feed_slowly(kafka.bootstrap, topic, 3000, 100, 0.3, value=value).join()  # ~9 s of steady input
+    ends = log_end(kafka.bootstrap, topic, 2)
+    iceberg = catalog_of(config)
+    tables = ("counted.eu", "counted.us", "counted.other")
+    for table in tables:
+        wait_committed(iceberg, table, "tests", ends, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    for table, region in zip(tables, ("eu", "us", None), strict=True):
+        rows = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+        assert sorted(rows) == [n for n in range(3000) if regions[n % 3] == region], table
+        commits = sorted(s.timestamp_ms for s in iceberg.load_table(table).snapshots()
+                         if s.summary and "tabletopic.offsets.tests" in s.summary.additional_properties)
+        assert len(commits) >= 3, (table, commits)  # the offsets moved along with the input
+        gaps = [b - a for a, b in itertools.pairwise(commits)]
+        # A flush starts at least an interval after the previous one started; commits take well under one.
+        assert min(gaps) >= interval_s * 1000 / 2, (table, gaps)

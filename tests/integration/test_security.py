@@ -23,7 +23,7 @@ from tabletopic.commit.committer import table_offsets
 from tabletopic.config import load_config
 from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.rest_catalog import LocalRestCatalog
-from tests.support import Writer, audit_cli, catalog_of, json_n, wait_committed, writer_config
+from tests.support import Writer, audit_cli, catalog_of, json_n, log_end, produce, wait_committed, writer_config
 
 RECORDS = 5_000
 PARTITIONS = 3
@@ -187,3 +187,33 @@ def test_writer_over_mtls_into_a_rest_catalog_with_oauth2_client_credentials(
 
 def catalog_of_env(config: Path, env: dict[str, str]) -> Catalog:
     return open_catalog(load_config(config, environ=env).catalog)
+
+
+def test_library_log_lines_go_through_the_masking_pipeline(kafka, s3, new_topic, spawn_writer, tmp_path):
+    """botocore's own lines (here through s3fs, pyiceberg's other FileIO, at debug level) are JSON lines of
+    the same pipeline: the access key id in the request's Authorization header, a secret because the config
+    takes it from a variable, is masked; so is the secret key."""
+    topic = new_topic(2)
+    key_id, secret = f"AKIA{uuid.uuid4().hex[:16].upper()}", "s3-" + uuid.uuid4().hex
+    s3.create_bucket(bucket := f"sec-{uuid.uuid4().hex[:8]}")
+    config = writer_config(
+        tmp_path / "c.yaml", kafka.bootstrap, topic, "sec.libs", "",
+        catalog={**s3.catalog_properties(), "uri": f"sqlite:///{tmp_path}/catalog.db",
+                 "warehouse": f"s3://{bucket}/wh", "py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO",
+                 "s3.access-key-id": "${env:TEST_S3_KEY_ID}", "s3.secret-access-key": "${env:TEST_S3_SECRET}"},
+        log_level="debug",
+    )
+    env = {"TEST_S3_KEY_ID": key_id, "TEST_S3_SECRET": secret}
+    produce(kafka.bootstrap, topic, ((None, None, json_n(n), None) for n in range(200)))
+    writer = spawn_writer(config, env)
+    wait_committed(catalog_of_env(config, env), "sec.libs", "tests", log_end(kafka.bootstrap, topic, 2),
+                   writer=writer)
+    assert writer.stop() == 0, writer.log()
+
+    stderr = "\n".join(writer.stderr_text)
+    assert key_id not in stderr and secret not in stderr
+    from_botocore = [e for e in writer.events if str(e.get("logger", "")).startswith("botocore")]
+    assert from_botocore, writer.log()  # rendered as JSON lines, with level, logger and timestamp
+    assert all({"level", "timestamp", "event"} <= set(e) for e in from_botocore)
+    signed = [e for e in from_botocore if "Credential=" in str(e["event"])]
+    assert signed and all("Credential=***/" in str(e["event"]) for e in signed), signed[:1]

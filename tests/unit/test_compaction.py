@@ -4,7 +4,9 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 
+from tabletopic.commit.committer import table_offsets
 from tabletopic.commit.retry import RetryPolicy
+from tabletopic.compaction.expire import CARRIED_FROM_KEY, PER_SNAPSHOT_KEYS, expire
 from tabletopic.compaction.replace import commit_replace
 from tabletopic.compaction.rewrite import compact
 from tabletopic.config import TableConfig
@@ -17,8 +19,8 @@ def catalog(tmp_path):
     return SqlCatalog("test", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}")
 
 
-def write_commits(catalog, commits, per_commit=50, partition_by=(), kafka_partition=0):
-    sink = TableSink(TableConfig(table="ns.t", topic="topic", partition_by=list(partition_by)), catalog, "g", "w",
+def write_commits(catalog, commits, per_commit=50, partition_by=(), kafka_partition=0, group="g"):
+    sink = TableSink(TableConfig(table="ns.t", topic="topic", partition_by=list(partition_by)), catalog, group, "w",
                      RetryPolicy())
     for c in range(commits):
         first = c * per_commit
@@ -61,7 +63,6 @@ def test_expiry_after_compaction_deletes_replaced_files_and_keeps_the_offsets(ca
     import os
     import time
 
-    from tabletopic.compaction.expire import expire
     from tabletopic.compaction.files import referenced_files
 
     sink = write_commits(catalog, 6)
@@ -69,19 +70,23 @@ def test_expiry_after_compaction_deletes_replaced_files_and_keeps_the_offsets(ca
     table = catalog.load_table("ns.t")
     old_data = {task.file.file_path for task in table.scan(snapshot_id=table.metadata.snapshots[-2].snapshot_id)
                 .plan_files()}
-    now_ms = int(time.time() * 1000) + 1000
-    # The newest snapshot with offsets is the compaction's parent: it, and so the old files, must stay.
-    expire(catalog, "ns.t", older_than_ms=now_ms, keep_last=1)
-    table = catalog.load_table("ns.t")
-    assert [s.summary.operation.value for s in table.metadata.snapshots] == ["append", "replace"]
-    assert all(os.path.exists(p.removeprefix("file://")) for p in old_data)
-
-    write_more(sink, 300)  # the writer commits after the compaction: now the old chain can go
+    # The newest snapshot with offsets is the compaction's parent: its maps are carried into a new
+    # (empty) snapshot, so the whole old chain, and the files only it referenced, can go.
     result = expire(catalog, "ns.t", older_than_ms=int(time.time() * 1000) + 1000, keep_last=1)
     table = catalog.load_table("ns.t")
     assert [s.summary.operation.value for s in table.metadata.snapshots] == ["append"]
-    assert result.expired == 2 and result.files_deleted > len(old_data)
+    assert CARRIED_FROM_KEY in table.current_snapshot().summary.additional_properties
+    assert result.carried == 2 and result.expired == 7  # the offsets map and the newest record's time
     assert not any(os.path.exists(p.removeprefix("file://")) for p in old_data)
+    assert all(os.path.exists(p.removeprefix("file://")) for p in referenced_files(table))
+    assert table.scan().count() == 300
+    assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 300}
+
+    write_more(sink, 300)  # the writer commits on top: the carried snapshot can go like any other
+    result = expire(catalog, "ns.t", older_than_ms=int(time.time() * 1000) + 1000, keep_last=1)
+    table = catalog.load_table("ns.t")
+    assert [s.summary.operation.value for s in table.metadata.snapshots] == ["append"]
+    assert result.carried == 0 and result.expired == 1
     assert all(os.path.exists(p.removeprefix("file://")) for p in referenced_files(table))
     assert table.scan().count() == 350
     assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 350}
@@ -134,3 +139,150 @@ def test_many_manifests_of_big_files_are_merged_into_one_listing(catalog):
     assert sorted(table.scan().to_arrow()["n"].to_pylist()) == rows_before
     assert table.current_snapshot().summary.operation.value == "replace"
     assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 600}
+
+
+def test_an_old_backfill_key_no_longer_pins_the_history_after_it(catalog):
+    import time
+
+    write_commits(catalog, 1, kafka_partition=1, group="g.backfill")  # a backfill, long finished
+    write_commits(catalog, 8, group="g")  # the live writer goes on
+    table = catalog.load_table("ns.t")
+    before = {group: table_offsets(table, group) for group in ("g", "g.backfill")}
+    result = expire(catalog, "ns.t", older_than_ms=int(time.time() * 1000) + 1000, keep_last=2)
+    table = catalog.load_table("ns.t")
+    # The backfill's map was carried forward; only the newest two snapshots are left.
+    assert result.carried == 1 and result.expired == 8 and len(table.metadata.snapshots) == 2
+    assert {group: table_offsets(table, group) for group in ("g", "g.backfill")} == before
+    assert before["g.backfill"] == {("topic", 1): 50}
+    assert table.scan().count() == 450
+
+
+def test_a_tagged_old_snapshot_is_kept_and_does_not_stop_expiry(catalog):
+    import time
+
+    write_commits(catalog, 4)
+    table = catalog.load_table("ns.t")
+    tagged = table.metadata.snapshots[0].snapshot_id
+    table.manage_snapshots().create_tag(tagged, "audit-2026").commit()
+    result = expire(catalog, "ns.t", older_than_ms=int(time.time() * 1000) + 1000, keep_last=1)
+    table = catalog.load_table("ns.t")
+    assert result.expired == 2
+    kept = sorted(s.snapshot_id for s in table.metadata.snapshots)
+    assert kept == sorted([tagged, table.current_snapshot().snapshot_id])
+    assert table.scan(snapshot_id=tagged).count() == 50 and table.scan().count() == 200
+
+
+def test_per_snapshot_keys_name_the_keys_that_describe_one_snapshot_only():
+    from tabletopic.commit.committer import NEWEST_RECORD_KEY
+    from tabletopic.commit.offsets import COMMIT_ID_KEY, WRITER_ID_KEY, offsets_key, topic_ids_key
+    from tabletopic.compaction.expire import is_state_key
+    from tabletopic.compaction.manifests import MERGE_ID_KEY
+    from tabletopic.compaction.rewrite import COMPACTION_ID_KEY
+    from tabletopic.deadletter.replay import REPLAY_ID_KEY
+    from tabletopic.offsets_admin import RESET_KEY
+
+    assert {COMMIT_ID_KEY, WRITER_ID_KEY, RESET_KEY, COMPACTION_ID_KEY, MERGE_ID_KEY, REPLAY_ID_KEY,
+            CARRIED_FROM_KEY} == PER_SNAPSHOT_KEYS
+    assert is_state_key(offsets_key("g")) and is_state_key(NEWEST_RECORD_KEY) and is_state_key(topic_ids_key("g"))
+
+
+class CatalogWithDeleteMeanwhile:
+    """The catalog as compaction sees it, with Spark's merge-on-read DELETE landing right after it planned."""
+
+    def __init__(self, catalog, positions):
+        self._catalog, self._positions, self.deleted_from = catalog, positions, None
+
+    def load_table(self, identifier):
+        table = self._catalog.load_table(identifier)
+        if self.deleted_from is None:
+            self.deleted_from = min((task.file for task in table.scan().plan_files()), key=lambda f: f.file_path)
+            commit_position_delete(self._catalog.load_table(identifier), self.deleted_from, self._positions)
+        return table
+
+
+def commit_position_delete(table, data_file, positions):
+    """A file-scoped position delete file for rows of `data_file`, in a delete manifest, as Spark writes them."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import (
+        DataFile,
+        DataFileContent,
+        FileFormat,
+        ManifestContent,
+        ManifestEntry,
+        ManifestEntryStatus,
+        ManifestWriterV2,
+    )
+    from pyiceberg.table.snapshots import Operation
+    from pyiceberg.table.update.snapshot import _FastAppendFiles
+
+    path_id, pos_id = 2147483546, 2147483545  # the spec's reserved field ids of position delete files
+    schema = pa.schema([pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": str(path_id)}),
+                        pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": str(pos_id)})])
+    location = f"{table.location()}/data/delete-{uuid.uuid4()}.parquet"
+    with table.io.new_output(location).create() as out:
+        pq.write_table(pa.table({"file_path": [data_file.file_path] * len(positions), "pos": positions},
+                                schema=schema), out)
+    named = data_file.file_path.encode()
+    delete = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES, file_path=location, file_format=FileFormat.PARQUET,
+        partition=data_file.partition, record_count=len(positions),
+        file_size_in_bytes=len(table.io.new_input(location)),
+        lower_bounds={path_id: named}, upper_bounds={path_id: named}, spec_id=data_file.spec_id)
+
+    class DeleteManifestWriter(ManifestWriterV2):
+        def content(self):
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self):
+            return {**super()._meta, "content": "deletes"}
+
+    class RowDelta(_FastAppendFiles):
+        def _manifests(self):
+            writer = DeleteManifestWriter(self.spec(data_file.spec_id), self.schema(), self.new_manifest_output(),
+                                          self._snapshot_id, "deflate")
+            with writer:
+                writer.add(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=self._snapshot_id,
+                                                   data_file=delete))
+            return [*super()._manifests(), writer.to_manifest_file()]
+
+    transaction = table.transaction()
+    RowDelta(operation=Operation.DELETE, transaction=transaction, io=table.io).commit()
+    transaction.commit_transaction()
+
+
+def test_compaction_abandons_when_rows_of_a_file_it_replaces_are_deleted_meanwhile(catalog):
+    write_commits(catalog, 6)
+    meanwhile = CatalogWithDeleteMeanwhile(catalog, positions=[0, 1, 2])
+    result = compact(meanwhile, "ns.t", target_bytes=64 << 20)
+    table = catalog.load_table("ns.t")
+    assert table.scan().count() == 297  # the delete applies (readers see it) ...
+    assert result.abandoned and table.current_snapshot().summary.operation.value == "delete"  # ... and stays so
+    again = compact(catalog, "ns.t", target_bytes=64 << 20)  # the next run reads the files with the delete
+    assert not again.abandoned and again.files_removed == 6
+    assert catalog.load_table("ns.t").scan().count() == 297
+
+
+class CatalogWithCompactionMeanwhile:
+    """The catalog as one compaction sees it, with another compaction landing right after it planned."""
+
+    def __init__(self, catalog):
+        self._catalog, self.other = catalog, None
+
+    def load_table(self, identifier):
+        table = self._catalog.load_table(identifier)
+        if self.other is None:
+            self.other = compact(self._catalog, identifier, target_bytes=64 << 20)
+        return table
+
+
+def test_a_compaction_whose_files_another_compaction_took_is_abandoned(catalog):
+    write_commits(catalog, 6)
+    meanwhile = CatalogWithCompactionMeanwhile(catalog)
+    result = compact(meanwhile, "ns.t", target_bytes=64 << 20)
+    assert meanwhile.other.files_removed == 6 and result.abandoned and result.attempts == 2  # refused on the reload
+    table = catalog.load_table("ns.t")
+    assert table.scan().count() == 300 and len(table.inspect.files()) == 1

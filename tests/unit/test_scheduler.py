@@ -32,3 +32,28 @@ def test_a_tables_own_target_size_decides_its_compaction():
     state = TableState(last_expire=100.0, last_orphans=100.0)
     assert due(110.0, state, SmallFiles(3, 500), SETTINGS).compact is None
     assert due(110.0, state, SmallFiles(3, 500), SETTINGS, target_bytes=400).compact == "3 small files, 500 bytes"
+
+
+def test_every_table_the_writer_writes_is_maintained(tmp_path):
+    import yaml
+
+    from tabletopic.compaction.scheduler import MaintainedTable, maintained_tables
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap.servers": "x:1"}, "maintenance": {"target_file_size_bytes": 1000},
+        "tables": [
+            {"table": "a.plain", "topic": "t", "target_file_size_bytes": 50},
+            {"table": "a.skip", "topic": "u", "errors": "skip"},
+            {"table": "s.other", "topic": "sales", "route_field": "r", "route_tables": {"eu": "s.eu"}},
+            {"table": "raw.{topic}", "topic_pattern": "logs-.*"},
+        ],
+    }))
+    config = load_config(path, environ={})
+    assert maintained_tables(config, ["logs-a", "t", "sales", "nothing"]) == [
+        MaintainedTable("a.plain", 50), MaintainedTable("a.plain__dlq", 50),
+        MaintainedTable("a.skip", 1000),
+        MaintainedTable("s.other", 1000), MaintainedTable("s.other__dlq", 1000),
+        MaintainedTable("s.eu", 1000), MaintainedTable("s.eu__dlq", 1000),
+        MaintainedTable("raw.logs_a", 1000), MaintainedTable("raw.logs_a__dlq", 1000),
+    ]

@@ -186,3 +186,34 @@ def test_lowercase_keeps_the_keys_of_map_columns(catalog):
     json_sink.ingest(chunk([b'{"Tags": {"Env": "Prod"}}']), now=0.0)
     json_sink.flush()
     assert catalog.load_table("ns.t").scan().to_arrow().to_pylist() == [{"tags": [("Env", "Prod")]}]
+
+
+def test_an_avro_writer_schema_fastavro_cannot_read_is_a_dead_letter_not_a_crash(catalog):
+    """A registry schema with a reference to another subject (fastavro: UnknownType) used to raise out of
+    decode on every retry: a crash loop."""
+    import json
+    import struct
+
+    from confluent_kafka.schema_registry import Schema, SchemaReference
+
+    from tabletopic.decode.avro import WriterSchemas
+    from tabletopic.kafka.registry import SchemaRegistry
+
+    registry = SchemaRegistry("mock://sink-references")
+    line = {"type": "record", "name": "Line", "fields": [{"name": "sku", "type": "string"}]}
+    registry._client.register_schema("line-value", Schema(json.dumps(line), "AVRO"))
+    order = {"type": "record", "name": "Order", "fields": [{"name": "line", "type": "Line"}]}
+    referencing = registry._client.register_schema(
+        "topic-value", Schema(json.dumps(order), "AVRO", [SchemaReference("Line", "line-value", 1)]))
+    plain = registry._client.register_schema(
+        "plain-value", Schema(json.dumps({"type": "record", "name": "P", "fields": [{"name": "n", "type": "long"}]}),
+                              "AVRO"))
+    spec = TableConfig(table="ns.t", topic="topic", format="avro")
+    avro_sink = TableSink(spec, catalog, "g", "w", RetryPolicy(), writer_schemas=WriterSchemas(registry))
+    avro_sink.ingest(chunk([struct.pack(">bI", 0, referencing) + b"\x02a", struct.pack(">bI", 0, plain) + b"\x0e"]),
+                     now=0.0)
+    assert avro_sink.flush().committed == {("topic", 0): 2}
+    assert rows_of(catalog, "ns.t", "n", "_kafka_offset") == [{"n": 7, "_kafka_offset": 1}]
+    letters = rows_of(catalog, dlq_identifier("ns.t"), "reason", "message", "_kafka_offset")
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [(0, "incompatible_schema")]
+    assert "schema references are not supported" in letters[0]["message"]

@@ -7,7 +7,13 @@ from pyiceberg.exceptions import CommitFailedException
 
 from tabletopic.catalog.tables import create_table
 from tabletopic.commit.buffer import PartitionBuffer
-from tabletopic.commit.committer import Committer, append_files, table_offsets, write_data_files
+from tabletopic.commit.committer import (
+    CONFLICT_BACKOFF_STEPS,
+    Committer,
+    append_files,
+    table_offsets,
+    write_data_files,
+)
 from tabletopic.commit.offsets import COMMIT_ID_KEY, WRITER_ID_KEY
 from tabletopic.commit.retry import RetryPolicy
 
@@ -109,3 +115,105 @@ def test_a_conflict_reloads_and_judges_again(catalog):
     assert outcome.fenced == {("t", 0): 5}
     assert outcome.committed == {("t", 1): 3}
     assert rows_in(catalog) == sorted([(0, o) for o in range(5)] + [(1, o) for o in range(3)])
+
+
+class SpecChangingCommitter(Committer):
+    """Between our first load and our append, another writer appends and partitions the table by `p`
+    (a concurrent ALTER TABLE ... ADD PARTITION FIELD from Spark or pyiceberg)."""
+
+    def __init__(self, catalog):
+        super().__init__(catalog, "ns.t", "g", "racer", RetryPolicy(initial_backoff_s=0.001), sleep=lambda _: None)
+        self._altered = False
+
+    def load(self):
+        table = super().load()
+        if not self._altered:
+            self._altered = True
+            committer(self.catalog, "rival").commit({("t", 9): part(9, 0, 0)})
+            with self.catalog.load_table("ns.t").update_spec() as spec:
+                spec.add_identity("p")
+        return table
+
+
+def test_files_written_before_a_partition_spec_change_are_written_again_for_the_new_spec(catalog):
+    outcome = SpecChangingCommitter(catalog).commit({("t", 0): part(0, 0, 4), ("t", 1): part(1, 0, 2)})
+    assert outcome.attempts == 2 and outcome.committed == {("t", 0): 5, ("t", 1): 3}
+    table = catalog.load_table("ns.t")
+    snapshot = table.current_snapshot()
+    ours = [(manifest.partition_spec_id, entry.data_file.spec_id, entry.data_file.partition[0])
+            for manifest in snapshot.manifests(table.io)
+            for entry in manifest.fetch_manifest_entry(table.io) if entry.snapshot_id == snapshot.snapshot_id]
+    assert sorted(ours) == [(1, 1, 0), (1, 1, 1)]
+    assert len(table.scan(row_filter="p == 1").to_arrow()) == 3  # pruning by the new spec finds them
+    assert rows_in(catalog) == sorted([(0, o) for o in range(5)] + [(1, o) for o in range(3)] + [(9, 0)])
+
+
+def test_a_retry_looks_for_its_commit_only_among_the_snapshots_since_it_began(catalog, monkeypatch):
+    from pyiceberg.table import Table
+
+    a = committer(catalog, "a")
+    for offset in range(40):
+        a.commit({("t", 0): part(0, offset, offset)})
+    history = {s.snapshot_id for s in catalog.load_table("ns.t").snapshots()}
+    base = catalog.load_table("ns.t").current_snapshot().snapshot_id
+    lookups: list[int] = []
+    original = Table.snapshot_by_id
+
+    def counting(self, snapshot_id):
+        lookups.append(snapshot_id)
+        return original(self, snapshot_id)
+
+    monkeypatch.setattr(Table, "snapshot_by_id", counting)
+    outcome = RacingCommitter(catalog, {("t", 1): part(1, 0, 0)}).commit({("t", 2): part(2, 0, 0)})
+    assert outcome.attempts == 2 and outcome.committed == {("t", 2): 1}
+    # Of the 40 snapshots before it began, only the one it started from was looked at.
+    assert set(lookups) & history == {base}
+
+
+def test_a_commit_of_unknown_state_that_landed_is_found_and_not_repeated(catalog, monkeypatch):
+    from pyiceberg.exceptions import CommitStateUnknownException
+
+    from tabletopic.commit import committer as committer_module
+
+    a = committer(catalog, "a")
+    for offset in range(5):
+        a.commit({("t", 0): part(0, offset, offset)})
+    calls = []
+    real_append = committer_module.append_files
+
+    def lands_then_times_out(table, files, properties):
+        calls.append(real_append(table, files, properties))
+        if len(calls) == 1:
+            raise CommitStateUnknownException("the catalog timed out after applying the commit")
+        return calls[-1]
+
+    monkeypatch.setattr(committer_module, "append_files", lands_then_times_out)
+    outcome = a.commit({("t", 1): part(1, 0, 3)})
+    assert outcome.attempts == 2 and len(calls) == 1
+    assert rows_in(catalog) == sorted([(0, o) for o in range(5)] + [(1, o) for o in range(4)])
+
+
+class OftenBeatenCommitter(Committer):
+    """Another writer commits between our reload and our append on each of the first `times` attempts."""
+
+    def __init__(self, catalog, times):
+        self.sleeps: list[float] = []
+        super().__init__(catalog, "ns.t", "g", "slow", RetryPolicy(), sleep=self.sleeps.append)
+        self._times, self._rival_offset = times, 0
+
+    def load(self):
+        table = super().load()
+        if self._times > 0:
+            self._times -= 1
+            committer(self.catalog, "rival").commit({("t", 9): part(9, self._rival_offset, self._rival_offset)})
+            self._rival_offset += 1
+        return table
+
+
+def test_a_writer_that_loses_many_races_in_a_row_retries_at_a_short_pace(catalog):
+    beaten = OftenBeatenCommitter(catalog, times=12)
+    outcome = beaten.commit({("t", 0): part(0, 0, 9)})
+    assert outcome.attempts == 13 and outcome.conflicts == 12 and outcome.committed == {("t", 0): 10}
+    policy = RetryPolicy()
+    assert max(beaten.sleeps) <= policy.initial_backoff_s * 2 ** (CONFLICT_BACKOFF_STEPS - 1)  # not 10 s
+    assert policy.backoff(12) > 1.0  # what an outage of 12 attempts waits

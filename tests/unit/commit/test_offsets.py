@@ -65,3 +65,38 @@ def test_a_table_offset_outside_the_log_is_named_with_its_cause():
     assert position_problem(0, 0, 0) is None
     assert "records 10..19 are gone" in position_problem(10, 20, 100)
     assert "recreated" in position_problem(480, 0, 151)
+
+
+def test_topic_ids_are_read_from_the_snapshot_that_holds_the_committed_offsets():
+    from tabletopic.commit.offsets import committed_topic_ids, encode_topic_ids, topic_ids_key
+
+    offsets, ids = offsets_key("g"), topic_ids_key("g")
+    summaries = [
+        {"tabletopic.commit-id": "compaction"},
+        {offsets: encode_offsets({("t", 0): 7}), ids: encode_topic_ids({"t": "new"})},
+        {offsets: encode_offsets({("t", 0): 3}), ids: encode_topic_ids({"t": "old"})},
+    ]
+    assert committed_topic_ids(summaries, "g") == {"t": "new"}
+    # Written before ids were recorded: none, and the walk stops at the offsets all the same.
+    assert committed_topic_ids([{offsets: "{}"}, {offsets: "{}", ids: encode_topic_ids({"t": "x"})}], "g") == {}
+    assert committed_topic_ids(summaries, "other") == {}
+
+
+def test_ids_recorded_with_a_commit_are_cumulative_and_those_the_records_were_read_from():
+    from tabletopic.commit.offsets import stale_topics, topic_ids_to_record
+
+    recorded = {"a": "id-a", "b": "id-b"}
+    assert topic_ids_to_record(recorded, ["b", "c"], {"b": "id-b", "c": "id-c", "d": "id-d"}) == \
+        {"a": "id-a", "b": "id-b", "c": "id-c"}
+    assert topic_ids_to_record({}, ["a"], {}) == {}  # unknown: nothing recorded, nothing invented
+    assert stale_topics(recorded, {"a": "id-a", "b": "id-b2", "c": "id-c"}) == {"b"}
+
+
+def test_a_changed_topic_id_is_a_recreation_whatever_the_bounds_say():
+    from tabletopic.commit.offsets import identity_problem
+
+    assert identity_problem("x", "x") is None
+    assert identity_problem(None, "x") is None  # a table from before ids were recorded adopts the current one
+    assert identity_problem("x", None) is None  # the broker did not say: the bounds are still checked
+    problem = identity_problem("old", "new")
+    assert problem is not None and "recreated" in problem and "new" in problem and "old" in problem

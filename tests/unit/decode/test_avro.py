@@ -161,3 +161,55 @@ def test_lowercase_column_names_rename_avro_fields_at_every_level():
     decoded = avro.decode(chunk([struct.pack(">bI", 0, 1) + body.getvalue()]))
     assert decoded.bad == []
     assert decoded.rows.to_pylist() == [{"userid": 7, "lines": [{"sku": "a"}], "attrs": [("Key", "V")]}]
+
+
+def referencing_registry():
+    """confluent-kafka's in-process registry with schemas fastavro cannot parse: one that references another
+    subject's type, an invalid one (fastavro's SchemaParseException) and a Protobuf one."""
+    from confluent_kafka.schema_registry import Schema, SchemaReference
+
+    from tabletopic.kafka.registry import SchemaRegistry
+
+    registry = SchemaRegistry("mock://references")
+    client = registry._client  # the seam: registering is not tabletopic's business
+    line = {"type": "record", "name": "Line", "fields": [{"name": "sku", "type": "string"}]}
+    client.register_schema("line-value", Schema(json.dumps(line), "AVRO"))
+    referencing = {"type": "record", "name": "Order", "fields": [{"name": "line", "type": "Line"}]}
+    with_reference = client.register_schema(
+        "orders-value", Schema(json.dumps(referencing), "AVRO", [SchemaReference("Line", "line-value", 1)]))
+    plain = client.register_schema("plain-value", Schema(json.dumps(SCHEMA), "AVRO"))
+    proto = 'syntax = "proto3"; message M { int64 id = 1; }'
+    protobuf = client.register_schema("proto-value", Schema(proto, "PROTOBUF"))
+    invalid = {"type": "record", "name": "Bad", "fields": [
+        {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "A"]}}]}
+    invalid_id = client.register_schema("invalid-value", Schema(json.dumps(invalid), "AVRO"))
+    return registry, with_reference, plain, protobuf, invalid_id
+
+
+@pytest.mark.parametrize("allow_drift", [True, False])
+def test_a_writer_schema_fastavro_cannot_read_makes_its_records_dead_letters(allow_drift):
+    registry, with_reference, plain, protobuf, invalid = referencing_registry()
+    avro = AvroDecoder(WriterSchemas(registry), avro_to_arrow(fastavro.parse_schema(SCHEMA)))
+    values = [wire(RECORD, plain), struct.pack(">bI", 0, with_reference) + b"\x02a",
+              struct.pack(">bI", 0, protobuf) + b"\x00\x02", struct.pack(">bI", 0, invalid) + b"\x00",
+              wire({**RECORD, "id": 2}, plain)]
+    for _ in range(2):  # the second time from the cache
+        decoded = avro.decode(chunk(values), allow_drift=allow_drift)
+        assert decoded.rows.column("id").to_pylist() == [1, 2]
+        assert [(b.index, b.code, b.schema_id) for b in decoded.bad] == [
+            (1, Reason.INCOMPATIBLE_SCHEMA, with_reference), (2, Reason.INCOMPATIBLE_SCHEMA, protobuf),
+            (3, Reason.INCOMPATIBLE_SCHEMA, invalid)]
+        assert "schema references are not supported" in decoded.bad[0].reason
+        assert "UnknownType" in decoded.bad[0].reason and "Line" in decoded.bad[0].reason
+        assert "cannot be read" in decoded.bad[1].reason
+        assert "SchemaParseException: All symbols in an enum must be unique" in decoded.bad[2].reason
+
+
+def test_the_table_is_created_from_the_first_writer_schema_fastavro_can_read():
+    from tabletopic.decode.avro import first_writer_schema
+
+    registry, with_reference, plain, _, invalid = referencing_registry()
+    writer = first_writer_schema(WriterSchemas(registry), [struct.pack(">bI", 0, invalid) + b"\x00",
+                                                           struct.pack(">bI", 0, with_reference) + b"\x02a",
+                                                           wire(RECORD, plain)])
+    assert writer is not None and writer["name"] == "Order" and len(writer["fields"]) == len(SCHEMA["fields"])

@@ -90,3 +90,51 @@ def test_null_empty_and_blank_values_are_rows_of_nulls_in_either_join():
         rows = decoder.decode(chunk(values)).rows
         assert rows.num_rows == len(values)
         assert rows.column("id").to_pylist() == [1, *([None] * (len(values) - 2)), 3]
+
+
+@pytest.mark.parametrize("blank", [b" ", b"\t", b"\n", b" \r\n "])
+@pytest.mark.parametrize("two", [b'{"id": 2}{"id": 22}', b'{"id": 2}\n{"id": 22}', b'{"id": 2} {"id": 22}'])
+def test_a_blank_value_and_one_holding_two_objects_never_pair_rows_with_the_wrong_records(blank, two):
+    """A blank value (no row) and one holding two objects (two rows) kept the count right, so every
+    later row was paired with the record before it."""
+    values = [b'{"id": 0}', blank, two, b'{"id": 3}', b'{"id": 4}']
+    decoded = JsonDecoder(SCHEMA).decode(chunk(values))
+    assert [(b.index, b.code) for b in decoded.bad] == [(2, Reason.MALFORMED_JSON)]
+    assert decoded.good == [0, 1, 3, 4]
+    assert decoded.rows.column("id").to_pylist() == [0, None, 3, 4]
+
+
+def decode_summary(values):
+    """What the decoder makes of a batch, in plain data (runs in a spawned process)."""
+    decoded = JsonDecoder(SCHEMA).decode(chunk(values))
+    return decoded.rows.column("id").to_pylist(), decoded.good, [(b.index, str(b.code)) for b in decoded.bad]
+
+
+@pytest.mark.parametrize("values", [[b"null"], [b'{"id": 1}', b"null", b" null ", b"7"], [b"null", b"null"]])
+def test_a_json_null_value_is_a_dead_letter_and_never_crashes_the_process(values):
+    """pyarrow.json reads the text `null` as a row of nulls, and kills the process with a segfault
+    (pyarrow 26) when a batch, or a half of one split to find a bad value, holds nothing else."""
+    from tests.unit.decode.deadline import within
+
+    ids, good, bad = within(120, decode_summary, values)
+    objects = [i for i, v in enumerate(values) if v.startswith(b"{")]
+    assert ids == [1] * len(objects) and (good or []) == objects
+    assert bad == [(i, "malformed_json") for i in range(len(values)) if i not in objects]
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        (b'{"id": 1.5}', "(value).id"),  # from_pylist would store 1
+        (b'{"id": 2, "attrs": {"k": 2.7}}', "(value).attrs{}"),  # ... and 2 in the map
+        (b'{"id": true}', "(value).id"),
+        (b'{"id": 3, "attrs": {"k": "4"}}', "(value).attrs{}"),
+    ],
+)
+def test_the_per_record_path_never_converts_a_value_into_another_type(value, path):
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("attrs", pa.map_(pa.string(), pa.int64()))])
+    decoded = JsonDecoder(schema).decode(chunk([b'{"id": 7, "attrs": {"k": 8}}', value, b'{"id": 9}']))
+    assert decoded.rows.column("id").to_pylist() == [7, 9]
+    assert decoded.good == [0, 2]
+    assert [(b.index, b.code) for b in decoded.bad] == [(1, Reason.TYPE_MISMATCH)]
+    assert path in decoded.bad[0].reason

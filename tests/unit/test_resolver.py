@@ -1,0 +1,65 @@
+"""The tables a config writes: configured, routed (targets and default), per-topic patterns, dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tabletopic.config import Config, load_config
+from tabletopic.resolver import has_patterns, resolve
+
+
+def config_of(tmp_path: Path, *tables: dict[str, Any]) -> Config:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap.servers": "x:1"}, "tables": list(tables)}))
+    return load_config(path, environ={})
+
+
+def test_a_plain_table_and_its_dead_letter_table(tmp_path):
+    config = config_of(tmp_path, {"table": "a.plain", "topics": ["t1", "t2"]},
+                       {"table": "a.strict", "topic": "t3", "errors": "fail"})
+    resolution = resolve(config)
+    assert [(t.identifier, t.topics, t.dead_letters) for t in resolution.tables] == [
+        ("a.plain", ("t1", "t2"), "a.plain__dlq"), ("a.strict", ("t3",), None)]
+    assert resolution.identifiers() == ["a.plain", "a.plain__dlq", "a.strict"]
+    assert not has_patterns(config)
+
+
+def test_route_targets_and_the_default_table_share_the_topic(tmp_path):
+    config = config_of(tmp_path, {"table": "sales.other", "topic": "sales", "route_field": "region",
+                                  "route_tables": {"eu": "sales.eu", "us": "sales.us", "xx": "sales.other"}})
+    resolution = resolve(config)
+    assert resolution.identifiers() == ["sales.other", "sales.other__dlq", "sales.eu", "sales.eu__dlq", "sales.us",
+                                        "sales.us__dlq"]
+    assert [t.identifier for t in resolution.tables_of_topic("sales")] == ["sales.other", "sales.eu", "sales.us"]
+    eu, other = resolution.table("sales.eu"), resolution.table("sales.other")
+    assert eu is not None and other is not None and eu.routed and other.routed
+    assert eu.spec.route_field is None and eu.spec.table == "sales.eu"
+    keys = ["eu", "us", None, "xx", "fr", "eu"]
+    assert eu.share(keys) == [0, 5]
+    assert other.share(keys) == [2, 3, 4]  # no field, a value routed to the default, an unknown value
+
+
+def test_pattern_tables_come_from_the_topics_that_exist(tmp_path):
+    config = config_of(tmp_path, {"table": "raw.{topic}", "topic_pattern": "orders\\..*"},
+                       {"table": "raw.all_clicks", "topic_pattern": "clicks-.*"},
+                       {"table": "raw.pinned", "topic": "orders.pinned"})
+    assert has_patterns(config)
+    assert resolve(config).identifiers() == ["raw.pinned", "raw.pinned__dlq"]  # no topic listed: no pattern table
+    resolution = resolve(config, ["orders.EU", "orders.pinned", "clicks-a", "clicks-b", "other", "xorders.x"])
+    assert resolution.identifiers() == ["raw.pinned", "raw.pinned__dlq", "raw.all_clicks", "raw.all_clicks__dlq",
+                                        "raw.orders_eu", "raw.orders_eu__dlq"]
+    clicks, eu = resolution.table("raw.all_clicks"), resolution.table("raw.orders_eu")
+    assert clicks is not None and clicks.topics == ("clicks-a", "clicks-b") and clicks.pattern == "clicks-.*"
+    assert eu is not None and eu.spec.table == "raw.orders_eu" and eu.spec.topic == "orders.EU"
+    assert eu.spec.topic_pattern is None and not eu.routed
+    # a topic a table names is never taken by a pattern
+    assert [t.identifier for t in resolution.tables_of_topic("orders.pinned")] == ["raw.pinned"]
+
+
+def test_the_first_matching_pattern_wins(tmp_path):
+    config = config_of(tmp_path, {"table": "one.{topic}", "topic_pattern": "a.*"},
+                       {"table": "two.{topic}", "topic_pattern": "ab.*"})
+    assert [t.identifier for t in resolve(config, ["abc"]).tables] == ["one.abc"]
