@@ -412,6 +412,8 @@ def _offsets(args: argparse.Namespace) -> int:
     import json
 
     from tabletopic.catalog.loader import open_catalog
+    from tabletopic.catalog.tables import load_if_exists
+    from tabletopic.deadletter.rows import dlq_identifier
     from tabletopic.kafka.consumer import topic_ids
     from tabletopic.offsets_admin import positions, reset, reset_targets
 
@@ -455,6 +457,11 @@ def _offsets(args: argparse.Namespace) -> int:
         print("dry run: nothing changed")
         return 0
     reset(catalog, args.table, config.group_id, targets, topic_ids(config.kafka, [topic]))
+    # The dead-letter table trims letters below its own offsets: left ahead, it would drop the bad
+    # records of the range read again (or of a recreated topic's new log).
+    dead_letters = dlq_identifier(args.table)
+    if load_if_exists(catalog, dead_letters) is not None:
+        reset(catalog, dead_letters, config.group_id, targets)
     print(f"offsets of {args.table} reset (recorded in its history as tabletopic.offsets-reset)")
     return 0
 

@@ -106,6 +106,7 @@ def reset(catalog: Catalog, identifier: str, group: str, targets: Mapping[TopicP
         committed = table_offsets(table, group)
         recorded = table_topic_ids(table, group)
         now_ids = {**recorded, **{t: i for t, i in (ids or {}).items() if any(t == rt for rt, _ in targets)}}
+        _refuse_a_recreated_topic_in_part(committed, recorded, now_ids, targets)
         before = {tp: committed.get(tp) for tp in targets}
         record = {f"{t}/{p}": [before[(t, p)], n] for (t, p), n in targets.items()}
         properties = {
@@ -121,3 +122,17 @@ def reset(catalog: Catalog, identifier: str, group: str, targets: Mapping[TopicP
         log.warning("offsets.reset", table=identifier, group=group, partitions=record)
         return {tp: n for tp, n in before.items() if n is not None}
     raise CommitError(f"{identifier}: offsets reset did not land after {MAX_ATTEMPTS} attempts")
+
+
+def _refuse_a_recreated_topic_in_part(committed: Mapping[TopicPartition, int], recorded: Mapping[str, str],
+                                      now_ids: Mapping[str, str], targets: Mapping[TopicPartition, int]) -> None:
+    """A reset records the topic's new id for all its partitions: one left out would then read the new
+    topic from the old topic's offset, skipping its first records."""
+    for topic, now_id in now_ids.items():
+        if recorded.get(topic) in (None, now_id):
+            continue
+        left = sorted(p for t, p in committed if t == topic and (t, p) not in targets)
+        if left:
+            raise TabletopicError(
+                f"topic {topic!r} was recreated: reset all its partitions at once (leave out --partitions); "
+                f"partitions {left} hold offsets of the old topic, which say nothing about the new one")

@@ -26,7 +26,7 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.catalog.tables import load_if_exists
-from tabletopic.commit import gate
+from tabletopic.commit import faults, gate
 from tabletopic.commit.committer import CommitOutcome, table_topic_ids
 from tabletopic.commit.offsets import OffsetMap, TopicPartition, identity_problem, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
@@ -52,6 +52,10 @@ EXIT_SHUTDOWN_TIMEOUT = 3
 EXIT_COMMIT_FAILED = 4
 # An unexpected error (Python's own exit code for it, 1, would read as "bad record"): restartable.
 EXIT_CRASHED = 70
+# Topic ids asked of the broker before a commit are reused this long: one request for the flushes of
+# one loop turn, and at most one wait for a broker that does not answer.
+IDS_REUSE_S = 1.0
+IDS_TIMEOUT_S = 2.0  # a commit does not need the broker: a broker away delays it this long at most
 # How often a table halted on invalid offsets looks again (an `offsets reset` lets it go on).
 POSITION_RECHECK_S = 5.0
 # How often a table halted by a fault no retry fixes (commit/faults.py) tries one commit again.
@@ -90,6 +94,8 @@ class Service:
         # Topic -> the id of the topic its assigned partitions are read from (as of their assignment or
         # last reposition): recorded with every commit, so a recreated topic is told apart from the old one.
         self._read_ids: dict[str, str] = {}
+        self._ids_seen: dict[str, str] = {}  # the broker's latest answer, for the check before each commit
+        self._ids_seen_at = -IDS_REUSE_S
         # A topic whose records are split by a field: (field, table per value, the default table).
         self._routes: dict[str, tuple[str, dict[str, str], TableSink]] = {}
         for spec in config.tables:
@@ -211,8 +217,10 @@ class Service:
                     except RecordError as exc:
                         # Other partitions' records in this batch are good: keep going, then stop.
                         failure = failure or exc
-                    except SourceUnavailable as exc:
-                        self._hold(sink, chunk, exc, now)
+                    except Exception as exc:  # a service the records or the table need (registry, catalog, store)
+                        if not self._on_ingest_fault(sink, chunk, exc, now):
+                            raise
+                        break  # the chunk is read again: its routed siblings must not take it now
             if failure is not None:
                 log.error(
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
@@ -247,9 +255,8 @@ class Service:
     def _partitions_of(self, sink: TableSink) -> list[TopicPartition]:
         return sorted(tp for tp in self.consumer.assigned if self._feeds(sink, tp[0]))
 
-    def _hold(self, sink: TableSink, chunk: RecordChunk, exc: SourceUnavailable, now: float) -> None:
-        """A service the table's records need is down: read the chunk again later, pause the table meanwhile."""
-        self.consumer.seek((chunk.topic, chunk.partition), chunk.first)
+    def _hold(self, sink: TableSink, chunk: RecordChunk, exc: Exception, now: float) -> None:
+        """A service the table's records need is down: the table paused, its chunk to be read again later."""
         health = self._health[sink.identifier]
         health.failures += 1
         wait = table_backoff(health.failures)
@@ -257,6 +264,28 @@ class Service:
         self.consumer.pause(self._gate.close(gate.held(sink.identifier), self._topics_of(sink)))
         log.warning("table.source_unavailable", table=sink.identifier, retry_in_s=wait, failures=health.failures,
                     partition=f"{chunk.topic}/{chunk.partition}", offset=chunk.first, error=str(exc))
+
+    def _on_ingest_fault(self, sink: TableSink, chunk: RecordChunk, exc: Exception, now: float) -> bool:
+        """A service down while decoding (the registry) or a fault of the catalog or the object store while
+        creating or evolving the table: the chunk is read again later, the table halted (a fault no retry
+        fixes) or held with backoff (an outage). False when the error is neither: a bug, which crashes
+        the worker."""
+        outage = isinstance(exc, SourceUnavailable)
+        fault = None if outage else faults.permanent(exc)
+        if fault is None and not (outage or faults.is_transient(exc)):
+            return False
+        tp = (chunk.topic, chunk.partition)
+        if len(self._sinks_for(chunk.topic)) > 1:
+            # Routed siblings before this one may have buffered their share of the chunk: all of them
+            # read the partition again from where their tables stand.
+            self._reposition([tp], self._starts_for(chunk.topic, [tp]))
+        else:
+            self.consumer.seek(tp, chunk.first)
+        if fault is not None:
+            self._halt_on_fault(sink, PermanentFault(sink.identifier, fault.reason, fault.fix, str(exc)))
+        else:
+            self._hold(sink, chunk, exc, now)
+        return True
 
     def _release_holds(self, now: float) -> None:
         for name, until in list(self._held.items()):
@@ -351,6 +380,8 @@ class Service:
             self._flush(sink)
 
     def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
+        if self._recreated_under_us(sink):
+            return
         outcome = sink.flush(tps)
         if outcome is not None and outcome.stale:
             # Read from an incarnation of the topic the table no longer counts in (it was recreated and
@@ -391,12 +422,36 @@ class Service:
             self._check_topic(topic, mine, offsets, current_ids)
         return starts
 
-    def _current_ids(self, topics: list[str]) -> dict[str, str]:
+    def _current_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
         try:
-            return self.consumer.topic_ids(topics)
+            return self.consumer.topic_ids(topics, timeout_s)
         except KafkaException as exc:  # the broker is away: the log bounds are still checked
             log.warning("kafka.topic_ids_unavailable", topics=topics, error=str(exc))
             return {}
+
+    def _recreated_under_us(self, sink: TableSink) -> bool:
+        """Before a commit: has a topic the table reads been deleted and created again since it was
+        assigned? Done fast enough (between two metadata refreshes), that brings no rebalance and no
+        out-of-range: the new log is read from the old position, and must not be committed under the
+        old topic's offsets. The table halts instead, and reads again from its offsets after a reset."""
+        topics = sorted({t for t, _ in self.consumer.assigned if t in self._read_ids and self._feeds(sink, t)})
+        if not topics:
+            return False
+        now = time.monotonic()
+        if now - self._ids_seen_at > IDS_REUSE_S or not set(topics) <= set(self._ids_seen):
+            assigned = sorted({t for t, _ in self.consumer.assigned})
+            self._ids_seen, self._ids_seen_at = self._current_ids(assigned, IDS_TIMEOUT_S), now
+        changed = {t for t in topics if self._ids_seen.get(t, self._read_ids[t]) != self._read_ids[t]}
+        if not changed:
+            return False
+        for topic in sorted(changed):
+            for each in self._sinks_for(topic):
+                problem = identity_problem(self._read_ids[topic], self._ids_seen[topic])
+                assert problem is not None
+                mine = [tp for tp in self.consumer.assigned if tp[0] == topic]
+                each.drop(mine)  # read from the new log: read again after the reset, from the table's offsets
+                self._halt(each, {**self._halted.get(each.identifier, {}), **dict.fromkeys(mine, problem)})
+        return True
 
     def _set_read_id(self, topic: str, current_ids: Mapping[str, str]) -> None:
         if topic in current_ids:
@@ -458,8 +513,11 @@ class Service:
                 continue
             try:
                 bounds = self.consumer.watermarks(tp)
-            except KafkaException as exc:  # the broker is away: judge again on the next check
+            except KafkaException as exc:
+                # The broker is away: held until it answers (a halted table released on no answer could
+                # read a recreated or truncated log from its old offsets).
                 log.warning("kafka.watermarks_unavailable", partition=f"{tp[0]}/{tp[1]}", error=str(exc))
+                found[tp] = "the broker did not give the log's bounds: judged again when it answers"
                 continue
             problem = position_problem(next_offset, *bounds)
             if problem is not None:
@@ -474,9 +532,15 @@ class Service:
         for (topic, partition), problem in problems.items():
             if known.get((topic, partition)) == problem:
                 continue  # said already
+            if problem.startswith("the broker did not"):
+                log.warning("table.offsets_unknown", table=sink.identifier, topic=topic, partition=partition,
+                            reason=problem)
+                continue
+            # A recreated topic is reset whole: its other partitions' offsets count in the old topic too.
+            only = "" if "recreated" in problem else f"--partitions {partition} "
             log.error("table.offsets_invalid", table=sink.identifier, topic=topic, partition=partition,
                       reason=problem, fix=f"tabletopic offsets reset --config CONFIG --table {sink.identifier} "
-                                          f"--partitions {partition} --to-earliest (or --to-offset N)")
+                                          f"--topic {topic} {only}--to-earliest (or --to-offset N)")
 
     def _recheck_halted(self, now: float) -> None:
         """A halted table goes on by itself once its offsets are valid again (after `offsets reset`)."""

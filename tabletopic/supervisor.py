@@ -75,7 +75,7 @@ class Supervisor:
         self.worker_argv = list(worker_argv)
         self.slots = [WorkerSlot(i) for i in range(workers)]
         self.shutdown_timeout_s = shutdown_timeout_s
-        self._stopping = False
+        self._stopping: str | None = None  # the signal that asked the pool to stop
 
     def _start(self, slot: WorkerSlot) -> None:
         # One maintenance process for the pool, the parent's: not one per worker.
@@ -88,8 +88,8 @@ class Supervisor:
         log.info("supervisor.worker_started", worker=slot.index, pid=slot.process.pid)
 
     def _stop_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("supervisor.stopping", signal=signal.Signals(signum).name)
-        self._stopping = True
+        # No logging here: a signal arriving while a line is being written would deadlock on its lock.
+        self._stopping = signal.Signals(signum).name
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop_signal)
@@ -102,6 +102,8 @@ class Supervisor:
             now = time.monotonic()
             for slot in self.slots:
                 fatal = fatal or self._check(slot, now)
+        if self._stopping:
+            log.info("supervisor.stopping", signal=self._stopping)
         return self._stop_all(fatal)
 
     def _check(self, slot: WorkerSlot, now: float) -> int | None:

@@ -149,6 +149,7 @@ class Committer:
         first_base: int | None = None  # the current snapshot at the first load: ours can only come after it
         based = False
         newest: int | None = None
+        attempted: OffsetMap = {}  # the offsets of the last append tried
         files: list[DataFile] = []
         started = time.monotonic()
         while True:
@@ -161,6 +162,8 @@ class Committer:
                     base = table.current_snapshot()
                     first_base, based = (base.snapshot_id if base is not None else None), True
                 elif self._landed(table, commit_id, first_base):
+                    # The last attempt's unknown state was a success: report what it committed.
+                    outcome.committed, outcome.newest_record_ms = attempted, newest
                     return outcome
                 committed = table_offsets(table, self.group)
                 recorded_ids = table_topic_ids(table, self.group)
@@ -204,6 +207,7 @@ class Committer:
                     newest = _newest_record_ms(rows)
                 # Step 4.
                 new_offsets = {tp: held.last + 1 for tp, held in to_commit.items()}
+                attempted = new_offsets
                 properties = {
                     offsets_key(self.group): encode_offsets(merge_offsets(committed, new_offsets)),
                     COMMIT_ID_KEY: commit_id,

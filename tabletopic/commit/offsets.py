@@ -143,9 +143,13 @@ def position_problem(committed_next: int, log_start: int, log_end: int) -> str |
 def identity_problem(recorded_id: str | None, current_id: str | None) -> str | None:
     """Why the table's offsets do not count in the topic the broker has now, or None if they may.
 
-    A table with no recorded id (written before ids were recorded), or a broker that did not say,
-    is given the benefit of the doubt; the log bounds are still checked."""
-    if recorded_id is None or current_id is None or recorded_id == current_id:
+    A table with no recorded id (written before ids were recorded) is given the benefit of the
+    doubt; the log bounds are still checked. A broker that did not say is not: reading on could
+    read a recreated topic from the old offsets (the check runs again shortly)."""
+    if recorded_id is None or recorded_id == current_id:
         return None
+    if current_id is None:
+        return ("the broker did not give the topic's id (it is away, or the topic was deleted): "
+                "judged again when it answers")
     return (f"the topic was recreated: its id is {current_id}, the table's offsets count in {recorded_id}; "
             f"they say nothing about the new topic's records")

@@ -80,6 +80,7 @@ class GroupConsumer:
         except KafkaException as exc:
             raise ConfigError("kafka", str(exc.args[0].str() if exc.args else exc)) from None
         self.assigned: set[TP] = set()
+        self._paused: set[TP] = set()  # librdkafka cannot be asked; a partition assigned afresh is paused again
         self.out_of_range: set[TP] = set()  # partitions whose position the log no longer holds; the owner clears it
         self.authentication_error: str | None = None  # wrong credentials: retrying will not fix them
 
@@ -101,6 +102,7 @@ class GroupConsumer:
             held = [TopicPartition(t, p) for t, p in handlers.hold(tps)]
             if held:  # before the first fetch
                 consumer.pause(held)
+                self._paused.update((p.topic, p.partition) for p in held)
 
         def release(consumer: Consumer, partitions: list[TopicPartition], lost: bool) -> None:
             tps = [(p.topic, p.partition) for p in partitions]
@@ -111,6 +113,7 @@ class GroupConsumer:
                 (handlers.lost if lost else handlers.revoked)(tps)
             finally:
                 self.assigned.difference_update(tps)
+                self._paused.difference_update(tps)
                 consumer.incremental_unassign(partitions)
 
         def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -145,19 +148,30 @@ class GroupConsumer:
         owned = [TopicPartition(t, p) for t, p in tps if (t, p) in self.assigned]
         if owned:
             self._consumer.pause(owned)
+            self._paused.update((tp.topic, tp.partition) for tp in owned)
 
     def resume(self, tps: list[TP]) -> None:
         owned = [TopicPartition(t, p) for t, p in tps if (t, p) in self.assigned]
         if owned:
             self._consumer.resume(owned)
+            self._paused.difference_update((tp.topic, tp.partition) for tp in owned)
 
     def seek(self, tp: TP, offset: int) -> None:
+        """Read `tp` from `offset` next. The caller has dropped what it held past there, so a seek that
+        fails must not leave the position where it was: the partition is then assigned afresh at `offset`."""
         if tp not in self.assigned:
             return
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException as exc:
             log.warning("kafka.seek_failed", partition=f"{tp[0]}/{tp[1]}", offset=offset, error=str(exc))
+            self._assign_afresh(tp, offset)
+
+    def _assign_afresh(self, tp: TP, offset: int) -> None:
+        self._consumer.incremental_unassign([TopicPartition(tp[0], tp[1])])
+        self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
+        if tp in self._paused:  # a partition assigned afresh starts unpaused
+            self._consumer.pause([TopicPartition(tp[0], tp[1])])
 
     def reposition(self, tp: TP, offset: int | None) -> None:
         """Seek, or, for a partition in an error state (its position left the log), assign it afresh there.
@@ -169,18 +183,17 @@ class GroupConsumer:
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException:
-            self._consumer.incremental_unassign([TopicPartition(tp[0], tp[1])])
-            self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
+            self._assign_afresh(tp, offset)
         log.info("kafka.repositioned", partition=f"{tp[0]}/{tp[1]}", offset=offset)
 
-    def topic_ids(self, topics: list[str]) -> dict[str, str]:
+    def topic_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
         """Each topic's id as the broker has it now (a topic deleted and created again has a new one).
         A topic the broker does not describe (gone, or an old broker) is left out."""
         if not topics:
             return {}
         if self._admin is None:
             self._admin = AdminClient(with_logger(dict(self._admin_conf)))
-        return describe_topic_ids(self._admin, topics)
+        return describe_topic_ids(self._admin, topics, timeout_s)
 
     def watermarks(self, tp: TP) -> tuple[int, int]:
         """The log's first offset and its end (the next offset to be written)."""

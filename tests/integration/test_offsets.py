@@ -24,14 +24,16 @@ def records(start: int, stop: int):  # type: ignore[no-untyped-def]
     return ((None, None, json.dumps({"n": n}).encode(), None) for n in range(start, stop))
 
 
-def assert_new_topic_landed_once(iceberg, table: str, ends: dict[tuple[str, int], int], first_new: int) -> None:
-    """Every record of the recreated topic (n >= first_new) in the table once, at its own offset: the
-    offset audit, for the new incarnation only (the old one's rows share its offsets)."""
+def assert_new_topic_landed_once(iceberg, table: str, ends: dict[tuple[str, int], int], first_new: int,
+                                 first_row: int = 0) -> None:
+    """Every record of the recreated topic (n >= first_new) in the table once, at its own offset (from
+    `first_row`: the ones before are dead letters): the offset audit, for the new incarnation only (the
+    old one's rows share its offsets)."""
     rows = iceberg.load_table(table).scan(selected_fields=("n", "_kafka_partition", "_kafka_offset")).to_arrow()
     new = [r for r in rows.to_pylist() if r["n"] >= first_new]
     for (_, partition), end in ends.items():
         offsets = sorted(r["_kafka_offset"] for r in new if r["_kafka_partition"] == partition)
-        assert offsets == list(range(end)), f"partition {partition}: {len(offsets)} rows for {end} records"
+        assert offsets == list(range(first_row, end)), f"partition {partition}: {len(offsets)} rows for {end} records"
 
 
 def recreate(bootstrap: str, topic: str) -> None:
@@ -88,12 +90,15 @@ def test_a_writer_started_after_the_recreated_topic_outgrew_the_old_offsets_halt
     create_topic(kafka.bootstrap, topic, PARTITIONS)
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh")
     produce(kafka.bootstrap, topic, records(0, 400))
+    produce(kafka.bootstrap, topic, ((p, None, b"old bad", None) for p in range(PARTITIONS)))  # dead letters
     writer = spawn_writer(config)
     iceberg = catalog_of(config)
     wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
     assert writer.stop() == 0, writer.log()
 
     recreate(kafka.bootstrap, topic)
+    # Bad records early in the new log, below the dead-letter table's old offsets.
+    produce(kafka.bootstrap, topic, ((p, None, b"new bad", None) for p in range(PARTITIONS)))
     produce(kafka.bootstrap, topic, records(400, 1400))  # ~500 a partition, past the old ~200: bounds look fine
     writer = spawn_writer(config)
     invalid = writer.wait_for("table.offsets_invalid", timeout=60)
@@ -111,7 +116,11 @@ def test_a_writer_started_after_the_recreated_topic_outgrew_the_old_offsets_halt
     assert writer.stop() == 0, writer.log()
     values = iceberg.load_table(table).scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
     assert sorted(values) == list(range(1400))
-    assert_new_topic_landed_once(iceberg, table, ends, 400)
+    assert_new_topic_landed_once(iceberg, table, ends, 400, first_row=1)
+    letters = iceberg.load_table(f"{table}__dlq").scan().to_arrow().to_pylist()
+    assert sorted((r["_kafka_partition"], r["_kafka_offset"], r["_kafka_value"]) for r in letters
+                  if r["_kafka_value"] == b"new bad") == [
+        (p, 0, b"new bad") for p in range(PARTITIONS)], letters
     # A writer started afresh goes on from the reset offsets: nothing halts, nothing is read twice.
     produce(kafka.bootstrap, topic, records(1400, 1500))
     writer = spawn_writer(config)

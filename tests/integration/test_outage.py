@@ -120,6 +120,31 @@ def test_a_table_whose_bucket_is_missing_halts_and_the_others_go_on(kafka, new_t
     assert writer.stop() == 4, writer.log()
 
 
+def test_a_table_that_cannot_be_created_halts_instead_of_crash_looping(kafka, new_topic, spawn_writer, s3,
+                                                                          tmp_path):
+    """The first batch creates the table: with its namespace in a bucket that does not exist, the
+    creation's fault halts that table (the worker does not crash into a restart loop), the other goes on."""
+    bucket, missing = f"lake-{uuid.uuid4().hex[:8]}", f"missing-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(bucket)
+    good_topic, bad_topic = new_topic(2), new_topic(2)
+    catalog = {"uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"s3://{bucket}/wh", **s3.catalog_properties()}
+    config = writer_config(
+        tmp_path / "c.yaml", kafka.bootstrap, good_topic, "fine.good", "", catalog=catalog,
+        commit={"interval_seconds": 1},
+        tables=[{"table": "fine.good", "topic": good_topic}, {"table": "broken.events", "topic": bad_topic}],
+    )
+    catalog_of(config).create_namespace("broken", {"location": f"s3://{missing}/broken"})
+    produce(kafka.bootstrap, bad_topic, ((None, None, json_n(n), None) for n in range(100)))
+    produce(kafka.bootstrap, good_topic, ((None, None, json_n(n), None) for n in range(500)))
+    writer = spawn_writer(config)
+    halted = writer.wait_for("table.halted", timeout=90)
+    assert (halted["table"], halted["reason"]) == ("broken.events", "no_such_bucket"), halted
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, "fine.good", "tests", log_end(kafka.bootstrap, good_topic, 2), writer=writer)
+    assert writer.process.poll() is None and not writer.named("service.crashed"), writer.log()
+    assert writer.stop() == 0, writer.log()
+
+
 def http_get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:

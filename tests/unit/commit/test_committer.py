@@ -190,6 +190,7 @@ def test_a_commit_of_unknown_state_that_landed_is_found_and_not_repeated(catalog
     monkeypatch.setattr(committer_module, "append_files", lands_then_times_out)
     outcome = a.commit({("t", 1): part(1, 0, 3)})
     assert outcome.attempts == 2 and len(calls) == 1
+    assert outcome.committed == {("t", 1): 4}  # reported as committed: lag, group offsets and metrics follow
     assert rows_in(catalog) == sorted([(0, o) for o in range(5)] + [(1, o) for o in range(4)])
 
 

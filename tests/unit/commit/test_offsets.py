@@ -97,6 +97,21 @@ def test_a_changed_topic_id_is_a_recreation_whatever_the_bounds_say():
 
     assert identity_problem("x", "x") is None
     assert identity_problem(None, "x") is None  # a table from before ids were recorded adopts the current one
-    assert identity_problem("x", None) is None  # the broker did not say: the bounds are still checked
+    unknown = identity_problem("x", None)  # the broker did not say: never read on at the old offsets
+    assert unknown is not None and "did not give the topic's id" in unknown
     problem = identity_problem("old", "new")
     assert problem is not None and "recreated" in problem and "new" in problem and "old" in problem
+
+
+def test_a_recreated_topic_is_reset_whole_or_not_at_all():
+    import pytest
+
+    from tabletopic.exceptions import TabletopicError
+    from tabletopic.offsets_admin import _refuse_a_recreated_topic_in_part as refuse
+
+    committed = {("t", 0): 100, ("t", 1): 90, ("u", 0): 5}
+    with pytest.raises(TabletopicError, match=r"partitions \[1\]"):
+        refuse(committed, {"t": "old"}, {"t": "new"}, {("t", 0): 0})
+    refuse(committed, {"t": "old"}, {"t": "new"}, {("t", 0): 0, ("t", 1): 0})  # whole: fine
+    refuse(committed, {"t": "same"}, {"t": "same"}, {("t", 0): 0})  # not recreated: one partition is fine
+    refuse(committed, {}, {"t": "new"}, {("t", 0): 0})  # no id recorded yet: nothing to tell apart
