@@ -264,8 +264,12 @@ class TableSink:
         if table is None:
             return {}
         committed = table_offsets(table, self.committer.group)
-        starts = {tp: committed[tp] for tp in tps if tp in committed}
+        wanted = list(tps)
+        starts = {tp: committed[tp] for tp in wanted if tp in committed}
         self.committed.update(starts)
+        for tp in wanted:  # reading starts here: what an earlier ownership saw no longer counts
+            self.committer.seen.pop(tp, None)
+        self.committer.seen.update(starts)
         self.newest_record_ms = max_known(self.newest_record_ms, table_newest_record_ms(table))
         return starts
 

@@ -127,6 +127,10 @@ class Committer:
         # Topic -> the id of the topic the buffered records were read from (set by the service):
         # recorded with the offsets, and a batch read from another incarnation than the table's is fenced.
         self.topic_ids: Mapping[str, str] = {}
+        # The table's next offset per partition as this writer last saw it (where it started reading, its
+        # own commits). Offsets never go back but by a reset (or a rollback): a table found below it
+        # asks for a range this writer has read past, so the batch is fenced and read again from there.
+        self.seen: OffsetMap = {}
 
     def load(self) -> Table:
         return self.catalog.load_table(self.identifier)
@@ -164,6 +168,7 @@ class Committer:
                 elif self._landed(table, commit_id, first_base):
                     # The last attempt's unknown state was a success: report what it committed.
                     outcome.committed, outcome.newest_record_ms = attempted, newest
+                    self.seen.update(attempted)
                     return outcome
                 committed = table_offsets(table, self.group)
                 recorded_ids = table_topic_ids(table, self.group)
@@ -173,6 +178,9 @@ class Committer:
                 for tp, held in parts.items():
                     if tp[0] in outcome.stale:
                         outcome.fenced[tp] = committed.get(tp, held.first)
+                        continue
+                    if self._went_back(tp, committed.get(tp)):
+                        outcome.fenced[tp] = committed[tp]
                         continue
                     verdict = judge(held.offsets, committed.get(tp))
                     if verdict is Verdict.COMMIT:
@@ -190,6 +198,7 @@ class Committer:
                         replayed={f"{t}/{p}": n for (t, p), n in outcome.replayed.items()},
                         fenced={f"{t}/{p}": n for (t, p), n in outcome.fenced.items()},
                     )
+                self.seen.update({**outcome.replayed, **outcome.fenced})
                 if not to_commit:
                     outcome.committed = {}
                     return outcome
@@ -218,6 +227,7 @@ class Committer:
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
                 outcome.snapshot_id = append_files(table, files, properties)
                 outcome.committed = new_offsets
+                self.seen.update(new_offsets)
                 outcome.newest_record_ms = newest
                 outcome.seconds = time.monotonic() - started
                 return outcome
@@ -242,6 +252,14 @@ class Committer:
                 self._sleep(self.retry.backoff(min(outcome.conflicts, CONFLICT_BACKOFF_STEPS)))
             else:
                 self._sleep(self.retry.backoff(outcome.attempts - outcome.conflicts))
+
+    def _went_back(self, tp: TopicPartition, committed_next: int | None) -> bool:
+        """The table's offset is below where this writer saw it: an `offsets reset` (or a rollback) asks
+        for records this writer has read past. Trimming committers (dead letters, routed tables) follow
+        the data table's fence instead: they commit first, or never seek."""
+        seen = self.seen.get(tp)
+        return (self.offset_column is None and seen is not None and committed_next is not None
+                and committed_next < seen)
 
     def _landed(self, table: Table, commit_id: str, first_base: int | None) -> bool:
         """Whether a snapshot with our commit id is in the table: only those committed since the first

@@ -26,18 +26,23 @@ class PartitionLog:
     offsets: list[int] = field(default_factory=list)  # offsets of records present below `upto`
 
 
+def range_consumer(settings: Mapping[str, str], purpose: str, extra: Mapping[str, str] | None = None) -> Consumer:
+    """A consumer for reading ranges by assignment (never joins a group, commits nothing): read-committed
+    whatever the settings say, so aborted transactions are never read; it tells the end of a partition."""
+    return Consumer(with_logger({
+        **settings, **(extra or {}),
+        "group.id": f"tabletopic-{purpose}-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": "false",
+        "enable.partition.eof": "true",
+        "isolation.level": "read_committed",
+    }))
+
+
 def read_offsets(
     settings: Mapping[str, str], topic: str, upto: Mapping[int, int] | None = None
 ) -> dict[int, PartitionLog]:
     """Offsets of every record in `topic` (per partition, below `upto[p]` when given, else to the log end)."""
-    conf = {
-        **settings,
-        "group.id": f"tabletopic-audit-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": "false",
-        "enable.partition.eof": "true",
-        "isolation.level": "read_committed",
-    }
-    consumer = Consumer(with_logger(conf))
+    consumer = range_consumer(settings, "audit")
     try:
         metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
         topic_meta = metadata.topics.get(topic)
@@ -126,10 +131,7 @@ class RangeReader:
 
     def __init__(self, settings: Mapping[str, str], topic: str, starts: Mapping[int, int]) -> None:
         self.topic = topic
-        self._consumer = Consumer(with_logger({
-            **settings, "group.id": f"tabletopic-backfill-{uuid.uuid4().hex[:8]}", "enable.auto.commit": "false",
-            "enable.partition.eof": "true", "auto.offset.reset": "error", "isolation.level": "read_committed",
-        }))
+        self._consumer = range_consumer(settings, "backfill", {"auto.offset.reset": "error"})
         self._consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
 
     def read(self, batch_size: int, timeout_s: float) -> RangeBatch:

@@ -1,17 +1,17 @@
 """Read a range of one partition's records whole (key, value, timestamp, headers): for `audit --values`.
 
-Written apart from the writer's consumer on purpose: the audit must not share the code it checks.
+Written apart from the writer's consumer on purpose: the audit must not share the code it checks
+(it shares only the settings of a range reader with the offset audit and backfill).
 """
 
 from __future__ import annotations
 
 import typing
-import uuid
 from collections.abc import Iterator, Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from tabletopic.kafka.client_logs import with_logger
+from tabletopic.kafka.reader import range_consumer
 from tabletopic.kafka.records import RecordChunk
 
 # Records handed back per chunk: bounds the audit's memory, whatever the partition's size.
@@ -28,14 +28,7 @@ def read_partition(
     compaction can leave the last offsets of the range without a record)."""
     if end <= start:
         return
-    conf = {
-        **settings,
-        "group.id": f"tabletopic-audit-values-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": "false",
-        "enable.partition.eof": "true",
-        "isolation.level": "read_committed",
-    }
-    consumer = Consumer(with_logger(conf))
+    consumer = range_consumer(settings, "audit-values")
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         chunk = RecordChunk(topic, partition)
