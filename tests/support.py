@@ -97,6 +97,13 @@ class Writer:
                 return line
         raise AssertionError(f"no {event} within {timeout}s:\n{self.log()}")
 
+    def _wait_started(self, timeout: float) -> None:
+        started = ("service.started", "supervisor.worker_started")  # logged after the handlers are set
+        deadline = time.monotonic() + timeout
+        while (self.process.poll() is None and time.monotonic() < deadline
+               and not any(e.get("event") in started for e in self.events)):
+            time.sleep(0.05)
+
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == event]
 
@@ -115,8 +122,10 @@ class Writer:
         self._finish()
 
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, as Kubernetes would; returns the exit code."""
+        """SIGTERM, as Kubernetes would; returns the exit code. Sent once the writer says it has started:
+        earlier, Python's default handler would end it by the signal (exit -15), not by a clean stop."""
         if self.process.poll() is None:
+            self._wait_started(timeout)
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
         self._finish()
