@@ -5,7 +5,6 @@ native reader spin forever or read its neighbour's bytes as the next record."""
 from __future__ import annotations
 
 import io
-import json
 import struct
 from datetime import UTC, date, datetime
 from typing import Any
@@ -17,8 +16,8 @@ from tabletopic.decode import avro_batch
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.avro_framing import Unframed, check_framing
 from tabletopic.kafka.records import RecordChunk
-from tabletopic.kafka.registry import UnknownSchemaId
 from tests.unit.decode.deadline import within
+from tests.unit.decode.test_avro_batch import Registry
 
 V1 = {"type": "record", "name": "R", "fields": [{"name": "id", "type": "long"}, {"name": "s", "type": "string"}]}
 V2 = {**V1, "fields": [*V1["fields"], {"name": "extra", "type": "long"}]}  # a later version: one more field
@@ -36,16 +35,6 @@ EVERY = {
             {"name": "q", "type": "int"}, {"name": "k", "type": ["null", "string"]}]}}},
     ],
 }
-
-
-class Registry:
-    def __init__(self, schemas: dict[int, dict[str, Any]]) -> None:
-        self.schemas = schemas
-
-    def schema_text(self, schema_id: int) -> str:
-        if schema_id not in self.schemas:
-            raise UnknownSchemaId(schema_id)
-        return json.dumps(self.schemas[schema_id])
 
 
 def body(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
