@@ -93,7 +93,9 @@ def test_a_backfill_fills_what_a_live_table_started_at_latest_lacks_once(kafka, 
     time.sleep(2)
     produce(kafka.bootstrap, topic, records(2000, 3000))
     iceberg = catalog_of(config)
-    wait_committed(iceberg, "live.late", "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+    # A partition the new records all missed (the producer's sticky batches) holds no offset in the table yet.
+    grown = {tp: end for tp, end in log_end(kafka.bootstrap, topic, PARTITIONS).items() if end > older[tp]}
+    wait_committed(iceberg, "live.late", "tests", grown, writer=writer)
     assert writer.stop() == 0
     assert iceberg.load_table("live.late").scan().count() == 1000
 
