@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup quickstart test test-unit lint typecheck check bench clean
+.PHONY: help setup quickstart test test-unit lint typecheck check bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,16 @@ check: lint typecheck test ## everything CI runs
 
 bench: setup ## throughput, CPU, RSS and freshness against the stage ceiling and Kafka Connect's Iceberg sink (bench/RESULTS.md)
 	$(BIN)/python -m bench.run --peer
+
+# uv runs from a throwaway virtualenv: the lock tool is no dependency of tabletopic's.
+UV_VERSION := 0.13.9
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+
+lock: ## rewrite requirements/*.lock: the image's dependencies and build backend, pinned with hashes (Python 3.11, linux x86_64)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
+	 && $(PYTHON) -m venv "$$tmp/venv" && "$$tmp/venv/bin/pip" install -q uv==$(UV_VERSION) \
+	 && "$$tmp/venv/bin/uv" pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/image.lock \
+	 && "$$tmp/venv/bin/uv" pip compile requirements/build.in $(LOCK_FLAGS) -o requirements/build.lock
 
 clean: ## remove the virtualenv and local state (not the download cache)
 	rm -rf $(VENV) warehouse .tabletopic

@@ -21,6 +21,7 @@ import pyarrow.json as pa_json
 from tabletopic.decode import metadata
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json_check import Misfit, NeedsParser, json_checker, parser_type
+from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.kafka.records import RecordChunk
 
@@ -63,6 +64,8 @@ class JsonReference:
     def _record(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             return {}  # a tombstone: a row of nulls
+        if is_too_deep(value):  # the writer dead-letters it too; json.loads would recurse out of the stack
+            raise Misfit(too_deep_message(value))
         if self._lowercase:
             value = lowercase_json(value, self.schema)
         parsed = json.loads(value)

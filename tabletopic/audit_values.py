@@ -172,7 +172,9 @@ def compare_chunk(
 def letter_rows(chunk: RecordChunk) -> pa.Table:
     """What `<table>__dlq` must hold for these records."""
     columns = metadata_columns(chunk)
-    columns[dead_letter.VALUE] = pa.array(chunk.values, pa.binary())
+    # A dead letter keeps a prefix of a huge key or value (deadletter/rows.py).
+    columns[metadata.KEY] = pa.array([dead_letter.kept(k) for k in chunk.keys], pa.binary())
+    columns[dead_letter.VALUE] = pa.array([dead_letter.kept(v) for v in chunk.values], pa.binary())
     return pa.table({name: columns[name] for name in LETTER_COLUMNS})
 
 

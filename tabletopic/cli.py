@@ -172,6 +172,7 @@ _NATIVE_ALLOCATOR = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:10
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # the catalog database, the local warehouse, metrics files: this user's alone
     os.environ.setdefault(*_NATIVE_ALLOCATOR)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -199,12 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "maintain":
             return _maintain(args)
         if args.command == "quickstart":
+            from tabletopic.local_services import local_services_missing
+
+            if (missing := local_services_missing("quickstart")) is not None:
+                print(f"tabletopic: {missing}", file=sys.stderr)
+                return EXIT_CONFIG
             logs.configure("info")
             from tabletopic.quickstart import quickstart
 
             return quickstart(args.records, args.warehouse)
     except ConfigError as exc:
-        print(f"tabletopic: {exc}", file=sys.stderr)
+        print(f"tabletopic: {logs.masked(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(args.command)
 
@@ -354,7 +360,8 @@ def _replay(args: argparse.Namespace) -> int:
                     args.dry_run)
     verb = "would replay" if args.dry_run else "replayed"
     print(f"dead letters chosen: {report.chosen}, {verb}: {report.replayed} (appended {report.appended}), "
-          f"still bad: {report.still_bad}")
+          f"still bad: {report.still_bad}, refused: {report.foreign} from topics the table does not read, "
+          f"{report.unrestorable} kept only in part")
     return 0
 
 
@@ -504,7 +511,9 @@ def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
     from tabletopic.backfill import RefusedRange, backfill_target, plan_backfill, run_backfill
     from tabletopic.catalog.loader import open_catalog
     from tabletopic.kafka.reader import log_bounds, offsets_at
+    from tabletopic.supervisor import stop_with_supervisor
 
+    stop_with_supervisor()  # a worker of a parallel backfill: stop when its parent dies, even by kill -9
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
     logs.configure(config.log_level, secrets=config.secret_values)
     target = backfill_target(config, args.topic, args.table, args.into)
@@ -554,6 +563,8 @@ def _backfill_in_parallel(args: argparse.Namespace, argv: list[str], plan: Any) 
     never share a partition); the parent waits and exits with the worst code."""
     import subprocess
 
+    from tabletopic.supervisor import SUPERVISOR_PID_ENV
+
     shares = [plan.partitions[i::args.workers] for i in range(args.workers)]
     base = [a for a in argv if a != "--dry-run"]
     children = []
@@ -563,7 +574,8 @@ def _backfill_in_parallel(args: argparse.Namespace, argv: list[str], plan: Any) 
         starts = ",".join(f"{p.partition}:{p.start}" for p in share)
         ends = ",".join(f"{p.partition}:{p.end}" for p in share)
         argv = [*_without_range_flags(base), "--partitions", starts, "--partition-ends", ends, "--workers", "1"]
-        children.append(subprocess.Popen([sys.executable, "-m", "tabletopic", *argv]))
+        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}  # a child dies with this parent
+        children.append(subprocess.Popen([sys.executable, "-m", "tabletopic", *argv], env=env))
     codes = [child.wait() for child in children]
     return max(codes, default=0)
 

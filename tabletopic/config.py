@@ -29,8 +29,10 @@ from typing import Any, Literal
 
 import yaml
 
+from tabletopic.decode.avro_limits import DEFAULT_MAX_ITEMS
 from tabletopic.exceptions import ConfigError
-from tabletopic.references import resolve
+from tabletopic.references import SECRET_DIRS_ENV, allowed_dirs, file_reader, resolve
+from tabletopic.secrets import hide_referenced, secrets_of
 
 Format = Literal["json", "avro", "raw"]
 FORMATS = ("json", "avro", "raw")
@@ -41,7 +43,7 @@ ColumnNames = Literal["as_is", "lowercase"]
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
 # Variables of ours that are not config keys: the download cache, the config file, a worker's supervisor.
-NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID"})
+NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID", SECRET_DIRS_ENV})
 
 DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_GROUP = "tabletopic"
@@ -105,8 +107,14 @@ class TableConfig:
     # or is logged and left out (skip).
     errors: ErrorPolicy = "dlq"
     dead_letter_topic: str | None = None  # also produce dead letters to this Kafka topic
+    # errors: dlq — more dead letters than this within a minute halt the table (None: no limit)
+    max_dead_letters_per_minute: int | None = None
     json_drift: JsonDrift = "evolve"  # JSON fields the table does not have: add, dead-letter, or drop
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # larger values are dead letters (`oversized`)
+    max_items: int = DEFAULT_MAX_ITEMS  # Avro: records with more array items and map entries are dead letters
+    # Fields at any depth: a record whose new fields would pass either cap is a dead letter (`too_many_columns`).
+    max_columns: int = 1000
+    max_new_columns_per_batch: int = 100
     commit_interval_seconds: float | None = None  # this table's own commit.interval_seconds
     target_file_size_bytes: int | None = None  # this table's own maintenance.target_file_size_bytes
     column_names: ColumnNames = "as_is"  # `lowercase`: field names folded, so userId and UserID are one column
@@ -138,6 +146,10 @@ class HttpConfig:
     # /healthz fails once a worker's loop has not turned for this long (a commit may hold one turn
     # for commit.retry_deadline_seconds).
     stall_seconds: float = 120.0
+    # A connection has this long for its request and answer, then it is cut; past max_connections at once,
+    # new connections get a 503 from the accepting thread (no thread of their own).
+    request_timeout_seconds: float = 5.0
+    max_connections: int = 16
 
 
 @dataclass
@@ -296,19 +308,22 @@ def load_config(
         data = dict(loaded or {})
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     data = _merge(data, flags or {})
-    data, referenced = resolve(data, os.environ if environ is None else environ)
-    config: Config = _build(Config, data, "")
-    validate(config)
-    config.secret_values = frozenset(referenced | _values_under_secret_keys(config))
+    environ = os.environ if environ is None else environ
+    data, referenced = resolve(data, environ, file_reader(allowed_dirs(environ, path)))
+    try:
+        config: Config = _build(Config, data, "")
+        validate(config)
+    except ConfigError as exc:
+        # A typed key's error shows the value it got: never one that came from a reference.
+        raise ConfigError(exc.key, hide_referenced(exc.reason, referenced)) from None
+    config.secret_values = frozenset(set(referenced) | _values_under_secret_keys(config))
     return config
 
 
-_SECRET_KEY = re.compile(r"password|secret|token|credential|user\.info|oauthbearer\.config|\.pem$|private")
-
-
 def _values_under_secret_keys(config: Config) -> set[str]:
+    """Values under secret-looking keys, and credentials inside any value (a URL's password, `?token=`)."""
     sections = [config.kafka, config.catalog.properties, config.schema_registry.properties]
-    return {value for section in sections for key, value in section.items() if value and _SECRET_KEY.search(key)}
+    return secrets_of(sections, [config.schema_registry.url])
 
 
 def validate(config: Config) -> None:
@@ -351,8 +366,18 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key}.target_file_size_bytes", "must be above 0")
         if table.max_record_bytes <= 0:
             raise ConfigError(f"{key}.max_record_bytes", "must be above 0")
+        if table.max_items <= 0:
+            raise ConfigError(f"{key}.max_items", "must be above 0")
+        for cap in ("max_columns", "max_new_columns_per_batch"):
+            if getattr(table, cap) <= 0:
+                raise ConfigError(f"{key}.{cap}", "must be above 0")
         if table.dead_letter_topic is not None and table.errors != "dlq":
             raise ConfigError(f"{key}.dead_letter_topic", f"needs errors: dlq (is {table.errors})")
+        if table.max_dead_letters_per_minute is not None:
+            if table.errors != "dlq":
+                raise ConfigError(f"{key}.max_dead_letters_per_minute", f"needs errors: dlq (is {table.errors})")
+            if table.max_dead_letters_per_minute <= 0:
+                raise ConfigError(f"{key}.max_dead_letters_per_minute", "must be above 0")
         if table.format == "avro" and not config.schema_registry.url:
             raise ConfigError("schema_registry.url", f"required by {key} (format avro)")
         for term_index, term in enumerate(table.partition_by):
@@ -380,6 +405,10 @@ def validate(config: Config) -> None:
         raise ConfigError("consumer.batch_size", "must be above 0")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port", f"expected 0-65535, got {config.http.port}")
+    if config.http.request_timeout_seconds <= 0:
+        raise ConfigError("http.request_timeout_seconds", "must be above 0")
+    if config.http.max_connections < 1:
+        raise ConfigError("http.max_connections", "must be 1 or more")
     if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":
         raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
 

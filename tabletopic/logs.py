@@ -1,6 +1,7 @@
 """structlog set-up: JSON lines when not on a terminal, readable lines when on one.
 
-Secrets (config.secret_values) are masked in every field of every line, exceptions included.
+Secrets (config.secret_values) and credentials inside URLs are masked in every field of every line,
+exceptions included (the rules: secrets.py).
 Standard `logging` (pyiceberg, botocore, urllib3, ...) and `warnings` go through the same
 processors, masking and renderer, via a handler on the root logger.
 """
@@ -14,39 +15,25 @@ from typing import Any
 
 import structlog
 
-MASK = "***"
+from tabletopic.secrets import MASK, Masker
+
+__all__ = ["MASK", "SecretMask", "configure", "mask_also", "masked"]
 
 
 class SecretMask:
-    """A structlog processor that replaces each known secret, wherever it appears in a value."""
+    """A structlog processor: every known secret, and every credential inside a URL (secrets.py's rules),
+    masked wherever it appears in a value."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets: list[str] = []
-        self.add(secrets)
+        self.masker = Masker(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({s for s in [*self.secrets, *secrets] if s}, key=len, reverse=True)
+        self.masker.add(secrets)
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if self.secrets:
-            for key, value in event.items():
-                event[key] = self._mask(value)
+        for key, value in event.items():
+            event[key] = self.masker.value(value)
         return event
-
-    def _mask(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self.secrets:
-                if secret in value:
-                    value = value.replace(secret, MASK)
-            return value
-        if isinstance(value, dict):
-            return {k: self._mask(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple, set)):
-            return [self._mask(v) for v in value]
-        if isinstance(value, (int, float, bool)) or value is None:
-            return value
-        return self._mask(str(value))
 
 
 # Secrets learnt after the configuration (a named catalog's, from pyiceberg's own file), and the mask in use.
@@ -62,8 +49,9 @@ def mask_also(secrets: Iterable[str]) -> None:
 
 
 def masked(text: str) -> str:
-    """`text` with every known secret masked, for what leaves the process other than by the logs."""
-    return str(_mask._mask(text))
+    """`text` with every known secret and URL credential masked, for what leaves the process other than
+    by the logs (an error printed on stderr)."""
+    return _mask.masker.text(text)
 
 
 class _RootHandler(logging.StreamHandler):

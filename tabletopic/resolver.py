@@ -8,13 +8,24 @@ on that set; this module is its one description.
 
 As in the writer: a topic named by an entry's `topic`/`topics` never goes to a pattern, and a topic
 several patterns match goes to the first one's table.
+
+A pattern whose table has `{topic}` gives each topic a table of its own, named from the topic's
+safe name, which folds names (`shop.Orders` and `shop.ORDERS!!` are both `shop_orders`). So a topic
+is refused (its records are not read) when its table:
+- ends in a reserved suffix (`__dlq`): it would write into another table's dead letters;
+- is fed by a configured entry, or by a pattern without `{topic}`;
+- is claimed by other topics too: one keeps it, the others are refused. The one that keeps it is
+  a topic the table's committed offsets already name (it has fed the table: stored in the table,
+  so every writer and every restart agrees; no other topic takes the table over, even while that
+  one is deleted), else the first name in code-point order among the matching topics that exist
+  (a rule on the set of names, not on the order writers see them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tabletopic.config import Config, TableConfig
@@ -57,8 +68,19 @@ class ResolvedTable:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A topic a pattern matches whose records are not read, and why."""
+
+    topic: str
+    table: str
+    reason: str
+    owner: str | None = None  # the topic (or entry) that feeds the table instead
+
+
+@dataclass(frozen=True)
 class Resolution:
     tables: tuple[ResolvedTable, ...]
+    refused: tuple[Refusal, ...] = ()
 
     def table(self, identifier: str) -> ResolvedTable | None:
         return next((t for t in self.tables if t.identifier == identifier), None)
@@ -77,8 +99,10 @@ class Resolution:
         return list(dict.fromkeys(found))
 
 
-def resolve(config: Config, existing_topics: Iterable[str] = ()) -> Resolution:
-    """The tables `config` writes, given the topics that exist (they decide the pattern tables)."""
+def resolve(config: Config, existing_topics: Iterable[str] = (),
+            fed_by: Callable[[str], Collection[str]] | None = None) -> Resolution:
+    """The tables `config` writes, given the topics that exist (they decide the pattern tables).
+    `fed_by`: the topics a table's committed offsets name (none for a table that does not exist)."""
     tables: dict[str, ResolvedTable] = {}
 
     def add(identifier: str, spec: TableConfig, topics: Iterable[str], route: Route | None = None,
@@ -103,14 +127,57 @@ def resolve(config: Config, existing_topics: Iterable[str] = ()) -> Resolution:
             add(spec.table, spec, spec.all_topics)
             explicit.update(spec.all_topics)
     patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
+    matched: list[tuple[str, str, TableConfig, str]] = []  # topic, its table, entry, pattern
     for topic in sorted(set(existing_topics) - explicit):
         for pattern, spec in patterns:
             if pattern.fullmatch(topic):
-                identifier = table_for(spec.table, topic)
-                own = dataclasses.replace(spec, table=identifier, topic=topic, topics=[], topic_pattern=None)
-                add(identifier, own, [topic], pattern=pattern.pattern)
+                matched.append((topic, table_for(spec.table, topic), spec, pattern.pattern))
                 break
-    return Resolution(tuple(tables.values()))
+    configured = {identifier: table.topics for identifier, table in tables.items()}
+    refused = _refusals(matched, configured, fed_by or (lambda _table: ()))
+    for topic, identifier, spec, pattern_text in matched:
+        if topic not in refused:
+            own = dataclasses.replace(spec, table=identifier, topic=topic, topics=[], topic_pattern=None)
+            add(identifier, own, [topic], pattern=pattern_text)
+    return Resolution(tuple(tables.values()), tuple(refused.values()))
+
+
+RESERVED_SUFFIXES = ("__dlq",)
+
+
+def reserved_suffix(identifier: str) -> str | None:
+    return next((suffix for suffix in RESERVED_SUFFIXES if identifier.endswith(suffix)), None)
+
+
+def _refusals(matched: Sequence[tuple[str, str, TableConfig, str]], configured: Mapping[str, Sequence[str]],
+              fed_by: Callable[[str], Collection[str]]) -> dict[str, Refusal]:
+    refused: dict[str, Refusal] = {}
+    shared: dict[str, list[str]] = {}  # tables of patterns without {topic}: every matching topic feeds them
+    for topic, identifier, spec, _ in matched:
+        if "{topic}" not in spec.table:
+            shared.setdefault(identifier, []).append(topic)
+    claims: dict[str, list[str]] = {}  # a per-topic table -> the topics whose names fold onto it
+    for topic, identifier, spec, _ in matched:
+        suffix = reserved_suffix(identifier)
+        if suffix is not None:
+            refused[topic] = Refusal(topic, identifier, f"its table name ends in {suffix}, reserved for the "
+                                                        "dead letters of another table")
+        elif "{topic}" in spec.table:
+            claims.setdefault(identifier, []).append(topic)
+    for identifier, topics in claims.items():
+        others = [*configured.get(identifier, ()), *shared.get(identifier, ())]
+        if identifier in configured or identifier in shared:
+            for topic in topics:
+                refused[topic] = Refusal(topic, identifier, "the table is fed by another entry of the config",
+                                         ", ".join(others) or None)
+            continue
+        recorded = sorted(fed_by(identifier))
+        # A table that has been fed stays its first topic's, even while that topic is away.
+        owner = min(set(recorded) & set(topics), default=recorded[0]) if recorded else min(topics)
+        for topic in topics:
+            if topic != owner:
+                refused[topic] = Refusal(topic, identifier, "its name folds onto the table of another topic", owner)
+    return refused
 
 
 def has_patterns(config: Config) -> bool:

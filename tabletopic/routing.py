@@ -7,7 +7,7 @@ and _ becomes one `_` (`Orders.EU-1` → `orders_eu_1`), and a leading digit get
 
 `route_field` with `route_tables` sends each record of a JSON topic to the table its field's
 value names; other values, a missing field and undecodable values go to the entry's `table`
-(where an undecodable one becomes a dead letter).
+(where an undecodable one becomes a dead letter): so does a value nested too deep to parse safely.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+
+from tabletopic.decode.json_guard import too_deep
 
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
 
@@ -37,9 +39,10 @@ def subscription_pattern(pattern: str) -> str:
 def route_values(values: Sequence[bytes | None], field: str) -> list[str | None]:
     """Each JSON value's top-level `field` as text (None when absent, or the value is not a JSON object)."""
     found: list[str | None] = []
-    for value in values:
+    deep = set(too_deep(values))
+    for index, value in enumerate(values):
         try:
-            parsed = json.loads(value) if value is not None else None
+            parsed = json.loads(value) if value is not None and index not in deep else None
         except (ValueError, UnicodeDecodeError):
             parsed = None
         item = parsed.get(field) if isinstance(parsed, dict) else None

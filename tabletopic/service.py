@@ -27,19 +27,22 @@ from pyiceberg.catalog import Catalog
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit import faults, gate
-from tabletopic.commit.committer import CommitOutcome, table_topic_ids
+from tabletopic.commit.committer import CommitOutcome, table_offsets, table_topic_ids
 from tabletopic.commit.offsets import OffsetMap, TopicPartition, identity_problem, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config, TableConfig
+from tabletopic.deadletter.flood import DeadLetterFlood
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, PermanentFault, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
+from tabletopic.kafka.reader import topic_names
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.observe import metrics
 from tabletopic.observe.watch import Watch
+from tabletopic.resolver import Refusal, resolve
 from tabletopic.routing import route_values, split_by, subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
@@ -145,6 +148,43 @@ class Service:
     def _feeds(self, sink: TableSink, topic: str) -> bool:
         return sink in self._sinks_for(topic)
 
+    def _claim_new_topics(self, topics: list[str]) -> None:
+        """Topics a `topic_pattern` matches join their tables, unless their table is another's (resolver.py):
+        judged on every topic the cluster has, so each writer decides alike whatever it is assigned."""
+        matching = [t for t in topics if any(p.fullmatch(t) for p, _ in self._patterns)]
+        if not matching:
+            return
+        try:
+            listed = topic_names(self.config.kafka)
+        except KafkaException as exc:
+            log.warning("kafka.topics_unavailable", error=str(exc))
+            listed = []
+        # Only these tables' owners matter here: one catalog read each, not one per pattern table.
+        wanted = {table_for(next(spec for p, spec in self._patterns if p.fullmatch(t)).table, t) for t in matching}
+        resolution = resolve(self.config, {*listed, *matching, *self._sink_of_topic},
+                             lambda table: self._fed_by(table) if table in wanted else ())
+        refused = {r.topic: r for r in resolution.refused}
+        for topic in matching:
+            if topic in refused:
+                self._refuse(refused[topic])
+            else:
+                self._sink_for_new_topic(topic)
+
+    def _fed_by(self, table: str) -> set[str]:
+        """The topics a table already takes: those its committed offsets name, and those this writer feeds it."""
+        sink = self._sink_named.get(table)
+        mine = {t for t, each in self._sink_of_topic.items() if each is sink} if sink is not None else set()
+        found = load_if_exists(self._catalog, table)
+        return mine | ({t for t, _ in table_offsets(found, self.config.group_id)} if found is not None else set())
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """A refused topic's partitions stay paused while this writer runs (said once)."""
+        reason = f"refused:{refusal.topic}"
+        if not self._gate.stands(reason):
+            log.warning("topic.refused", topic=refusal.topic, table=refusal.table, reason=refusal.reason,
+                        table_fed_by=refusal.owner, fix="rename the topic, or give it a table of its own in the config")
+        self.consumer.pause(self._gate.close(reason, [refusal.topic]))
+
     def _sink_for_new_topic(self, topic: str) -> None:
         """A topic that matched a `topic_pattern`: its table (named from the template) joins the tables."""
         for pattern, spec in self._patterns:
@@ -247,7 +287,8 @@ class Service:
         """The chunk for its table, or, for a routed topic, each table's share (empty ones too)."""
         route = self._routes.get(chunk.topic)
         if route is None:
-            return [(self._sink_of_topic[chunk.topic], chunk)]
+            sink = self._sink_of_topic.get(chunk.topic)
+            return [] if sink is None else [(sink, chunk)]  # none: a refused topic
         field, tables, default = route
         groups = split_by(route_values(chunk.values, field), tables, default.identifier)
         return [(sink, chunk.select(groups.get(sink.identifier, []))) for sink in self._sinks_for(chunk.topic)]
@@ -270,6 +311,9 @@ class Service:
         creating or evolving the table: the chunk is read again later, the table halted (a fault no retry
         fixes) or held with backoff (an outage). False when the error is neither: a bug, which crashes
         the worker."""
+        if isinstance(exc, DeadLetterFlood):
+            self._on_dead_letter_flood(sink, chunk, exc)
+            return True
         outage = isinstance(exc, SourceUnavailable)
         fault = None if outage else faults.permanent(exc)
         if fault is None and not (outage or faults.is_transient(exc)):
@@ -286,6 +330,16 @@ class Service:
         else:
             self._hold(sink, chunk, exc, now)
         return True
+
+    def _on_dead_letter_flood(self, sink: TableSink, chunk: RecordChunk, flood: DeadLetterFlood) -> None:
+        """More dead letters than the table's limit: it halts at the record past it (what came before is
+        buffered), read again from there once it goes on."""
+        tp = (chunk.topic, chunk.partition)
+        if len(self._sinks_for(chunk.topic)) > 1:  # routed siblings: all read again from their tables
+            self._reposition([tp], self._starts_for(chunk.topic, [tp]))
+        else:
+            self.consumer.seek(tp, flood.offset)
+        self._halt_on_fault(sink, flood)
 
     def _release_holds(self, now: float) -> None:
         for name, until in list(self._held.items()):
@@ -404,8 +458,7 @@ class Service:
 
     def _start_offsets(self, tps: list[TopicPartition]) -> Mapping[TopicPartition, int]:
         self._watch.assigned()
-        for topic in sorted({t for t, _ in tps} - set(self._sink_of_topic) - set(self._routes)):
-            self._sink_for_new_topic(topic)
+        self._claim_new_topics(sorted({t for t, _ in tps} - set(self._sink_of_topic) - set(self._routes)))
         starts: OffsetMap = {}
         for sink in self.sinks:
             mine = [tp for tp in tps if self._feeds(sink, tp[0])]

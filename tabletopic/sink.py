@@ -15,7 +15,8 @@ import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from tabletopic.catalog.evolve import evolve
+from tabletopic.catalog.evolution import ColumnCaps, TooManyColumns, check_caps, count_fields, plan_evolution
+from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
@@ -24,12 +25,15 @@ from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
 from tabletopic.deadletter import rows as dead_letter
+from tabletopic.deadletter.bounds import batch_summary
+from tabletopic.deadletter.flood import DeadLetterFlood, DeadLetterRate
 from tabletopic.deadletter.reasons import Reason
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode import metadata, raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.base import BadValue, Decoded, Decoder, SchemaDrift
 from tabletopic.decode.conform import conform_table
+from tabletopic.decode.isolate import Part, describe, is_infrastructure, isolate
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.exceptions import CommitError, RecordError, SchemaError
@@ -69,6 +73,7 @@ class TableSink:
         self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(spec.table), group, writer_id,
                                                retry, offset_column=metadata.OFFSET)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start
+        self._dead_letter_rate: DeadLetterRate | None = None  # with `max_dead_letters_per_minute`
         # What the table holds, as this worker last saw it: for lag and freshness.
         self.committed: OffsetMap = {}
         self.newest_record_ms: int | None = None
@@ -76,6 +81,7 @@ class TableSink:
         self._lowercase = spec.column_names == "lowercase"
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
+        self._batch_room = spec.max_new_columns_per_batch  # fields the batch being ingested may still add
         table = load_if_exists(catalog, spec.table)
         if table is not None:
             self._use(table)
@@ -95,7 +101,8 @@ class TableSink:
             return JsonDecoder(value_schema, self.spec.json_drift)
         if self.spec.format == "avro":
             assert self._writer_schemas is not None, "config validation requires a registry for avro"
-            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase)
+            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase,
+                               max_items=self.spec.max_items)
         return raw.RawDecoder()
 
     def _value_schema_from(self, chunk: RecordChunk) -> pa.Schema:
@@ -111,34 +118,44 @@ class TableSink:
         return raw.SCHEMA
 
     def _create_for(self, chunk: RecordChunk) -> None:
-        """Create the table from the first batch's schema; a first batch with no usable schema creates
-        it with the metadata columns only (its records are then dead letters or new columns)."""
+        """Create the table from the schema of the first batch's records (a range of them, when
+        the whole batch cannot give one: see `_decode_isolated`)."""
         existing = load_if_exists(self._catalog, self.identifier)
         if existing is None:
-            try:
-                value_schema = self._value_schema_from(chunk)
-                check_schema(table_schema(value_schema, self.spec.metadata_columns))
-            except SchemaError as exc:
-                if self.spec.errors == "fail":
-                    reason = f"cannot create table {self.identifier}: {exc}"
-                    raise RecordError(chunk.topic, chunk.partition, chunk.first, reason) from None
-                log.warning("table.schema_unusable", table=self.identifier, error=str(exc))
-                value_schema = pa.schema([])
-            existing = create_table(
-                self._catalog,
-                self.identifier,
-                table_schema(value_schema, self.spec.metadata_columns),
-                self.spec.partition_by,
-                self.spec.properties,
-            )
+            value_schema = self._value_schema_from(chunk)
+            schema = table_schema(value_schema, self.spec.metadata_columns)
+            check_schema(schema)
+            added = count_fields(value_schema)
+            check_caps(count_fields(schema) - added, added, self._caps())
+            existing = self._create(schema)
+            self._batch_room -= added
         self._use(existing)
+
+    def _create_without_values(self) -> None:
+        """The table of a first batch none of whose records gave a schema: its records are dead
+        letters, and the offsets they used up must still be committed to a table."""
+        existing = load_if_exists(self._catalog, self.identifier)
+        if existing is None:
+            values = raw.SCHEMA if self.spec.format == "raw" else pa.schema([])
+            existing = self._create(table_schema(values, self.spec.metadata_columns))
+        self._use(existing)
+
+    def _create(self, schema: pa.Schema) -> Table:
+        return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
+
+    def _caps(self) -> ColumnCaps:
+        return ColumnCaps(self.spec.max_columns, self._batch_room)
 
     # --- records -------------------------------------------------------------------------------
 
     def ingest(self, chunk: RecordChunk, now: float, covers: tuple[int, int] | None = None) -> None:
         """Decode and buffer a chunk; bad records go the way of the table's error policy
         (`fail`: the good ones before the first bad one are buffered, then RecordError).
-        `covers`: the offset range the chunk stands for (a routed table's share of a bigger one)."""
+        `covers`: the offset range the chunk stands for (a routed table's share of a bigger one).
+
+        Whatever a record makes the decoder, the schema evolution or the table creation raise,
+        that record alone is a dead letter (`decoder_error`, `too_many_columns`, ...); only faults
+        of the catalog, the object store or the registry are raised (decode/isolate.py)."""
         if covers is not None and not len(chunk):
             if self._arrow_schema is not None:  # nothing for this table, but the range is consumed
                 self.buffer.add((chunk.topic, chunk.partition), *covers, self._arrow_schema.empty_table(), now)
@@ -158,21 +175,55 @@ class TableSink:
             skip = {b.index for b in pre_bad}
             positions = [i for i in positions if i not in skip]
             work = work.select(positions)
-        if self._decoder is None:
-            self._create_for(work if len(work) else chunk)
-        decoded = self._decode(work) if len(work) else Decoded(pa.table({}), [], [])
-        good = positions if decoded.good is None else [positions[i] for i in decoded.good]
-        bad = pre_bad + [b.at(positions[b.index]) for b in decoded.bad]
-        rows = self._assemble(chunk if len(good) == len(chunk) else chunk.select(good), decoded.rows)
-        rows, good, nulls = self._without_required_nulls(rows, good)
-        bad = sorted(bad + nulls, key=lambda b: b.index)
-        if decoded.dropped_fields:
-            log.info("json.fields_ignored", table=self.identifier, records=decoded.dropped_fields,
+        rows, good, found, dropped_fields = self._decode_isolated(work)
+        good = [positions[i] for i in good]
+        bad = sorted(pre_bad + [b.at(positions[b.index]) for b in found], key=lambda b: b.index)
+        if dropped_fields:
+            log.info("json.fields_ignored", table=self.identifier, records=dropped_fields,
                      partition=f"{chunk.topic}/{chunk.partition}", first_offset=chunk.first)
         first, last = covers or (chunk.first, chunk.last)
         if bad:
             self._on_bad(chunk, bad, rows, good, now, first, last)
         self.buffer.add(tp, first, last, rows, now)
+
+    def _decode_isolated(self, work: RecordChunk) -> tuple[pa.Table, list[int], list[BadValue], int]:
+        """Rows of `work`'s good records (in order), their indices, the bad records, and how many
+        records had fields the table ignores. Records on which decoding raises are found by
+        bisection (decode/isolate.py); the others are decoded as if those were not there."""
+        self._batch_room = self.spec.max_new_columns_per_batch
+        found = isolate(len(work), lambda lo, hi: self._decode_range(work, lo, hi))
+        if self._arrow_schema is None and self.spec.errors != "fail":
+            self._create_without_values()
+        culprits = [self._culprit(index, exc) for index, exc in found.culprits]
+        if culprits:
+            log.warning("batch.culprits_isolated", table=self.identifier, culprits=len(culprits),
+                        ranges_decoded=len(found.parts), first_error=culprits[0].reason[:200])
+        schema = self._arrow_schema
+        tables = [conform_table(part.rows, schema) for part in found.parts if part.rows.num_rows] \
+            if schema is not None else []
+        rows = pa.concat_tables(tables) if tables else schema.empty_table() if schema is not None else pa.table({})
+        good = [index for part in found.parts for index in part.good]
+        bad = [b for part in found.parts for b in part.bad] + culprits
+        return rows, good, bad, sum(part.dropped_fields for part in found.parts)
+
+    def _decode_range(self, work: RecordChunk, lo: int, hi: int) -> Part:
+        """Records lo..hi-1 of `work` decoded, evolved for and assembled into table rows."""
+        chunk = work if (lo, hi) == (0, len(work)) else work.select(list(range(lo, hi)))
+        if self._decoder is None:
+            self._create_for(chunk)
+        decoded = self._decode(chunk)
+        good = list(range(len(chunk))) if decoded.good is None else decoded.good
+        rows = self._assemble(chunk if len(good) == len(chunk) else chunk.select(good), decoded.rows)
+        rows, good, nulls = self._without_required_nulls(rows, good)
+        bad = [b.at(lo + b.index) for b in [*decoded.bad, *nulls]]
+        return Part(rows, [lo + i for i in good], bad, decoded.dropped_fields)
+
+    def _culprit(self, index: int, exc: Exception) -> BadValue:
+        if isinstance(exc, TooManyColumns):
+            return BadValue(index, str(exc), Reason.TOO_MANY_COLUMNS)
+        if isinstance(exc, SchemaError):  # our own check of a new table's or column's schema
+            return BadValue(index, str(exc), Reason.INCOMPATIBLE_SCHEMA)
+        return BadValue(index, describe(exc), Reason.DECODER_ERROR)
 
     def _lowercased(self, chunk: RecordChunk, skip: set[int]) -> tuple[RecordChunk, list[BadValue]]:
         schema = self._arrow_schema if self._arrow_schema is not None else pa.schema([])
@@ -187,6 +238,11 @@ class TableSink:
             except NameCollision as exc:
                 values.append(value)
                 bad.append(BadValue(index, str(exc), Reason.INCOMPATIBLE_SCHEMA))
+            except Exception as exc:
+                if is_infrastructure(exc):
+                    raise
+                values.append(value)
+                bad.append(BadValue(index, describe(exc), Reason.DECODER_ERROR))
         return dataclasses.replace(chunk, values=values), bad
 
     def _decode(self, chunk: RecordChunk) -> Decoded:
@@ -195,12 +251,26 @@ class TableSink:
             try:
                 return self._decoder.decode(chunk)
             except SchemaDrift as drift:
-                table, plan = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only)
-                if plan.incompatible:
-                    log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible)
-                self._use(table)
+                self._evolve(drift)
         assert self._decoder is not None
         return self._decoder.decode(chunk, allow_drift=False)
+
+    def _evolve(self, drift: SchemaDrift) -> None:
+        assert self._arrow_schema is not None
+        # Checked first against the schema this writer knows, so that a flood of new fields is refused
+        # without a catalog round trip per bisection step; evolve() checks again on the fresh table.
+        known = pa.schema([f for f in self._arrow_schema if f.name not in metadata.NAMES])
+        plan = plan_evolution(known, drift.incoming, drift.additions_only)
+        if plan.needs_change:
+            check_caps(count_fields(self._arrow_schema), count_fields(plan.target) - count_fields(known),
+                       self._caps())
+        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only,
+                                    self._caps())
+        self._batch_room -= added
+        if plan.incompatible:
+            log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible[:LOGGED_CHANGES],
+                        reason_count=len(plan.incompatible))
+        self._use(table)
 
     def _on_bad(self, chunk: RecordChunk, bad: list[BadValue], rows: pa.Table, good: list[int], now: float,
                 range_first: int, range_last: int) -> None:
@@ -212,24 +282,41 @@ class TableSink:
                 self.buffer.add(tp, range_first, chunk.offsets[first.index - 1], rows.slice(0, kept), now)
             reason = f"{first.code}: {first.reason}"
             raise RecordError(chunk.topic, chunk.partition, chunk.offsets[first.index], reason)
-        event = "record.dead_letter" if self.spec.errors == "dlq" else "record.skipped"
-        for b in bad:
-            self.bad_records[str(b.code)] += 1
-            log.warning(event, table=self.identifier, topic=chunk.topic, partition=chunk.partition,
-                        offset=chunk.offsets[b.index], reason=str(b.code), message=b.reason[:500])
-        if self.spec.errors == "dlq":
+
+        over: BadValue | None = None  # the first bad record past the dead-letter rate limit
+        limit = self.spec.max_dead_letters_per_minute if self.spec.errors == "dlq" else None
+        if limit is not None:
+            rate = self._dead_letter_rate = self._dead_letter_rate or DeadLetterRate(limit)
+            room = rate.room(now) or 0
+            if len(bad) > room:
+                over, bad = bad[room], bad[:room]
+                range_last = chunk.offsets[over.index] - 1
+            rate.spend(len(bad), now)
+        if bad:
+            event = "record.dead_letter" if self.spec.errors == "dlq" else "record.skipped"
+            self.bad_records.update(str(b.code) for b in bad)
+            log.warning(event, table=self.identifier, **batch_summary(chunk, bad))
+        if bad and self.spec.errors == "dlq":
             letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
             self.dead_letters.add(tp, range_first, range_last, letters, now)
             metrics.record_dead_letters(self.identifier, (str(b.code) for b in bad))
+        if over is not None:
+            assert limit is not None and rate is not None
+            if over.index > 0:  # the records before it are taken: the table reads again from it
+                kept = bisect.bisect_left(good, over.index)
+                self.buffer.add(tp, range_first, range_last, rows.slice(0, kept), now)
+            raise DeadLetterFlood(self.identifier, chunk.topic, chunk.partition, chunk.offsets[over.index],
+                                  rate.in_window(now) + 1, limit)
 
     def _assemble(self, chunk: RecordChunk, values: pa.Table) -> pa.Table:
         assert self._arrow_schema is not None
         meta = metadata.metadata_arrays(chunk) if self.spec.metadata_columns else {}
+        decoded = set(values.column_names)  # a set: tables of thousands of columns
         arrays = []
         for field in self._arrow_schema:
             if field.name in meta:
                 array = meta[field.name]
-            elif field.name in values.column_names:
+            elif field.name in decoded:
                 array = values[field.name]
             else:
                 array = pa.nulls(len(chunk), field.type)

@@ -9,6 +9,10 @@ the same scale, a field the incoming schema no longer has (nulls from then on).
 Refused (the records go to the dead letters, the table does not change): any other type change
 (long → string, struct → primitive, narrowing, a decimal scale change) and a new name that
 differs from an existing one only by case.
+
+Capped: a change that would take the table past `max_columns` fields, or add more fields in one
+batch than the batch has room for (`max_new_columns_per_batch`), is refused with TooManyColumns.
+Fields count at every depth (a struct's members too): each is a column id to Iceberg.
 """
 
 from __future__ import annotations
@@ -34,6 +38,39 @@ class EvolutionPlan:
         return bool(self.changes) and not self.incompatible
 
 
+class TooManyColumns(Exception):
+    """A schema change past a table's caps on columns; the message has the counts."""
+
+
+@dataclass(frozen=True)
+class ColumnCaps:
+    max_columns: int  # fields in the whole table, at every depth
+    room: int  # fields this batch may still add
+
+
+def check_caps(columns: int, added: int, caps: ColumnCaps) -> None:
+    """TooManyColumns if adding `added` fields to a table of `columns` is past `caps`."""
+    if added > caps.room:
+        raise TooManyColumns(f"{added} new fields, more than this batch may still add ({caps.room} of "
+                             "max_new_columns_per_batch)")
+    if columns + added > caps.max_columns:
+        raise TooManyColumns(f"{added} new fields would give the table {columns + added} columns, over "
+                             f"max_columns ({caps.max_columns}; it has {columns})")
+
+
+def count_fields(schema: pa.Schema | pa.DataType) -> int:
+    """Fields at every depth: top-level ones and the members of structs, also inside lists and maps."""
+    if isinstance(schema, pa.Schema):
+        return sum(1 + count_fields(f.type) for f in schema)
+    if pa.types.is_struct(schema):
+        return sum(1 + count_fields(schema.field(i).type) for i in range(schema.num_fields))
+    if _is_list(schema):
+        return count_fields(schema.value_type)
+    if pa.types.is_map(schema):
+        return count_fields(schema.item_type)
+    return 0
+
+
 def plan_evolution(current: pa.Schema, incoming: pa.Schema, additions_only: bool = False) -> EvolutionPlan:
     """The table schema that holds both; with `additions_only`, differing types are left to per-record checks."""
     plan = EvolutionPlan(pa.schema([]))
@@ -46,6 +83,7 @@ def _merge_fields(
     current: list[pa.Field], incoming: list[pa.Field], prefix: str, plan: EvolutionPlan, additions_only: bool
 ) -> list[pa.Field]:
     by_name = {f.name: f for f in incoming}
+    names = {f.name for f in current}
     lower = {f.name.lower(): f.name for f in current}
     merged = []
     for old in current:
@@ -55,7 +93,7 @@ def _merge_fields(
         else:
             merged.append(old.with_type(_merge_type(old.type, new.type, f"{prefix}{old.name}", plan, additions_only)))
     for new in incoming:
-        if new.name in {f.name for f in current}:
+        if new.name in names:
             continue
         path = f"{prefix}{new.name}"
         clash = lower.get(new.name.lower())

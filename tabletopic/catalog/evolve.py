@@ -8,13 +8,14 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
+from tabletopic.catalog.evolution import ColumnCaps, EvolutionPlan, check_caps, count_fields, plan_evolution
 from tabletopic.decode import metadata
 from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 10
+LOGGED_CHANGES = 20  # a schema change of thousands of fields is logged by its count and its first changes
 
 
 def value_schema(table: Table) -> pa.Schema:
@@ -23,25 +24,34 @@ def value_schema(table: Table) -> pa.Schema:
 
 
 def evolve(
-    catalog: Catalog, identifier: str, incoming: pa.Schema, additions_only: bool = False
-) -> tuple[Table, EvolutionPlan]:
-    """Change the table to hold `incoming` if the plan allows it; returns the table as it now is and the plan.
+    catalog: Catalog, identifier: str, incoming: pa.Schema, additions_only: bool = False,
+    caps: ColumnCaps | None = None,
+) -> tuple[Table, EvolutionPlan, int]:
+    """Change the table to hold `incoming` if the plan allows it; returns the table as it now is, the
+    plan and how many fields the change added. With `caps`, a change past them raises TooManyColumns
+    and leaves the table as it was.
 
     Each attempt plans against the freshly loaded table, so a writer that lost the race to
     another one evolving the same way finds nothing left to do. A schema change never moves
-    the snapshot, so it never conflicts with a data commit (and the reverse).
+    the snapshot, so it never conflicts with a data commit (and the reverse). The change is one
+    schema update, committed whole or not at all.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         table = catalog.load_table(identifier)
-        plan = plan_evolution(value_schema(table), incoming, additions_only)
+        current = value_schema(table)
+        plan = plan_evolution(current, incoming, additions_only)
         if not plan.needs_change:
-            return table, plan
+            return table, plan, 0
+        added = count_fields(plan.target) - count_fields(current)
+        if caps is not None:
+            check_caps(count_fields(table.schema().as_arrow()), added, caps)
         try:
             with table.update_schema() as update:
                 update.union_by_name(plan.target)
         except CommitFailedException as exc:
             log.info("schema.conflict", table=identifier, attempt=attempt, error=str(exc))
             continue
-        log.info("schema.evolved", table=identifier, changes=plan.changes, attempt=attempt)
-        return catalog.load_table(identifier), plan
+        log.info("schema.evolved", table=identifier, changes=plan.changes[:LOGGED_CHANGES],
+                 change_count=len(plan.changes), attempt=attempt)
+        return catalog.load_table(identifier), plan, added
     raise CommitError(f"{identifier}: schema change did not land after {MAX_ATTEMPTS} attempts")

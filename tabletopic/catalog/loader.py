@@ -17,8 +17,9 @@ from pyiceberg.utils.config import Config as PyicebergConfig
 from pyiceberg.utils.config import merge_config
 
 from tabletopic import logs
-from tabletopic.config import _SECRET_KEY, DEFAULT_WAREHOUSE, CatalogConfig
+from tabletopic.config import DEFAULT_WAREHOUSE, CatalogConfig
 from tabletopic.exceptions import ConfigError
+from tabletopic.secrets import secrets_of
 
 # The name a config gets when it names no catalog.
 UNNAMED = "default"
@@ -80,7 +81,7 @@ def open_catalog(config: CatalogConfig) -> Catalog:
     named = named_catalog(config.name)
     if named is not None:
         # Secrets kept in pyiceberg's file never passed through tabletopic's config: mask them too.
-        logs.mask_also(str(v) for k, v in named.items() if isinstance(v, str) and v and _SECRET_KEY.search(k))
+        logs.mask_also(secrets_of([{k: v for k, v in named.items() if isinstance(v, str)}]))
     try:
         return load_catalog(config.name, **catalog_properties(config, named))
     except Exception as exc:

@@ -15,3 +15,8 @@ class Reason(StrEnum):
     UNKNOWN_FIELD = "unknown_field"  # JSON drift policy `strict`: a field the table does not have
     OVERSIZED = "oversized"  # the value is larger than the table's `max_record_bytes`
     NULL_REQUIRED = "null_required"  # a null (or missing) value for a required column
+    TOO_DEEP = "too_deep"  # JSON nested deeper than the decoder accepts
+    BAD_FIELD_NAME = "bad_field_name"  # a field name no column may have (empty, dotted, control characters, ...)
+    TOO_MANY_ITEMS = "too_many_items"  # an array or map with more items than the table's `max_items`
+    TOO_MANY_COLUMNS = "too_many_columns"  # new fields past `max_columns` or the per-batch cap of new fields
+    DECODER_ERROR = "decoder_error"  # the decoder or the schema evolution failed on the record (names the exception)

@@ -7,12 +7,18 @@ hold yet, in a snapshot without an offsets map (recovery reads the newest ancest
 one). Step 3 deletes every replayed coordinate from `<table>__dlq`. A replay that dies between
 steps 2 and 3 leaves rows in both tables (`audit` reports them as duplicates); running it again
 finds them in the table, appends nothing, and finishes the delete.
+
+Two kinds of dead letters are refused (left where they are, counted, and said): those of a topic
+the table does not read per the config (a row a hostile topic put into `<table>__dlq` must not
+reach the table), and those that hold only a prefix of their key or value (rows.py).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -34,6 +40,8 @@ from tabletopic.decode.avro import WriterSchemas
 from tabletopic.decode.conform import conform_table
 from tabletopic.exceptions import CommitError, TabletopicError
 from tabletopic.kafka.records import RecordChunk
+from tabletopic.resolver import reserved_suffix
+from tabletopic.routing import table_for
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
@@ -50,6 +58,8 @@ class ReplayReport:
     replayed: int = 0  # now rows of the table (appended by this run or found there)
     still_bad: int = 0  # decoded again and still refused: they stay
     appended: int = 0
+    foreign: int = 0  # refused: from a topic the table does not read
+    unrestorable: int = 0  # refused: only a prefix of the record was kept
 
 
 def replay(
@@ -70,12 +80,13 @@ def replay(
         row_filter=_equal(dead_letter.REASON, reason) if reason else AlwaysTrue()
     ).to_arrow()
     report.chosen = chosen.num_rows
+    chosen, report.foreign, report.unrestorable = _replayable(chosen, spec)
     if not chosen.num_rows:
         return report
 
     # Step 1.
-    sink = TableSink(replace(spec, errors="dlq"), catalog, group, f"replay-{uuid.uuid4().hex[:8]}", RetryPolicy(),
-                     writer_schemas)
+    sink = TableSink(replace(spec, errors="dlq", max_dead_letters_per_minute=None), catalog, group,
+                     f"replay-{uuid.uuid4().hex[:8]}", RetryPolicy(), writer_schemas)
     for chunk in _chunks(chosen):
         sink.ingest(chunk, time.monotonic())
     parts = sink.buffer.take()
@@ -116,6 +127,39 @@ def replay(
         raise CommitError(f"{spec.table}: dead letters replayed but not yet removed; run the replay again")
     log.info("dlq.removed", table=dead_letter.dlq_identifier(spec.table), rows=report.replayed)
     return report
+
+
+def reads_topic(spec: TableConfig, topic: str) -> bool:
+    """Whether the config entry's table reads `topic`: one it names, or one its pattern gives this table."""
+    if topic in spec.all_topics:
+        return True
+    pattern = spec.topic_pattern
+    return (pattern is not None and re.fullmatch(pattern, topic) is not None
+            and table_for(spec.table, topic) == spec.table and reserved_suffix(spec.table) is None)
+
+
+def _replayable(letters: pa.Table, spec: TableConfig) -> tuple[pa.Table, int, int]:
+    """The letters replay may take; the counts of those from topics the table does not read, and of
+    those cut short (both said in the log)."""
+    topics = letters[metadata.TOPIC].to_pylist()
+    read = {topic: reads_topic(spec, topic) for topic in set(topics)}
+    foreign = Counter(topic for topic in topics if not read[topic])
+    if foreign:
+        log.warning("dlq.replay_refused", table=spec.table, dead_letters=sum(foreign.values()),
+                    topics=dict(sorted(foreign.items())),
+                    reason="from topics the table does not read (per the config): left in the dead-letter table")
+    whole = [read[topic] for topic in topics]
+    cut = [dead_letter.is_truncated(m) for m in letters[dead_letter.MESSAGE].to_pylist()]
+    unrestorable = [w and c for w, c in zip(whole, cut, strict=True)]
+    if any(unrestorable):
+        offsets = [f"{t}/{p}@{o}" for t, p, o, bad in zip(topics, letters[metadata.PARTITION].to_pylist(),
+                                                           letters[metadata.OFFSET].to_pylist(), unrestorable,
+                                                           strict=True) if bad]
+        log.warning("dlq.replay_refused", table=spec.table, dead_letters=len(offsets), records=offsets[:20],
+                    reason="only a prefix of the key or value was kept: the record cannot be restored "
+                           "(read it again from the topic, if it is still there)")
+    keep = [w and not c for w, c in zip(whole, cut, strict=True)]
+    return letters.filter(pa.array(keep, pa.bool_())), sum(foreign.values()), sum(unrestorable)
 
 
 def _chunks(letters: pa.Table) -> list[RecordChunk]:

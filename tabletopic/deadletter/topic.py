@@ -8,9 +8,9 @@ where it came from and why.
 A copy never stops the writer: sending happens after the dead letters are committed, so an
 exception here would only send the flush round again, and again. A letter too big for the
 producer goes with its value cut to fit and a `tabletopic.truncated` header holding the value's
-real length (the whole value is in `<table>__dlq`); one the broker refuses as too large goes
-again with no value at all. Every other failure (the broker refusing the copy, no delivery in
-time) is logged with the record's topic, partition and offset and counted in
+real length (as does a letter that kept only a prefix of its value, deadletter/rows.py); one the
+broker refuses as too large goes again with no value at all. Every other failure (the broker
+refusing the copy, no delivery in time) is logged with the record's topic, partition and offset and counted in
 `tabletopic_dead_letter_topic_failures_total{table,reason}`.
 """
 
@@ -63,8 +63,8 @@ def fitted(copy: Copy, budget: int) -> Copy | None:
     header; None when even the key and headers do not fit. Pure."""
     if record_bytes(copy.key, copy.value, copy.headers) <= budget:
         return copy
-    length = len(copy.value or b"")
-    headers = [*copy.headers, (TRUNCATED, str(length).encode())]
+    length = copy.truncated_from if copy.truncated_from is not None else len(copy.value or b"")
+    headers = [*(h for h in copy.headers if h[0] != TRUNCATED), (TRUNCATED, str(length).encode())]
     room = budget - record_bytes(copy.key, None, headers)
     if room < 0:
         return None
@@ -89,7 +89,10 @@ def copies_of(letters: pa.Table) -> list[Copy]:
                             ("tabletopic.reason", row[dead_letter.REASON].encode()),
                             ("tabletopic.message", row[dead_letter.MESSAGE].encode()[:1000])]
         coordinates = (row[metadata.TOPIC], row[metadata.PARTITION], row[metadata.OFFSET])
-        copies.append(Copy(coordinates, row[metadata.KEY], row[dead_letter.VALUE], headers))
+        length = dead_letter.cut_length(row[dead_letter.MESSAGE], "value")  # the letter kept a prefix
+        if length is not None:
+            headers.append((TRUNCATED, str(length).encode()))
+        copies.append(Copy(coordinates, row[metadata.KEY], row[dead_letter.VALUE], headers, length))
     return copies
 
 
@@ -111,7 +114,7 @@ class DeadLetterTopic:
             if fit is None:
                 self._failed(copy.coordinates, "too_large", f"key and headers alone are over {self._budget} bytes")
                 continue
-            if fit.truncated_from is not None:
+            if fit is not copy:  # cut here (a letter kept in part says so in its header already)
                 self._truncated(fit, f"over the producer's message.max.bytes ({self._budget})")
             self._produce(fit)
         self._flush()

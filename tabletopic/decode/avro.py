@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 
 from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.deadletter.reasons import Reason
-from tabletopic.decode import avro_batch
+from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.decode.conform import conform_table
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
-from tabletopic.exceptions import SchemaError
+from tabletopic.exceptions import SchemaError, SourceUnavailable
 from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
 
@@ -66,6 +66,7 @@ class WriterSchemas:
         self._unreadable: dict[int, UnreadableSchema] = {}
         self._needs_fixing: dict[int, bool] = {}
         self._batch_json: dict[int, str | None] = {}  # the schema for the batch path, None: not batchable
+        self._item_walkers: dict[int, avro_limits.ItemWalk | None] = {}
 
     def parsed(self, schema_id: int) -> Any:
         """The parsed writer schema; raises UnknownSchemaId, UnreadableSchema or RegistryUnavailable."""
@@ -83,7 +84,12 @@ class WriterSchemas:
             compact = text.replace(" ", "")
             self._needs_fixing[schema_id] = '"time-m' in compact or '"uuid"' in compact
             self._batch_json[schema_id] = avro_batch.schema_json(text) if avro_batch.batchable(schema) else None
+            self._item_walkers[schema_id] = avro_limits.item_walker(schema)
         return schema
+
+    def item_walker(self, schema_id: int) -> avro_limits.ItemWalk | None:
+        """The walk that counts a body's array items and map entries; None if its schema has none."""
+        return self._item_walkers.get(schema_id)
 
     def batch_json(self, schema_id: int) -> str | None:
         return self._batch_json.get(schema_id)
@@ -99,8 +105,10 @@ class AvroDecoder:
     raises SchemaDrift before any row is made; one it cannot take makes its records dead letters.
     """
 
-    def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema, lowercase: bool = False) -> None:
+    def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema, lowercase: bool = False,
+                 max_items: int = avro_limits.DEFAULT_MAX_ITEMS) -> None:
         self._schemas = schemas
+        self._max_items = max_items
         self.schema = arrow_schema
         self._lowercase = lowercase
         self._plans: dict[int, EvolutionPlan] = {}
@@ -114,8 +122,12 @@ class AvroDecoder:
                 incoming = writer_arrow_schema(writer, self._lowercase)
                 self._renamers[schema_id] = avro_renamer(writer) if self._lowercase else None
                 plan = plan_evolution(self.schema, incoming)
+            except (UnknownSchemaId, SourceUnavailable):
+                raise
             except (UnreadableSchema, SchemaError, NameCollision) as exc:
                 plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
+            except Exception as exc:  # a schema nobody foresaw: its records are dead letters, never a crash loop
+                plan = EvolutionPlan(self.schema, incompatible=[f"planning failed: {type(exc).__name__}: {exc}"])
             self._plans[schema_id] = plan
         return plan
 
@@ -145,6 +157,9 @@ class AvroDecoder:
                 return None
             text = self._schemas.batch_json(schema_id)
             if plan.incompatible or plan.needs_change or text is None or self._renamers.get(schema_id) is not None:
+                return None
+            walker = self._schemas.item_walker(schema_id)
+            if any(avro_limits.items_refusal(walker, bodies[i], 0, self._max_items) for i in indexes):
                 return None
             try:
                 read = avro_batch.read_batch(text, self._schemas.parsed(schema_id), [bodies[i] for i in indexes])
@@ -223,6 +238,11 @@ class AvroDecoder:
             raise BadValue(index, f"schema id {schema_id} needs a table change that did not land: {plan.changes}",
                            Reason.INCOMPATIBLE_SCHEMA, schema_id)
         writer = self._schemas.parsed(schema_id)
+        refusal = avro_limits.items_refusal(self._schemas.item_walker(schema_id), value, HEADER.size,
+                                            self._max_items)
+        if refusal is not None:
+            reason, detail = refusal
+            raise BadValue(index, f"schema id {schema_id}: {detail}", reason, schema_id)
         body = io.BytesIO(value)
         body.seek(HEADER.size)
         try:
@@ -325,13 +345,17 @@ def _arrow_type(avro: Any, path: str) -> pa.DataType:
         # Spark cannot read Iceberg's `time`: keep microseconds since midnight as a long.
         return pa.int64()
     if logical == "decimal":
-        return pa.decimal128(int(avro["precision"]), int(avro.get("scale", 0)))
+        return _decimal_type(avro, path)
     if logical == "uuid":
         return pa.string()
     if kind == "record":
         return pa.struct([_arrow_field(f, f"{path}.{f['name']}") for f in avro["fields"]])
     if kind == "array":
-        return pa.list_(_arrow_type(avro["items"], f"{path}[]"))
+        items = _arrow_type(avro["items"], f"{path}[]")
+        if avro_limits.may_be_empty(avro["items"]):
+            # A few bytes could declare billions of such items.
+            raise SchemaError(f"{path}[]", "array items of a type that takes no bytes on the wire are refused")
+        return pa.list_(items)
     if kind == "map":
         return pa.map_(pa.string(), _arrow_type(avro["values"], f"{path}{{}}"))
     if kind == "enum":
@@ -339,3 +363,16 @@ def _arrow_type(avro: Any, path: str) -> pa.DataType:
     if kind == "fixed":
         return pa.binary()
     return _arrow_type(kind, path)
+
+
+# Iceberg's decimals (and Arrow's decimal128) hold up to 38 digits; Avro's have no such bound.
+_MAX_DECIMAL_PRECISION = 38
+
+
+def _decimal_type(avro: dict[str, Any], path: str) -> pa.DataType:
+    precision, scale = avro.get("precision"), avro.get("scale", 0)
+    if not (isinstance(precision, int) and isinstance(scale, int)
+            and 1 <= precision <= _MAX_DECIMAL_PRECISION and 0 <= scale <= precision):
+        raise SchemaError(path, f"Avro decimal(precision={precision}, scale={scale}) has no Iceberg column type: "
+                          f"precision 1-{_MAX_DECIMAL_PRECISION}, scale 0-precision")
+    return pa.decimal128(precision, scale)

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from tabletopic.decode.avro_framing import check_framing
+from tabletopic.decode.avro_limits import may_be_empty
 
 _MAGIC = b"Obj\x01"
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "bytes"})
@@ -69,17 +70,10 @@ def batchable(schema: Any) -> bool:
         return all(batchable(field["type"]) for field in schema["fields"])
     if kind == "array":
         # Items that may take no bytes let a corrupt count make the reader loop for ~2**63 items.
-        return batchable(schema["items"]) and not _may_be_empty(schema["items"])
+        return batchable(schema["items"]) and not may_be_empty(schema["items"])
     if kind in ("map", "enum", "fixed"):
         return False
     return batchable(kind)  # {"type": "string"} and the like
-
-
-def _may_be_empty(schema: Any) -> bool:
-    """Whether a value of this (batchable) type can be encoded in zero bytes."""
-    if isinstance(schema, dict) and schema.get("type") == "record":
-        return all(_may_be_empty(field["type"]) for field in schema["fields"])
-    return schema == "null" or (isinstance(schema, dict) and schema.get("type") == "null")
 
 
 def read_batch(schema_json: str, writer: Any, bodies: Sequence[bytes]) -> pa.Table:

@@ -6,6 +6,11 @@ columns first (SchemaDrift), `strict` makes their records dead letters, `ignore`
 and counts the records that had them. A batch that still fails is split down to its bad
 values, each explained with a reason code. Schemas pyarrow.json cannot parse into (maps) take
 a per-record path, which ignores unknown fields under every policy.
+
+Before any parser sees them, values nested too deep (a parser's stack overflows) and values holding
+an integer outside the 64-bit range are set apart as dead letters (decode/json_guard.py). A field
+name no column may have never reaches a schema: it is pruned from every inferred schema, and the
+records carrying it are dead letters `bad_field_name` when the table would take new fields from them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import pyarrow as pa
@@ -24,10 +29,20 @@ from tabletopic.catalog.evolution import plan_evolution
 from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift, split_bad_values
 from tabletopic.decode.json_check import Checker, NeedsParser, json_checker, parser_type
+from tabletopic.decode.json_guard import (
+    integer_out_of_range,
+    may_hold_long_integer,
+    schema_name_problems,
+    too_deep,
+    too_deep_message,
+    value_name_problem,
+    without_bad_names,
+)
 from tabletopic.kafka.records import RecordChunk
 
 Drift = Literal["evolve", "strict", "ignore"]
-_PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+_PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, OverflowError, pa.ArrowTypeError,
+                 pa.ArrowNotImplementedError)
 
 # A null value (a tombstone) becomes a row whose value columns are all null.
 _EMPTY_OBJECT = b"{}"
@@ -78,14 +93,47 @@ def _read(joined: bytes, schema: pa.Schema | None, unknown: str) -> pa.Table:
     return pa_json.read_json(io.BytesIO(joined), read_options=read_options, parse_options=parse_options)
 
 
-def _has_map(data_type: pa.DataType) -> bool:
-    if pa.types.is_map(data_type):
+def _holds_type(data_type: pa.DataType, wanted: Callable[[pa.DataType], bool]) -> bool:
+    """Whether `data_type` is, or holds at any depth (struct fields, list items, map values), a `wanted` type."""
+    if wanted(data_type):
         return True
     if pa.types.is_struct(data_type):
-        return any(_has_map(data_type.field(i).type) for i in range(data_type.num_fields))
+        return any(_holds_type(data_type.field(i).type, wanted) for i in range(data_type.num_fields))
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        return _has_map(data_type.value_type)
+        return _holds_type(data_type.value_type, wanted)
+    if pa.types.is_map(data_type):
+        return _holds_type(data_type.item_type, wanted)
     return False
+
+
+def _holds_huge_floats(rows: pa.Table) -> bool:
+    """Whether a float anywhere in `rows` is at least 2^63 in size (an integer literal past int64 reads so)."""
+    leaves = [leaf for column in rows.columns for chunk in column.chunks for leaf in _float_leaves(chunk)]
+    return any((pc.max(pc.abs(leaf)).as_py() or 0) >= 2.0 ** 63 for leaf in leaves)
+
+
+def _float_leaves(array: pa.Array) -> list[pa.Array]:
+    if pa.types.is_floating(array.type):
+        return [array]
+    if pa.types.is_struct(array.type):
+        return [leaf for i in range(array.type.num_fields) for leaf in _float_leaves(array.field(i))]
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        return _float_leaves(array.flatten())
+    if pa.types.is_map(array.type):
+        return _float_leaves(array.items)
+    return []
+
+
+def hostile_values(values: Sequence[bytes | None]) -> dict[int, BadValue]:
+    """The values no parser may see (nested too deep) or no column takes as they are (an integer
+    outside the 64-bit range), by index."""
+    bad = {i: BadValue(i, too_deep_message(values[i]), Reason.TOO_DEEP)  # type: ignore[arg-type]
+           for i in too_deep(values)}
+    if may_hold_long_integer(values):
+        for index, value in enumerate(values):
+            if value is not None and index not in bad and (message := integer_out_of_range(value)) is not None:
+                bad[index] = BadValue(index, message, Reason.TYPE_MISMATCH)
+    return bad
 
 
 def _parse_per_record(values: Sequence[bytes | None], schema: pa.Schema, check: Checker) -> pa.Table:
@@ -107,8 +155,12 @@ class JsonDecoder:
         self.schema = pa.schema([pa.field(f.name, parser_type(f.type), nullable=True) for f in schema])
         self.drift = drift
         self._unknown = "ignore" if drift == "ignore" else "error"
-        self._batch_path = not any(_has_map(f.type) for f in schema)
-        self._check = json_checker(pa.struct(list(schema)), "(value)")
+        self._batch_path = not any(_holds_type(f.type, pa.types.is_map) for f in schema)
+        # pyarrow.json refuses an integer past int64 for an integer column, but reads it as a double
+        # into a float one: a batch with a float of that size is screened for long integers.
+        self._screen_integers = any(_holds_type(f.type, pa.types.is_floating) for f in schema)
+        self._known = pa.struct(list(schema))
+        self._check = json_checker(self._known, "(value)")
         self._missed: list[pa.Schema] = []  # new-field schemas found one value at a time
 
     def _decode_values(self, values: Sequence[bytes | None], unknown: str | None = None) -> pa.Table:
@@ -118,12 +170,36 @@ class JsonDecoder:
 
     def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
         values = chunk.values
-        try:
-            rows = self._decode_values(values, "error")
-            if rows.num_rows == len(values):
+        fast = not too_deep(values)
+        rows: pa.Table | None = None
+        if fast:
+            try:
+                parsed = self._decode_values(values, "error")
+                rows = parsed if parsed.num_rows == len(values) else None
+            except _PARSE_ERRORS:
+                pass
+            if rows is not None and not (self._screen_integers and _holds_huge_floats(rows)):
                 return Decoded(rows)
-        except _PARSE_ERRORS:
-            pass
+        hostile = hostile_values(values)
+        if not hostile:
+            return Decoded(rows) if rows is not None else self._decode_slowly(values, allow_drift, fast_tried=fast)
+        kept = [i for i in range(len(values)) if i not in hostile]
+        decoded = self._decode_slowly([values[i] for i in kept], allow_drift, fast_tried=False)
+        good = kept if decoded.good is None else [kept[i] for i in decoded.good]
+        bad = sorted([*hostile.values(), *(b.at(kept[b.index]) for b in decoded.bad)], key=lambda b: b.index)
+        return Decoded(decoded.rows, good, bad, decoded.dropped_fields)
+
+    def _decode_slowly(self, values: Sequence[bytes | None], allow_drift: bool, fast_tried: bool = True) -> Decoded:
+        """`values` (none of them hostile) when the one-pass parse failed on them (or was not tried)."""
+        if not values:
+            return Decoded(self.schema.empty_table(), [], [])
+        if not fast_tried:
+            try:
+                rows = self._decode_values(values, "error")
+                if rows.num_rows == len(values):
+                    return Decoded(rows)
+            except _PARSE_ERRORS:
+                pass
         if self.drift == "ignore":
             try:
                 rows = self._decode_values(values)
@@ -157,7 +233,7 @@ class JsonDecoder:
         """The table schema plus the compatible new fields of `inferred`; None if there are none."""
         target, changed = self.table_schema, False
         for schema in inferred:
-            plan = plan_evolution(target, schema, additions_only=True)
+            plan = plan_evolution(target, _settled(without_bad_names(schema, target)), additions_only=True)
             target, changed = plan.target, changed or bool(plan.changes)
         return target if changed else None
 
@@ -185,6 +261,10 @@ class JsonDecoder:
             return BadValue(index, f"malformed JSON: {exc}", Reason.MALFORMED_JSON)
         if not isinstance(parsed, dict):
             return BadValue(index, f"expected a JSON object, got {type(parsed).__name__}", Reason.MALFORMED_JSON)
+        if self._unknown == "error" and self._batch_path:  # a table that would take new fields from it
+            problem = value_name_problem(value, self._known)
+            if problem is not None:
+                return BadValue(index, problem, Reason.BAD_FIELD_NAME)
         if self._unknown == "error" and self._fits_without_unknown_fields(value):
             return self._explain_new_fields(index, value)
         return BadValue(index, f"type mismatch: {error}", Reason.TYPE_MISMATCH)
@@ -212,20 +292,39 @@ def infer_schema(values: Sequence[bytes | None]) -> pa.Schema:
 
     Numbers stay long or double, strings stay strings (no guessed timestamps: a timestamp
     column comes only from a table the user created), all-null and empty-object fields are left out.
+    Values the decoder refuses whatever the schema (too deep, a long integer, a field name no column
+    may have) have no say in it.
     """
+    hostile = hostile_values(values)
+    usable = [v for i, v in enumerate(values) if i not in hostile]
+    inferred = _infer(usable)
+    if schema_name_problems(inferred):
+        usable = [v for v in usable if value_name_problem(v) is None]
+        inferred = _infer(usable)
+    return _settled(without_bad_names(inferred))
+
+
+def _infer(values: Sequence[bytes | None]) -> pa.Schema:
+    if not values:
+        return pa.schema([])
     try:
-        inferred = _parse(values, None).schema
+        return _parse(values, None).schema
     except (pa.ArrowInvalid, ValueError):
-        # The batch disagrees with itself; take the first decodable object's shape and let the
-        # decode path name the records that do not fit it.
-        inferred = pa.schema([])
-        for value in values:
-            try:
-                inferred = _parse([value], None).schema
-                break
-            except (pa.ArrowInvalid, ValueError):
-                continue
-    return _settled(inferred)
+        pass
+    # Some values do not parse (the decode path names them): the shape of those that do; if these
+    # disagree with each other, the first one's shape, and the decode path names those that do not fit.
+    shapes = []
+    for value in values:
+        try:
+            shapes.append((value, _parse([value], None).schema))
+        except (pa.ArrowInvalid, ValueError):
+            continue
+    if not shapes:
+        return pa.schema([])
+    try:
+        return _parse([value for value, _ in shapes], None).schema
+    except (pa.ArrowInvalid, ValueError):
+        return shapes[0][1]
 
 
 def _settled(inferred: pa.Schema) -> pa.Schema:

@@ -65,6 +65,18 @@ def json_checker(data_type: pa.DataType, path: str) -> Checker:
             for each in value:
                 list_item(each)
         return check_list
+    bounds = _INTEGER_RANGES.get(str(data_type))
+    if bounds is not None:
+        low, high = bounds
+
+        def check_integer(value: Any) -> None:
+            if value is None:
+                return
+            if type(value) is not int:
+                raise _misfit(path, value, str(data_type))
+            if not low <= value <= high:  # from_pylist would raise OverflowError
+                raise Misfit(f"{path}: integer {value} is outside the range of a {data_type} column")
+        return check_integer
     accepted = _ACCEPTED.get(str(data_type))
     if accepted is None:
         def needs_parser(value: Any) -> None:
@@ -81,10 +93,15 @@ def json_checker(data_type: pa.DataType, path: str) -> Checker:
 # The Python types json.loads gives that a column takes as they are (bool is not an int here).
 _ACCEPTED: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
-    **dict.fromkeys(("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"), (int,)),
     **dict.fromkeys(("halffloat", "float", "double"), (int, float)),
     "string": (str,),
     "large_string": (str,),
+}
+
+
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    **{f"int{bits}": (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) for bits in (8, 16, 32, 64)},
+    **{f"uint{bits}": (0, (1 << bits) - 1) for bits in (8, 16, 32, 64)},
 }
 
 

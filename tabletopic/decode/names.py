@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from tabletopic.decode.json_guard import is_too_deep
+
 Rename = Callable[[Any], Any]
 
 
@@ -23,7 +25,10 @@ class NameCollision(ValueError):
 
 
 def lowercase_json(value: bytes, schema: pa.Schema) -> bytes:
-    """`value` with every object key in lower case, except inside map columns; unparseable values as they are."""
+    """`value` with every object key in lower case, except inside map columns; unparseable values (and
+    values too deep to parse safely: the decoder refuses them) as they are."""
+    if is_too_deep(value):
+        return value
     try:
         parsed = json.loads(value)
     except (ValueError, UnicodeDecodeError):

@@ -1,8 +1,12 @@
-"""Writer schemas from a Confluent-compatible Schema Registry, cached by id."""
+"""Writer schemas from a Confluent-compatible Schema Registry, cached by id; ids it does not know
+are remembered for a while too, so a flood of records with unknown ids costs one request per id."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -20,6 +24,11 @@ class RegistryUnavailable(SourceUnavailable):
 
 # The client waits forever by default: a registry that hangs would stop the whole worker.
 DEFAULT_TIMEOUT_S = 10.0
+# How long an id the registry answered 404 for is taken as unknown without asking again. Registries
+# hand out an id before any producer can use it, so a miss is almost always a bad or foreign id; the
+# TTL only bounds how long a registry that lags (a follower catching up) keeps costing dead letters.
+UNKNOWN_ID_TTL_S = 30.0
+_MAX_UNKNOWN_IDS = 10_000  # remembered at most (the oldest forgotten first): random ids cost memory too
 _NUMERIC_KEYS = {"timeout", "cache.capacity", "cache.latest.ttl.sec", "max.retries", "retries.wait.ms",
                  "retries.max.wait.ms"}
 
@@ -27,17 +36,44 @@ _NUMERIC_KEYS = {"timeout", "cache.capacity", "cache.latest.ttl.sec", "max.retri
 class SchemaRegistry:
     """`url` may also be `mock://NAME`: confluent-kafka's in-process registry, for embedding."""
 
-    def __init__(self, url: str, properties: Mapping[str, str] | None = None) -> None:
+    def __init__(self, url: str, properties: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         conf: dict[str, object] = {"url": url, "timeout": DEFAULT_TIMEOUT_S}
         for key, value in (properties or {}).items():
             conf[key] = float(value) if key in _NUMERIC_KEYS else value
         self._client = SchemaRegistryClient.new_client(conf)
         self._cache: dict[int, str] = {}
+        self._unknown_until: OrderedDict[int, float] = OrderedDict()  # id -> when to ask again
+        self._clock = clock
+        # One lookup at a time: concurrent callers asking for the same id wait for the first answer.
+        self._lookup = threading.Lock()
 
     def schema_text(self, schema_id: int) -> str:
         cached = self._cache.get(schema_id)
         if cached is not None:
             return cached
+        with self._lookup:
+            cached = self._cache.get(schema_id)
+            if cached is not None:
+                return cached
+            if self._clock() < self._unknown_until.get(schema_id, float("-inf")):
+                raise UnknownSchemaId(schema_id)
+            try:
+                text = self._fetch(schema_id)
+            except UnknownSchemaId:
+                self._remember_unknown(schema_id)
+                raise
+            self._unknown_until.pop(schema_id, None)
+            self._cache[schema_id] = text
+            return text
+
+    def _remember_unknown(self, schema_id: int) -> None:
+        self._unknown_until.pop(schema_id, None)
+        self._unknown_until[schema_id] = self._clock() + UNKNOWN_ID_TTL_S
+        while len(self._unknown_until) > _MAX_UNKNOWN_IDS:
+            self._unknown_until.popitem(last=False)
+
+    def _fetch(self, schema_id: int) -> str:
         try:
             schema = self._client.get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -48,8 +84,7 @@ class SchemaRegistry:
             raise RegistryUnavailable(f"schema registry: {type(exc).__name__}: {exc}") from None
         if schema.schema_str is None:
             raise UnknownSchemaId(schema_id)
-        self._cache[schema_id] = schema.schema_str
-        return schema.schema_str
+        return str(schema.schema_str)
 
     def latest_schema_text(self, subject: str) -> str | None:
         try:

@@ -35,6 +35,8 @@ KUBECONFORM_VERSION = "v0.8.0"
 # The schemas of this Kubernetes version are the ones the chart is checked against.
 KUBERNETES_VERSION = "1.30.0"
 KUBERNETES_VALIDATE_VERSION = "1.37.0"  # PyPI; ships schemas for Kubernetes 1.25 to 1.37
+# Its one wheel (py3-none-any): pip refuses any other file under that name.
+KUBERNETES_VALIDATE_SHA256 = "85136d018a27b50ec7fc049d902bfa5193f5976807e6c0f408e3ab6fe078cad9"
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 SERVICEMONITOR_CRD = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
@@ -117,9 +119,12 @@ def _go_install(package: str, version: str, name: str) -> Path:
 
 def _extract_kubernetes_schemas(scratch: Path, destination: Path) -> None:
     """Download the kubernetes-validate wheel and unpack one Kubernetes version's schemas."""
+    pinned = scratch / "kubernetes-validate.txt"
+    requirement = f"kubernetes-validate=={KUBERNETES_VALIDATE_VERSION} --hash=sha256:{KUBERNETES_VALIDATE_SHA256}"
+    pinned.write_text(requirement + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-         "-d", str(scratch), f"kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"],
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--require-hashes",
+         "-d", str(scratch), "-r", str(pinned)],
         check=True,
     )
     wheel = next(scratch.glob("kubernetes_validate-*.whl"))

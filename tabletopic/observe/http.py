@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -65,8 +68,16 @@ class Endpoints:
         return generate_latest(_registry())
 
 
-def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
+class Answers(Protocol):
+    def healthz(self) -> str | None: ...
+    def readyz(self) -> str | None: ...
+    def metrics(self) -> bytes: ...
+
+
+def _handler(endpoints: Answers, timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # the socket's: a client that sends its request slowly, or half of it, is dropped
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -91,15 +102,79 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once, each for at most `timeout_s` in all
+    (request and answer, however slowly the client trickles bytes). Past the cap, the accepting thread
+    answers 503 itself and closes: slow clients cannot pile up threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int,
+                 timeout_s: float) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._timeout_s = timeout_s
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.setblocking(False)  # a fresh socket's buffer takes these bytes; never wait on the client
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._lock:
+            self._deadlines[request] = time.monotonic() + self._timeout_s
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(request, None)
+        self._slots.release()
+
+    def service_actions(self) -> None:
+        """On the serving thread, between accepts (every poll interval): cut connections past their time. The
+        handler's blocked read or write then ends, and so does its thread."""
+        now = time.monotonic()
+        with self._lock:
+            overdue = [request for request, deadline in self._deadlines.items() if deadline <= now]
+            for request in overdue:
+                del self._deadlines[request]
+        for request in overdue:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                request.shutdown(socket.SHUT_RDWR)
+
+
+def make_server(host: str, port: int, endpoints: Answers, timeout_s: float, max_connections: int) -> BoundedHTTPServer:
+    """The server, listening on host:port (not yet serving)."""
+    return BoundedHTTPServer((host, port), _handler(endpoints, timeout_s), max_connections, timeout_s)
+
+
 def serve(config: Config, expected_workers: int) -> ThreadingHTTPServer:
     endpoints = Endpoints(catalog_probe(config.catalog), broker_probe(config.kafka), expected_workers,
                           config.http.stall_seconds, time.time())
     try:
-        server = ThreadingHTTPServer((config.http.host, config.http.port), _handler(endpoints))
+        server = make_server(config.http.host, config.http.port, endpoints, config.http.request_timeout_seconds,
+                             config.http.max_connections)
     except OSError as exc:
         where = f"{config.http.host}:{config.http.port}"
         raise ConfigError("http.port", f"cannot listen on {where}: {exc.strerror}") from None
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="tabletopic-http", daemon=True).start()
     log.info("http.serving", host=config.http.host, port=server.server_address[1],
              endpoints=["/healthz", "/readyz", "/metrics"])

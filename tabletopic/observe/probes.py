@@ -3,56 +3,83 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tabletopic import logs
+import structlog
+
 from tabletopic.commit import faults
 from tabletopic.config import CatalogConfig
 
+log = structlog.get_logger(__name__)
+
 PROBE_TIMEOUT_S = 5.0
+# A verdict holds this long: /readyz called in a loop costs the catalog and the broker one call each per period.
+PROBE_CACHE_S = 5.0
 
 
 class Probe:
     """Runs a check on a thread of its own and answers at once with the latest verdict, so a slow
-    or hung service costs the HTTP answer nothing (Kubernetes' probes give up after a second)."""
+    or hung service costs the HTTP answer nothing (Kubernetes' probes give up after a second).
+    A finished check's verdict is reused for `cache_s`. Verdicts are generic (they are served to
+    anyone who can reach the port); the failure itself goes to the log, masked, when it changes."""
 
-    def __init__(self, check: Callable[[], None], timeout_s: float = PROBE_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, check: Callable[[], None], name: str = "probe", timeout_s: float = PROBE_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic, cache_s: float = PROBE_CACHE_S) -> None:
         self._check = check
+        self._name = name
         self._timeout_s = timeout_s
         self._clock = clock
+        self._cache_s = cache_s
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._lock = threading.Lock()  # HTTP requests arrive on threads of their own
         self._running: concurrent.futures.Future[None] | None = None
         self._started = 0.0
+        self._checked_at: float | None = None
         self._verdict: str | None = "not checked yet"
+        self._logged: str | None = None
 
     def error(self, wait_s: float = 0.5) -> str | None:
-        now = self._clock()
-        if self._running is None:
-            self._running, self._started = self._pool.submit(self._check), now
-        try:
-            self._running.result(timeout=wait_s)
-            self._verdict = None
-        except concurrent.futures.TimeoutError:
-            if now - self._started > self._timeout_s:
-                self._verdict = f"no answer within {self._timeout_s:.0f} s"
+        with self._lock:
+            now = self._clock()
+            if self._running is None:
+                if self._checked_at is not None and now - self._checked_at < self._cache_s:
+                    return self._verdict
+                self._running, self._started = self._pool.submit(self._check), now
+            try:
+                self._running.result(timeout=wait_s)
+                self._note(None, None)
+            except concurrent.futures.TimeoutError:
+                if now - self._started > self._timeout_s:
+                    self._note(f"no answer within {self._timeout_s:.0f} s", None)
+                return self._verdict
+            except Exception as exc:
+                self._note(verdict_of(exc), exc)
+            self._running = None  # done: the next call after the cache period checks again
+            self._checked_at = now
             return self._verdict
-        except Exception as exc:
-            self._verdict = verdict_of(exc)
-        self._running = None  # done: the next call checks again
-        return self._verdict
+
+    def _note(self, verdict: str | None, exc: Exception | None) -> None:
+        self._verdict = verdict
+        if verdict != self._logged:
+            if verdict is None:
+                log.info("probe.ok", probe=self._name)
+            else:  # the details, for whoever reads the logs: masked there like every line
+                log.warning("probe.failed", probe=self._name, reason=verdict,
+                            error=None if exc is None else f"{type(exc).__name__}: {exc}")
+            self._logged = verdict
 
 
 def verdict_of(exc: BaseException) -> str:
-    """What /readyz says of a failed check: the fault's reason and fix first when no retry fixes it (a 403,
-    refused credentials), and never a known secret (the answer does not pass through the logs' masking)."""
-    text = f"{type(exc).__name__}: {exc}"
+    """What /readyz says of a failed check: the fault's reason code and fix when no retry fixes it (a 403,
+    refused credentials), else only the kind of error. Never the exception's text: it may hold a URL with
+    a token, a host name, a user; that goes to the log."""
     fault = faults.permanent(exc)
     if fault is not None:
-        text = f"{fault.reason} ({fault.fix}): {text}"
-    return logs.masked(text)[:500]
+        return f"{fault.reason} ({fault.fix})"
+    return f"{type(exc).__name__}; details in the log"
 
 
 def catalog_probe(settings: CatalogConfig) -> Probe:
@@ -67,7 +94,7 @@ def catalog_probe(settings: CatalogConfig) -> Probe:
             opened.append(open_catalog(settings))
         opened[0].list_namespaces()
 
-    return Probe(check)
+    return Probe(check, "catalog")
 
 
 def broker_probe(kafka: Mapping[str, str]) -> Probe:
@@ -80,4 +107,4 @@ def broker_probe(kafka: Mapping[str, str]) -> Probe:
     def check() -> None:
         admin.list_topics(timeout=PROBE_TIMEOUT_S - 1)
 
-    return Probe(check)
+    return Probe(check, "broker")

@@ -155,8 +155,8 @@ def test_modes_render_the_right_objects(helm: Path, name: str) -> None:
     manifests = rendered(helm, name)
     expected = {
         "default": ["ConfigMap", "Deployment", "Service", "ServiceAccount"],
-        "deployment-full": ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount",
-                            "ServiceMonitor"],
+        "deployment-full": ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service",
+                            "ServiceAccount", "ServiceMonitor"],
         "sidecar": ["ConfigMap", "ServiceAccount"],
     }
     assert kinds(manifests) == expected[name]
@@ -401,3 +401,152 @@ def test_deployment_notes(helm: Path, tmp_path: Path) -> None:
     text = notes(helm, tmp_path)
     assert "1 replica(s) of Deployment tt-tabletopic" in text
     assert "port-forward deploy/tt-tabletopic 8080" in text
+
+
+# --- secrets stay out of the ConfigMap, the image is pinned, the network is closed ---------------------
+
+SECRET_VALUE = "S3cr3t-Passw0rd!"
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("config.kafka.sasl\\.password", "config.kafka.sasl.password"),
+        ("config.kafka.ssl\\.key\\.password", "config.kafka.ssl.key.password"),
+        ("config.kafka.sasl\\.jaas\\.config", "config.kafka.sasl.jaas.config"),
+        ("config.kafka.sasl\\.oauthbearer\\.client\\.secret", "config.kafka.sasl.oauthbearer.client.secret"),
+        ("config.schema_registry.properties.basic\\.auth\\.user\\.info",
+         "config.schema_registry.properties.basic.auth.user.info"),
+        ("config.catalog.s3\\.secret-access-key", "config.catalog.s3.secret-access-key"),
+        ("config.catalog.s3\\.access-key-id", "config.catalog.s3.access-key-id"),
+        ("config.catalog.s3\\.session-token", "config.catalog.s3.session-token"),
+        ("config.catalog.adls\\.account-key", "config.catalog.adls.account-key"),
+        ("config.catalog.adls\\.connection-string", "config.catalog.adls.connection-string"),
+        ("config.catalog.credential", "config.catalog.credential"),
+        ("config.catalog.token", "config.catalog.token"),
+        ("config.tables[0].properties.password", "config.tables[0].properties.password"),
+    ],
+)
+def test_template_refuses_a_literal_secret_in_config(helm: Path, setting: str, key: str) -> None:
+    result = template(helm, "--set-string", f"{setting}={SECRET_VALUE}")
+    assert result.returncode != 0
+    assert f"{key} looks like a secret and holds a literal value" in result.stderr
+    assert "${env:KEY}" in result.stderr and "existingSecret" in result.stderr
+    assert SECRET_VALUE not in result.stderr  # the message names the key, never the value
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://tabletopic:{SECRET_VALUE}@db:5432/catalog",
+        f"https://iceberg-rest:8181/?token={SECRET_VALUE}",
+        f"https://iceberg-rest:8181/?a=1&X-Amz-Signature={SECRET_VALUE}&sig={SECRET_VALUE}",
+    ],
+)
+def test_template_refuses_a_literal_secret_in_a_url(helm: Path, url: str) -> None:
+    result = template(helm, "--set-string", f"config.catalog.uri={url}")
+    assert result.returncode != 0
+    assert "config.catalog.uri holds a URL with a literal" in result.stderr
+    assert SECRET_VALUE not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("config.kafka.sasl\\.password", "${env:KAFKA_SASL_PASSWORD}"),
+        ("config.kafka.sasl\\.jaas\\.config",
+         'PlainLoginModule required username="tabletopic" password="${file:/etc/tabletopic/secrets/P}";'),
+        ("config.catalog.uri", "postgresql://tabletopic:${env:DB_PASSWORD}@db:5432/catalog"),
+        ("config.catalog.uri", "https://iceberg-rest:8181/?token=${env:TOKEN}"),
+        ("config.catalog.uri", "http://user@iceberg-rest:8181/catalog"),
+        # Secret-sounding words that are not the last one: a URL, a path, a switch.
+        ("config.kafka.sasl\\.oauthbearer\\.token\\.endpoint\\.url", "https://idp.example.com/oauth2/token"),
+        ("config.kafka.ssl\\.key\\.location", "/etc/tabletopic/secrets/client.key"),
+        ("config.catalog.token-refresh-enabled", "true"),
+        ("config.kafka.sasl\\.password", ""),
+    ],
+)
+def test_references_and_harmless_keys_render(helm: Path, setting: str, value: str) -> None:
+    config = rendered_config(render(helm, "--set-string", f"{setting}={value}"))
+    assert value in yaml.safe_dump(config, width=1000) or value == ""
+
+
+def test_an_escaped_reference_is_a_literal(helm: Path) -> None:
+    """`$${env:X}` is the literal text ${env:X} to tabletopic: no reference, so refused."""
+    result = template(helm, "--set-string", "config.kafka.sasl\\.password=$${env:X}")
+    assert result.returncode != 0
+    assert "config.kafka.sasl.password looks like a secret" in result.stderr
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("name", ["default", "deployment-full"])
+def test_image_digest_pins_the_image(helm: Path, name: str) -> None:
+    repository = values(name)["image"]["repository"]
+    pod = only(render(helm, "-f", str(CASES[name]), "--set", f"image.digest={DIGEST}"),
+               "Deployment")["spec"]["template"]["spec"]
+    assert container(pod)["image"] == f"{repository}@{DIGEST}"  # the tag, if any, is ignored
+
+
+def test_image_digest_pins_the_sidecar(helm: Path, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, "-f", str(SIDECAR_VALUES), "--set", f"image.digest={DIGEST}")
+    assert f"image: tabletopic@{DIGEST}" in text
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "0123456789abcdef" * 4, "sha256:" + "0123456789ABCDEF" * 4])
+def test_template_refuses_a_malformed_digest(helm: Path, digest: str) -> None:
+    result = template(helm, "--set-string", f"image.digest={digest}")
+    assert result.returncode != 0
+    assert "image.digest must be sha256: and 64 lowercase hex digits" in result.stderr
+
+
+def test_network_policy_is_off_by_default(helm: Path) -> None:
+    assert "NetworkPolicy" not in kinds(rendered(helm, "default"))
+
+
+def test_network_policy_lets_only_the_given_peers_reach_the_http_port(helm: Path) -> None:
+    given = values("deployment-full")
+    manifests = rendered(helm, "deployment-full")
+    policy = only(manifests, "NetworkPolicy")["spec"]
+    deployment = only(manifests, "Deployment")
+    assert policy["podSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{
+        "from": given["networkPolicy"]["ingressFrom"],
+        "ports": [{"port": given["http"]["port"], "protocol": "TCP"}],
+    }]
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert policy["egress"] == [*given["networkPolicy"]["egress"], dns]
+
+
+def test_network_policy_without_peers_lets_nothing_in_and_leaves_egress_open(helm: Path, kubeconform: list[str],
+                                                                               tmp_path: Path) -> None:
+    manifests = render(helm, "--set", "networkPolicy.enabled=true")
+    policy = only(manifests, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == []
+    assert "egress" not in policy
+    assert validate(kubeconform, manifests, tmp_path)["returncode"] == 0
+
+
+def test_network_policy_egress_without_dns(helm: Path) -> None:
+    manifests = render(helm, "-f", str(CASES["deployment-full"]), "--set", "networkPolicy.allowDNS=false")
+    assert only(manifests, "NetworkPolicy")["spec"]["egress"] == values("deployment-full")["networkPolicy"]["egress"]
+
+
+def test_sidecar_mode_renders_no_network_policy(helm: Path) -> None:
+    """The policy would select the application's pods: the application owns that."""
+    manifests = render(helm, "-f", str(CASES["deployment-full"]), "--set", "mode=sidecar")
+    assert "NetworkPolicy" not in kinds(manifests)
+
+
+def test_the_metrics_service_can_stay_off(helm: Path) -> None:
+    manifests = render(helm, "--set", "service.enabled=false")
+    assert kinds(manifests) == ["ConfigMap", "Deployment", "ServiceAccount"]
+
+
+def test_sidecar_notes_warn_that_the_application_shares_the_service_account(helm: Path, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, "-f", str(SIDECAR_VALUES))
+    assert "every container of the pod, your application's too, runs as ServiceAccount\norders-app" in text
+    assert "IAM role" in text

@@ -141,3 +141,43 @@ def test_a_writer_schema_with_references_makes_dead_letters_not_a_crash_loop(
         selected_fields=("_kafka_offset", "reason", "message")).to_arrow().to_pylist()
     assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [(1, "incompatible_schema")]
     assert "schema references are not supported" in letters[0]["message"], letters
+
+
+def test_hostile_avro_records_are_dead_letters_among_rows(kafka, registry, client, new_topic, spawn_writer, tmp_path):
+    """Issue 15: a decimal wider than Iceberg's 38 digits, 12 bytes declaring 10^8 items that take no
+    bytes, and a record past the default max_items are dead letters; the records around them are rows."""
+    topic = new_topic(1)
+    table = "hostile.avro_payments"
+    wide = {"type": "record", "name": "Wide", "namespace": "tests", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 40, "scale": 2}}]}
+    hollow = {"type": "record", "name": "Hollow", "namespace": "tests", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "xs", "type": {"type": "array", "items": {"type": "fixed", "name": "Nothing", "size": 0}}}]}
+    wide_id = client.register_schema(f"{topic}-wide", Schema(json.dumps(wide), "AVRO"))
+    hollow_id = client.register_schema(f"{topic}-hollow", Schema(json.dumps(hollow), "AVRO"))
+    serialize, context = serializer(client, topic)
+    values = [
+        serialize(payment(0), context),
+        struct.pack(">bI", 0, wide_id) + b"\x02\x02\x7b",  # id 1, amount 1.23
+        struct.pack(">bI", 0, hollow_id) + b"\x04" + b"\x80\x84\xaf\x5f" + b"\x00",  # id 2, 10^8 items
+        serialize({**payment(3), "labels": [""] * 100_001}, context),
+        serialize(payment(4), context),
+    ]
+    produce(kafka.bootstrap, topic, ((0, None, value, None) for value in values))
+    ends = log_end(kafka.bootstrap, topic, 1)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
+                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    rows = iceberg.load_table(table).scan().to_arrow()
+    assert sorted(rows["id"].to_pylist()) == [0, 4]
+    assert "xs" not in rows.schema.names and rows.schema.field("amount").type == pa.decimal128(12, 2)
+    letters = iceberg.load_table(dlq_identifier(table)).scan(
+        selected_fields=("_kafka_offset", "reason", "message")).to_arrow().sort_by("_kafka_offset").to_pylist()
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [
+        (1, "incompatible_schema"), (2, "incompatible_schema"), (3, "too_many_items")], letters
+    assert "precision=40" in letters[0]["message"] and "'amount'" in letters[0]["message"]
+    assert "takes no bytes" in letters[1]["message"]

@@ -3,6 +3,7 @@ once across the two (audit); JSON drift under each policy; a registry outage mak
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import signal
@@ -19,7 +20,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from tabletopic.deadletter.rows import dlq_identifier
+from tabletopic.commit.committer import table_offsets
+from tabletopic.deadletter.rows import MAX_KEPT_BYTES, dlq_identifier
 from tests.support import (
     assert_values_equal,
     audit_values_cli,
@@ -286,7 +288,9 @@ def run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic: str,
     assert sorted(values) == list(range(300))
     [letter] = iceberg.load_table(dlq_identifier(table)).scan(
         selected_fields=("_kafka_offset", "_kafka_value", "reason")).to_arrow().to_pylist()
-    assert letter == {"_kafka_offset": bad_offset, "_kafka_value": bad_value, "reason": "malformed_json"}
+    # A value over 64 KiB is kept as its first 64 KiB (its length and digest in `message`).
+    kept = bad_value if len(bad_value) <= MAX_KEPT_BYTES else bad_value[:MAX_KEPT_BYTES]
+    assert letter == {"_kafka_offset": bad_offset, "_kafka_value": kept, "reason": "malformed_json"}
     assert_values_equal(audit_values_cli(config, topic, table))
     return writer, topic, bad_offset
 
@@ -296,13 +300,12 @@ def test_a_2_mb_dead_letter_goes_to_its_topic_truncated_and_the_writer_keeps_run
 ):
     copies_topic = new_topic(1)  # the broker's default limit, about 1 MB
     bad_value = b'{"n": 1, "pad": "' + b"x" * 2_000_000  # malformed (unterminated) and over 1 MB
-    writer, topic, bad_offset = run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic, bad_value)
-    [truncated] = writer.named("dead_letter_topic.truncated")
-    assert (truncated["topic"], truncated["partition"], truncated["offset"]) == (topic, 1, bad_offset)
-    assert truncated["value_bytes"] == len(bad_value)
+    writer, _topic, bad_offset = run_with_copies(kafka, new_topic, spawn_writer, tmp_path, copies_topic, bad_value)
+    assert writer.named("dead_letter_topic.truncated") == []  # the letter's 64 KiB prefix fits the producer
     [(key, value, headers)] = read_copies(kafka.bootstrap, copies_topic, 1)
     assert key == b"bad" and headers["tabletopic.truncated"] == str(len(bad_value)).encode()
-    assert value is not None and 900_000 < len(value) < 1_000_000 and bad_value.startswith(value)
+    assert value == bad_value[:MAX_KEPT_BYTES]
+    assert hashlib.sha256(bad_value).hexdigest().encode() in headers["tabletopic.message"]
     assert headers["tabletopic.offset"] == str(bad_offset).encode()
 
 
@@ -320,3 +323,30 @@ def test_a_copy_the_broker_refuses_is_reported_with_its_coordinates_and_sent_wit
     assert key == b"bad" and value is None
     assert headers["tabletopic.truncated"] == str(len(bad_value)).encode()
     assert headers["tabletopic.reason"] == b"malformed_json"
+
+
+def test_a_dead_letter_flood_halts_its_table_alone_and_the_rest_is_read_again_after_a_restart(
+    kafka, new_topic, spawn_writer, tmp_path
+):
+    flooded, calm = new_topic(1), new_topic(1)
+    values = [b'{"n": 0}', b'{"n": 1}', *([b"poison"] * 20), b'{"n": 22}']  # poison at offsets 2..21
+    produce(kafka.bootstrap, flooded, ((0, None, v, None) for v in values))
+    produce(kafka.bootstrap, calm, ((0, None, json.dumps({"n": n}).encode(), None) for n in range(10)))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, flooded, "-", tmp_path / "wh",
+                           tables=[{"table": "flood.flooded", "topic": flooded, "max_dead_letters_per_minute": 5},
+                                   {"table": "flood.calm", "topic": calm}])
+    iceberg = catalog_of(config)
+    for stops_at, letters in ((7, range(2, 7)), (12, range(2, 12))):
+        writer = spawn_writer(config)
+        halted = writer.wait_for("table.halted", timeout=60)
+        assert (halted["table"], halted["reason"]) == ("flood.flooded", "dead_letter_flood"), halted
+        assert f"{flooded}/0 offset {stops_at}" in halted["error"] and "max_dead_letters_per_minute (5)" in \
+            halted["error"]
+        wait_committed(iceberg, "flood.calm", "tests", {(calm, 0): 10}, timeout=60, writer=writer)  # goes on
+        assert writer.stop() == 0, writer.log()
+        assert len(writer.named("record.dead_letter")) == 1  # one line for the chunk, not one per record
+        # What came before the record past the limit is committed; the halted rest is not lost: read again.
+        assert table_offsets(iceberg.load_table("flood.flooded"), "tests") == {(flooded, 0): stops_at}
+        letters_table = iceberg.load_table(dlq_identifier("flood.flooded")).scan().to_arrow()
+        assert sorted(letters_table["_kafka_offset"].to_pylist()) == list(letters)
+    assert sorted(iceberg.load_table("flood.flooded").scan().to_arrow()["n"].to_pylist()) == [0, 1]

@@ -128,3 +128,35 @@ def test_metrics_match_offsets_show_and_readiness_follows_the_catalog(
     produce(kafka.bootstrap, topic, ((n % PARTITIONS, None, json_n(n), None) for n in range(RECORDS, RECORDS + 400)))
     wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
     assert writer.stop() == 0
+
+
+def test_readyz_gives_a_generic_reason_and_no_secret_reaches_the_answers_or_the_log(
+    kafka: LocalKafka, own_rest_catalog: LocalRestCatalog, new_topic: Callable[..., str],
+    spawn_writer: Callable[..., Writer], tmp_path: Path,
+) -> None:
+    """The catalog's URL carries a credential (userinfo) and the catalog goes away: /readyz says which
+    service, not the exception's text (hosts, URLs); the log has the details, masked; /metrics, /readyz
+    and stderr never hold the credential."""
+    topic = new_topic(1)
+    port = free_port()
+    token = "TOK" + os.urandom(6).hex()
+    catalog = own_rest_catalog.client_properties()
+    catalog["uri"] = catalog["uri"].replace("://", f"://tabletopic:{token}@", 1)
+    config = writer_config(tmp_path / "config.yaml", kafka.bootstrap, topic, "obs.secret", "unused", catalog=catalog,
+                           http={"enabled": True, "host": "127.0.0.1", "port": port})
+    produce(kafka.bootstrap, topic, ((0, None, json_n(n), None) for n in range(100)))
+    writer = spawn_writer(config)
+    writer.wait_for("http.serving")
+    wait_until(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 90, "/readyz 200")
+    assert own_rest_catalog.process is not None
+    own_rest_catalog.process.kill()  # refused connections from now on: an exception, with the catalog's URL
+    own_rest_catalog.process.wait()
+    wait_until(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 503, 60, "/readyz 503, catalog gone")
+    status, reason = get(f"http://127.0.0.1:{port}/readyz")
+    assert (status, reason) == (503, "catalog unreachable: ConnectionError; details in the log\n")
+    status, metrics_text = get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    failed = writer.wait_for("probe.failed")
+    assert failed["probe"] == "catalog" and "HTTPConnectionPool" in failed["error"]
+    writer.kill()
+    assert token not in reason + metrics_text + "\n".join(writer.stderr_text)

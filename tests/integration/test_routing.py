@@ -125,3 +125,33 @@ def test_routed_tables_commit_once_per_interval_each(kafka, new_topic, spawn_wri
         gaps = [b - a for a, b in itertools.pairwise(commits)]
         # A flush starts at least an interval after the previous one started; commits take well under one.
         assert min(gaps) >= interval_s * 1000 / 2, (table, gaps)
+
+
+def test_a_topic_folding_onto_a_fed_table_or_onto_its_dead_letters_is_refused(kafka, spawn_writer, tmp_path):
+    stamp = time.time_ns()
+    legit, folded, onto_dlq = f"fold.orders-{stamp}", f"fold.ORDERS-{stamp}", f"fold.orders-{stamp}__dlq"
+    table = f"folded.fold_orders_{stamp}"
+    create_topic(kafka.bootstrap, legit, 1)
+    produce(kafka.bootstrap, legit, records(legit, 5))
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, "-", "folded.{topic}", tmp_path / "wh",
+                           kafka={"topic.metadata.refresh.interval.ms": "1000"},
+                           table_settings={"topic": None, "topic_pattern": f"fold\\.(orders|ORDERS)-{stamp}(__dlq)?"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", {(legit, 0): 5}, timeout=60, writer=writer)
+    # Created later, by someone with produce rights: `folded` sorts first, yet the table stays legit's.
+    for hostile in (folded, onto_dlq):
+        create_topic(kafka.bootstrap, hostile, 1)
+        produce(kafka.bootstrap, hostile, ((None, None, json.dumps({"n": 666, "reason": "x"}).encode(), None),))
+    refused = {writer.wait_for("topic.refused", timeout=60)["topic"], writer.wait_for("topic.refused")["topic"]}
+    assert refused == {folded, onto_dlq}
+    produce(kafka.bootstrap, legit, records(legit, 8))
+    wait_committed(iceberg, table, "tests", {(legit, 0): 13}, timeout=60, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    lines = {e["topic"]: e for e in writer.named("topic.refused")}
+    assert len(writer.named("topic.refused")) == 2  # said once each
+    assert lines[folded]["table"] == table and lines[folded]["table_fed_by"] == legit
+    assert lines[onto_dlq]["table"] == f"{table}__dlq" and "__dlq" in lines[onto_dlq]["reason"]
+    rows = iceberg.load_table(table).scan(selected_fields=("n", "source")).to_arrow().to_pylist()
+    assert {r["source"] for r in rows} == {legit} and len(rows) == 13
+    assert not iceberg.table_exists(f"{table}__dlq")

@@ -7,7 +7,13 @@ SASL_SSL listener only, never to the PLAINTEXT one it keeps beside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,3 +223,77 @@ def test_library_log_lines_go_through_the_masking_pipeline(kafka, s3, new_topic,
     assert all({"level", "timestamp", "event"} <= set(e) for e in from_botocore)
     signed = [e for e in from_botocore if "Credential=" in str(e["event"])]
     assert signed and all("Credential=***/" in str(e["event"]) for e in signed), signed[:1]
+
+
+def test_the_local_catalog_and_warehouse_are_private_to_the_user(kafka, new_topic, spawn_writer, tmp_path):
+    """umask 077 at the CLI's start: the SQLite catalog (with its offsets) and every data and metadata file
+    of the local warehouse are 0600, their folders 0700, whatever the umask of the shell that started it."""
+    topic = new_topic(2)
+    warehouse = tmp_path / "wh"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "priv.events", warehouse)
+    produce(kafka.bootstrap, topic, ((None, None, json_n(n), None) for n in range(50)))
+    shells = os.umask(0o022)  # the writer inherits the usual umask of a shell
+    try:
+        writer = spawn_writer(config)
+    finally:
+        os.umask(shells)
+    writer.wait_for("service.started")  # the writer made the catalog: this process only opens it after
+    wait_committed(catalog_of(config), "priv.events", "tests", log_end(kafka.bootstrap, topic, 2), writer=writer)
+    assert writer.stop() == 0, writer.log()
+    made = [warehouse, *warehouse.rglob("*")]
+    assert (warehouse / "catalog.db").is_file() and any(p.suffix == ".parquet" for p in made)
+    loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in made if p.stat().st_mode & 0o077}
+    assert not loose
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaps (its new parent may not be a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_backfill_workers_die_with_their_parent_even_by_kill_9(kafka, new_topic, tmp_path):
+    topic = new_topic(2)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "orphan.events", tmp_path / "wh")
+    produce(kafka.bootstrap, topic, ((n % 2, None, json_n(n), None) for n in range(200)))
+    out = tmp_path / "backfill.out"
+    with out.open("w") as stdout:
+        parent = subprocess.Popen([sys.executable, "-m", "tabletopic", "backfill", "--config", str(config),
+                                   "--topic", topic, "--table", "orphan.events", "--into", "orphan.copy",
+                                   "--from-offset", "0", "--workers", "2"], stdout=stdout, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and parent.poll() is None and time.monotonic() < deadline:
+            workers = _children(parent.pid)
+            time.sleep(0.01)
+        assert len(workers) == 2, out.read_text()
+        for worker in workers:  # held still, so none can finish its share before its parent is gone
+            os.kill(worker, signal.SIGSTOP)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert all(_gone(w) for w in workers), out.read_text()
+        assert "backfill done" not in out.read_text()  # stopped by the signal, not by finishing their shares
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)

@@ -173,3 +173,10 @@ def test_json_columns_without_a_plain_json_form_are_parsed_by_arrow_one_value_at
     assert rows.good == [0] and list(rows.bad) == [1]
     assert rows.rows["at"][0].as_py() == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert rows.rows["tags"][0].as_py() == ["a"]
+
+
+def test_the_reference_refuses_a_value_nested_too_deep_instead_of_recursing_out_of_the_stack():
+    deep = b'{"n": 1, "s": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    expected = reference_rows(json_chunk([b'{"n": 1, "s": "a"}', deep]), JsonReference(VALUE_SCHEMA), TABLE_SCHEMA)
+    assert expected.good == [0]
+    assert "nested" in expected.bad[1] and "deep" in expected.bad[1]

@@ -55,6 +55,8 @@ tables:
         ({**BASE, "tables": []}, "tables"),
         ({"tables": BASE["tables"]}, "kafka.bootstrap.servers"),
         ({**BASE, "kafka": {"bootstrap.servers": "x:1", "enable.auto.commit": "true"}}, "kafka.enable.auto.commit"),
+        ({**BASE, "http": {"request_timeout_seconds": 0}}, "http.request_timeout_seconds"),
+        ({**BASE, "http": {"max_connections": 0}}, "http.max_connections"),
     ],
 )
 def test_bad_config_names_the_key(data, key):
@@ -88,3 +90,7 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "missing.yaml", environ={})
     assert caught.value.key == "--config"
+
+
+def test_the_secret_folders_variable_is_not_a_config_override():
+    assert env_overrides({"TABLETOPIC_SECRET_DIRS": "/a:/b", "TABLETOPIC_GROUP_ID": "g"}) == {"group_id": "g"}

@@ -63,3 +63,37 @@ def test_the_first_matching_pattern_wins(tmp_path):
     config = config_of(tmp_path, {"table": "one.{topic}", "topic_pattern": "a.*"},
                        {"table": "two.{topic}", "topic_pattern": "ab.*"})
     assert [t.identifier for t in resolve(config, ["abc"]).tables] == ["one.abc"]
+
+
+def test_topics_whose_names_fold_onto_one_table_the_first_by_name_keeps_it(tmp_path):
+    config = config_of(tmp_path, {"table": "raw.{topic}", "topic_pattern": "shop\\..*"})
+    topics = ["shop.orders", "shop.Orders", "shop.ORDERS!!", "shop.items"]
+    resolution = resolve(config, topics)
+    assert [(t.identifier, t.topics) for t in resolution.tables] == [
+        ("raw.shop_orders", ("shop.ORDERS!!",)), ("raw.shop_items", ("shop.items",))]
+    assert sorted((r.topic, r.table, r.owner) for r in resolution.refused) == [
+        ("shop.Orders", "raw.shop_orders", "shop.ORDERS!!"), ("shop.orders", "raw.shop_orders", "shop.ORDERS!!")]
+    # the set decides, not the order the topics are seen in
+    assert resolve(config, reversed(topics)) == resolution
+
+
+def test_a_table_that_has_been_fed_stays_its_first_topics(tmp_path):
+    config = config_of(tmp_path, {"table": "raw.{topic}", "topic_pattern": "shop\\..*"})
+    fed = {"raw.shop_orders": {"shop.orders"}}
+    resolution = resolve(config, ["shop.ORDERS!!", "shop.orders"], lambda table: fed.get(table, ()))
+    assert [t.topics for t in resolution.tables] == [("shop.orders",)]
+    assert [(r.topic, r.owner) for r in resolution.refused] == [("shop.ORDERS!!", "shop.orders")]
+    # even while its topic is away
+    alone = resolve(config, ["shop.ORDERS!!"], lambda table: fed.get(table, ()))
+    assert alone.tables == () and [r.topic for r in alone.refused] == ["shop.ORDERS!!"]
+
+
+def test_a_topic_whose_table_is_a_dead_letter_table_or_a_configured_one_is_refused(tmp_path):
+    config = config_of(tmp_path, {"table": "shop.orders", "topic": "orders"},
+                       {"table": "shop.{topic}", "topic_pattern": "[a-z_.]+"})
+    resolution = resolve(config, ["orders", "orders__dlq", "shop.x.orders__dlq", "orders.", "fine"])
+    assert resolution.identifiers() == ["shop.orders", "shop.orders__dlq", "shop.fine", "shop.fine__dlq"]
+    refused = {r.topic: r for r in resolution.refused}
+    assert sorted(refused) == ["orders.", "orders__dlq", "shop.x.orders__dlq"]
+    assert "__dlq" in refused["orders__dlq"].reason and refused["orders__dlq"].table == "shop.orders__dlq"
+    assert refused["orders."].table == "shop.orders" and refused["orders."].owner == "orders"

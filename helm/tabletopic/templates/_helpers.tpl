@@ -67,6 +67,47 @@ Checks that stop a render with a clear message.
 {{- if and (hasKey $http "enabled") (not $http.enabled) }}
 {{- fail "config.http.enabled must stay true: the probes need /healthz and /readyz" }}
 {{- end }}
+{{- include "tabletopic.refuseLiteralSecrets" (dict "path" "config" "value" $config "secret" false) }}
+{{- end }}
+
+{{/*
+The ConfigMap is readable by anyone who may read ConfigMaps: refuse a literal secret in config.
+A key whose last word names a secret (password, secret, token, credential, key, ...) must hold a
+${env:} or ${file:} reference; so must a URL's password and a secret-looking URL query parameter.
+Recursive: called with (dict "path" "config.kafka" "value" ... "secret" <is the key secret-looking>).
+The message names the key, never the value.
+*/}}
+{{- define "tabletopic.secretKeyPattern" -}}
+(^|[._-])(password|passwd|passphrase|pwd|secret|token|credentials?|apikey|authorization|key)$|(^|[._-])(key[._-]pem|user[._-]info|jaas[._-]config|oauthbearer[._-]config|access[._-]key[._-]id|connection[._-]string)$|(^|[._-])private([._-]|$)
+{{- end }}
+
+{{- define "tabletopic.refuseLiteralSecrets" -}}
+{{- $reference := "\\$\\{(env|file):[^}]*\\}" }}
+{{- $fix := "put the value in a Secret (existingSecret) and write ${env:KEY}, or ${file:/etc/tabletopic/secrets/KEY} with mountSecretFiles, in its place: the ConfigMap holds config in clear" }}
+{{- if kindIs "map" .value }}
+{{- range $key, $child := .value }}
+{{- $secret := regexMatch (include "tabletopic.secretKeyPattern" $) (lower (toString $key)) }}
+{{- include "tabletopic.refuseLiteralSecrets" (dict "path" (printf "%s.%s" $.path $key) "value" $child "secret" $secret) }}
+{{- end }}
+{{- else if kindIs "slice" .value }}
+{{- range $index, $child := .value }}
+{{- include "tabletopic.refuseLiteralSecrets" (dict "path" (printf "%s[%d]" $.path $index) "value" $child "secret" $.secret) }}
+{{- end }}
+{{- else if not (kindIs "invalid" .value) }}
+{{- $text := toString .value }}
+{{- /* $${ stands for a literal ${: no reference */}}
+{{- $unescaped := regexReplaceAll "\\$\\$\\{" $text "" }}
+{{- $literal := regexReplaceAll $reference $unescaped "" }}
+{{- if and .secret (ne $text "") (not (regexMatch $reference $unescaped)) }}
+{{- fail (printf "%s looks like a secret and holds a literal value: %s" .path $fix) }}
+{{- end }}
+{{- if regexMatch "://[^/?#@\\s:]+:[^/?#@\\s]+@" $literal }}
+{{- fail (printf "%s holds a URL with a literal password: %s (e.g. postgresql://user:${env:DB_PASSWORD}@host/db)" .path $fix) }}
+{{- end }}
+{{- if regexMatch "(?i)[?&][a-z0-9._-]*(password|passwd|secret|token|credential|apikey|api_key|sig|signature)=[^&${}\\s]" $literal }}
+{{- fail (printf "%s holds a URL with a literal secret in its query: %s" .path $fix) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -82,8 +123,19 @@ The config file: .Values.config with the keys the chart owns.
 {{- toYaml $config }}
 {{- end }}
 
+{{/*
+repository@digest when image.digest is set (the tag is then ignored), else repository:tag.
+*/}}
 {{- define "tabletopic.image" -}}
+{{- $digest := .Values.image.digest | default "" | toString }}
+{{- if $digest }}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" $digest) }}
+{{- fail (printf "image.digest must be sha256: and 64 lowercase hex digits, as `docker buildx imagetools inspect` prints it; got %q" $digest) }}
+{{- end }}
+{{- printf "%s@%s" .Values.image.repository $digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
 {{- end }}
 
 {{/*

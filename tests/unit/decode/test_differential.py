@@ -54,6 +54,7 @@ FULL = {
 # An older version without `note` (in the middle) and `lines`: the table takes its records as they are.
 OLDER = {**FULL, "fields": [f for f in FULL["fields"] if f["name"] not in ("note", "lines")]}
 UNKNOWN_ID = 999_999
+MAX_ITEMS = 6  # the decoder's cap on array items per record: a good record has at most 3 tags and 3 lines
 
 
 def _registry() -> tuple[SchemaRegistry, int, int, int]:
@@ -84,7 +85,7 @@ records = st.fixed_dictionaries({
 })
 # Kinds of value; the good ones several times, so many batches are clean enough for the fast path.
 GOOD = ("full", "full", "full", "older", "older")
-ALWAYS_BAD = ("trailing", "truncated", "wrong_magic", "short", "unknown_id", "unreadable")
+ALWAYS_BAD = ("trailing", "truncated", "wrong_magic", "short", "unknown_id", "unreadable", "many_items")
 MAYBE_BAD = ("full_as_older", "older_as_full", "null")
 
 
@@ -118,13 +119,14 @@ def avro_values(draw: st.DrawFn) -> tuple[list[bytes | None], list[str]]:
             "unknown_id": _wire(UNKNOWN_ID, full),
             "unreadable": _wire(UNREADABLE_ID, full),
             "null": None,
+            "many_items": _wire(FULL_ID, _body(FULL_ID, {**record, "tags": ["t"] * (MAX_ITEMS + 1)})),
         }[kind]
         values.append(value)
         kinds.append(kind)
     return values, kinds
 
 
-AVRO_DECODER = AvroDecoder(WriterSchemas(REGISTRY), avro_to_arrow(PARSED[FULL_ID]))
+AVRO_DECODER = AvroDecoder(WriterSchemas(REGISTRY), avro_to_arrow(PARSED[FULL_ID]), max_items=MAX_ITEMS)
 
 
 def test_the_avro_batch_path_gives_what_the_per_record_path_gives() -> None:

@@ -47,6 +47,5 @@ def test_a_probe_names_a_permanent_fault_and_never_a_secret() -> None:
 
     logs.mask_also(["probe-secret-5f1c"])
     verdict = verdict_of(ForbiddenError("denied for token probe-secret-5f1c"))
-    assert verdict.startswith(f"catalog_forbidden ({FIXES['catalog_forbidden']}): ForbiddenError: denied")
-    assert "probe-secret-5f1c" not in verdict and logs.MASK in verdict
-    assert verdict_of(TimeoutError("slow")) == "TimeoutError: slow"
+    assert verdict == f"catalog_forbidden ({FIXES['catalog_forbidden']})"
+    assert verdict_of(TimeoutError("slow https://cat?token=unknown-to-the-mask")) == "TimeoutError; details in the log"

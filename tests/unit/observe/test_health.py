@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import json
 import threading
+
+import pytest
+import structlog
 
 from tabletopic.observe.health import liveness, readiness
 from tabletopic.observe.probes import Probe
@@ -40,12 +44,47 @@ def test_probe_answers_at_once_with_the_last_verdict_while_a_check_hangs() -> No
             release.wait(10)
             raise ConnectionError("refused")
 
-    probe = Probe(check, timeout_s=5, clock=lambda: now[0])
+    probe = Probe(check, timeout_s=5, clock=lambda: now[0], cache_s=0)
     assert probe.error() is None
     assert probe.error(wait_s=0.05) is None  # hanging: still the last verdict
     now[0] = 6.0
     assert probe.error(wait_s=0.05) == "no answer within 5 s"
     release.set()
-    assert probe.error() == "ConnectionError: refused"
+    assert probe.error() == "ConnectionError; details in the log"
     assert probe.error() is None
     assert len(calls) == 3
+
+
+def test_a_probe_verdict_is_reused_for_a_few_seconds() -> None:
+    calls: list[float] = []
+    now = [100.0]
+    probe = Probe(lambda: calls.append(now[0]), clock=lambda: now[0], cache_s=5)
+    for _ in range(50):  # /readyz in a loop: one call to the service
+        assert probe.error() is None
+    now[0] = 104.9
+    assert probe.error() is None
+    assert calls == [100.0]
+    now[0] = 105.0
+    assert probe.error() is None
+    assert calls == [100.0, 105.0]
+
+
+def test_a_probe_never_answers_with_the_exception_text_but_logs_it_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tabletopic import logs
+
+    logs.configure("info", json_output=True)
+
+    def check() -> None:
+        raise ConnectionError("GET https://catalog:8181/v1/config?token=TOK123 refused by catalog-host-7")
+
+    probe = Probe(check, name="catalog", cache_s=0)
+    verdict = probe.error()
+    assert verdict == "ConnectionError; details in the log"
+    assert readiness({"a": 1}, 1, verdict, None) == "catalog unreachable: ConnectionError; details in the log"
+    probe.error()  # the same failure again: one log line, not one per probe
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["probe.failed"]
+    assert "catalog-host-7" in lines[0]["error"] and "TOK123" not in lines[0]["error"]
+    structlog.reset_defaults()
