@@ -9,12 +9,15 @@ shortened): no broker, so the catalog is the only thing measured. Before they st
 under another offsets key stands for a backfill that finished long ago (before issue 14 it pinned
 every later snapshot against expiry). A maintenance process runs the project's maintenance
 functions the way the built-in scheduler does: compaction when small files pile up, manifest
-merging, expiry and orphan cleanup on their intervals, with ages scaled from hours to seconds.
+merging, expiry and orphan cleanup on their intervals, with ages scaled from hours to seconds, in the
+scheduler's two loops (compaction; expiry and orphans) on two threads, calling its own passes.
+At the end the table is checked: every row once, the offsets as written.
 
     .venv/bin/python -m bench.soak --commits 20000 --writers 4 [--interval 0.5] [--work DIR] [--out FILE]
 
 Prints one JSON object: latency percentiles of the first and last `--window` commits (by the
-time they finished), their p99 ratio, conflicts, and the table's snapshot count over time.
+time they finished), their p99 ratio, conflicts, compactions (attempts each, abandoned), expiries,
+and the table's snapshot count over time.
 """
 
 from __future__ import annotations
@@ -96,41 +99,57 @@ def writer(index: int, work: Path, commits: int, rows: int, interval_s: float, g
 
 
 def maintenance(work: Path, settings: dict[str, float], stop: Any, out: Path) -> None:
-    """The built-in scheduler's loop (compaction.scheduler.run_forever) on one table, ages in seconds."""
-    from tabletopic.compaction.expire import expire
-    from tabletopic.compaction.manifests import merge_manifests
-    from tabletopic.compaction.orphans import remove_orphans
-    from tabletopic.compaction.rewrite import compact
-    from tabletopic.compaction.scheduler import small_files
+    """The built-in scheduler's two loops (compaction.scheduler.maintain_forever) on one table, ages in seconds."""
+    import threading
+
+    from tabletopic.compaction.scheduler import MaintainedTable, TableState, cleanup_pass, compaction_pass
+    from tabletopic.config import MaintenanceConfig
 
     _quiet()
-    catalog = _catalog(work)
+    config = MaintenanceConfig(
+        check_interval_seconds=settings["check_interval_s"], target_file_size_bytes=TARGET_BYTES,
+        min_small_files=int(settings["min_small_files"]), max_manifests=int(settings["max_manifests"]),
+        expire_interval_seconds=settings["expire_interval_s"],
+        expire_older_than_hours=settings["expire_older_than_s"] / 3600, keep_snapshots=int(settings["keep_snapshots"]),
+        orphans_interval_seconds=settings["orphans_interval_s"],
+        orphans_older_than_hours=settings["orphans_older_than_s"] / 3600)
+    table = MaintainedTable(TABLE, TARGET_BYTES)
     runs: list[dict[str, Any]] = []
-    last_expire = last_orphans = time.monotonic()
-    while not stop.is_set():
-        now = time.monotonic()
-        run: dict[str, Any] = {"at": time.time()}
-        try:
-            small = small_files(catalog, TABLE, TARGET_BYTES)
-            if small.count >= settings["min_small_files"]:
-                run["compacted"] = compact(catalog, TABLE, TARGET_BYTES).files_removed
-            run["merged_manifests"] = merge_manifests(catalog, TABLE, int(settings["max_manifests"]))
-            if now - last_expire >= settings["expire_interval_s"]:
-                result = expire(catalog, TABLE, int((time.time() - settings["expire_older_than_s"]) * 1000),
-                                int(settings["keep_snapshots"]))
-                run["expired"], run["carried"] = result.expired, getattr(result, "carried", 0)
-                last_expire = now
-            if now - last_orphans >= settings["orphans_interval_s"]:
-                run["orphans"] = len(remove_orphans(
-                    catalog, TABLE, int((time.time() - settings["orphans_older_than_s"]) * 1000), dry_run=False))
-                last_orphans = now
-        except Exception as exc:  # the scheduler logs a failed run and goes on; so do we, and count it
-            run["error"] = f"{type(exc).__name__}: {exc}"
-        run["snapshots"] = len(catalog.load_table(TABLE).metadata.snapshots)
-        run["seconds"] = time.monotonic() - now
-        runs.append(run)
-        stop.wait(settings["check_interval_s"])
+
+    def loop(name: str, run_pass: Any) -> None:
+        catalog = _catalog(work)
+        state = TableState(time.monotonic(), time.monotonic())
+        while not stop.is_set():
+            now = time.monotonic()
+            run: dict[str, Any] = {"loop": name, "at": time.time()}
+            try:
+                run.update(run_pass(catalog, table, state, config, now))
+            except Exception as exc:  # the scheduler logs a failed run and goes on; so do we, and count it
+                run["error"] = f"{type(exc).__name__}: {exc}"
+            run["snapshots"] = len(catalog.load_table(TABLE).metadata.snapshots)
+            run["seconds"] = time.monotonic() - now
+            runs.append(run)
+            stop.wait(settings["check_interval_s"])
+
+    cleanup = threading.Thread(target=loop, args=("cleanup", cleanup_pass))
+    cleanup.start()
+    loop("compaction", compaction_pass)
+    cleanup.join()
     out.write_text(json.dumps(runs))
+
+
+def verify(work: Path, writers: int, per_writer: list[int], rows: int) -> dict[str, Any]:
+    """Exactly once after the run: each writer's partition holds offsets 0..n-1 once, and the offsets say n."""
+    from tabletopic.commit.committer import table_offsets
+
+    table = _catalog(work).load_table(TABLE)
+    scanned = table.scan(selected_fields=("_kafka_partition", "_kafka_offset")).to_arrow()
+    pairs = list(zip(scanned["_kafka_partition"].to_pylist(), scanned["_kafka_offset"].to_pylist(), strict=True))
+    expected = {(TOPIC, i): per_writer[i] * rows for i in range(writers)}
+    offsets = table_offsets(table, GROUP)
+    exact = all(sorted(o for p, o in pairs if p == i) == list(range(expected[(TOPIC, i)])) for i in range(writers))
+    return {"rows": len(pairs), "distinct_rows": len(set(pairs)), "offsets_as_written": offsets == expected,
+            "every_row_once": exact and len(pairs) == len(set(pairs)) == sum(expected.values()) + 100}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -148,7 +167,11 @@ def summarise(records: list[tuple[float, float, int, int]], runs: list[dict[str,
                 "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
                 "max_ms": round(max(latencies) * 1000, 1)}
 
+    runs = sorted(runs, key=lambda run: run["at"])
     snapshots = [run["snapshots"] for run in runs]
+    compactions = [run for run in runs if "compaction_attempts" in run]
+    start = records[0][0] - records[0][1] if records else 0.0
+    tenth = max(1, len(runs) // 10)
     return {
         "commits": len(records),
         "seconds": round(seconds, 1),
@@ -160,11 +183,14 @@ def summarise(records: list[tuple[float, float, int, int]], runs: list[dict[str,
         "conflicts": sum(r[3] for r in records),
         "maintenance_runs": len(runs),
         "maintenance_errors": [run["error"] for run in runs if "error" in run][:5],
-        "compactions": sum(1 for run in runs if run.get("compacted")),
+        "compactions": sum(1 for run in compactions if run.get("compacted")),
+        "compactions_abandoned": sum(run["compaction_abandoned"] for run in compactions),
+        "compaction_attempts": [run["compaction_attempts"] for run in compactions],
         "expiries": sum(1 for run in runs if run.get("expired")),
         "keys_carried": sum(run.get("carried", 0) for run in runs),
         "snapshots_max": max(snapshots, default=0),
         "snapshots_end": snapshots[-1] if snapshots else 0,
+        "snapshots_over_time": [(round(run["at"] - start), run["snapshots"]) for run in runs[::tenth]],
     }
 
 
@@ -209,7 +235,8 @@ def main() -> None:
         records = [tuple(r) for i in range(args.writers) for r in json.loads((work / f"writer-{i}.json").read_text())]
         runs = json.loads((work / "maintenance.json").read_text())
         summary = {"writers": args.writers, "rows_per_commit": args.rows, "interval_s": args.interval,
-                   "settings": settings, **summarise(records, runs, args.window, seconds)}
+                   "settings": settings, **summarise(records, runs, args.window, seconds),
+                   "check": verify(work, args.writers, per_writer, args.rows)}
         print(json.dumps(summary, indent=2))
         if args.out:
             args.out.write_text(json.dumps({"summary": summary, "commits": sorted(records), "maintenance": runs}))

@@ -29,7 +29,8 @@ from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
 
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 100
+DEADLINE_S = 120.0  # from the first attempt
 STATE_KEY_PREFIX = "tabletopic."
 CARRIED_FROM_KEY = "tabletopic.carried-from"  # {key: id of the snapshot its value was copied from}
 # Summary keys that describe their own snapshot only; every other tabletopic.* key is state a reader
@@ -59,9 +60,17 @@ def snapshot_infos(table: Table) -> list[SnapshotInfo]:
     return infos
 
 
-def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int) -> ExpiryResult:
+def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int,
+           deadline_s: float = DEADLINE_S) -> ExpiryResult:
     result = ExpiryResult()
-    for _ in range(MAX_ATTEMPTS):
+    deadline = time.monotonic() + deadline_s
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        if attempt > 1:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(1.0, 0.02 * attempt))  # a writer committed meanwhile
+        # An attempt is a reload, a decision from the metadata alone and a commit: the manifests are read
+        # only once it has landed, or busy writers win every race against it.
         table = catalog.load_table(identifier)
         current = table.current_snapshot()
         current_id = current.snapshot_id if current else None
@@ -71,8 +80,7 @@ def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int
             try:
                 _carry_forward(table, carry)
             except CommitFailedException:
-                time.sleep(0.1)  # a writer committed meanwhile: its snapshot may carry the keys now
-                continue
+                continue  # its snapshot may carry the keys now
             result.carried = len(carry)
             log.info("snapshots.state_carried", table=identifier, keys=sorted(carry))
             table = catalog.load_table(identifier)
@@ -83,13 +91,13 @@ def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int
         ids = snapshots_to_expire(snapshot_infos(table), current_id, older_than_ms, keep_last, protected)
         if not ids:
             return result
-        before = referenced_files(table)
+        unexpired = Table(table.name(), table.metadata, table.metadata_location, table.io, table.catalog)
         try:
-            table.maintenance.expire_snapshots().by_ids(ids).commit()
+            table.maintenance.expire_snapshots().by_ids(ids).commit()  # (moves `table` to the new metadata)
         except CommitFailedException:
-            time.sleep(0.1)
             continue
-        # Step 3.
+        # Step 3. Nothing has deleted the files of the metadata before the expiry yet.
+        before = referenced_files(unexpired)
         after = referenced_files(catalog.load_table(identifier))
         gone = sorted(before - after)
         for path in gone:
@@ -97,7 +105,7 @@ def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int
         log.info("snapshots.expired", table=identifier, expired=len(ids), files_deleted=len(gone))
         result.expired, result.files_deleted = len(ids), len(gone)
         return result
-    raise CommitError(f"{identifier}: snapshot expiry did not land after {MAX_ATTEMPTS} attempts")
+    raise CommitError(f"{identifier}: snapshot expiry did not land after {attempt} attempts")
 
 
 def _carry_forward(table: Table, carriers: dict[str, int]) -> None:

@@ -1,32 +1,61 @@
 """A `replace` snapshot: the same rows, in other files. pyiceberg 0.12 has no producer for it.
 
-It is pyiceberg's overwrite producer (rewrite the manifests that hold the removed files, add a
-manifest for the new ones) with the operation Iceberg defines for compaction, `replace`,
-which engines and maintenance tools read as "no logical change". Its validation is ours
-(compaction.rewrite): the files it removes must all still be live; appends beside it are fine.
-pyiceberg is pinned, so its private producer is a stable base here.
+`commit_replace` is pyiceberg's overwrite producer (rewrite the manifests that hold the removed
+files, add a manifest for the new ones) with the operation Iceberg defines for compaction,
+`replace`, which engines and maintenance tools read as "no logical change"; manifest merging
+uses it, one attempt per plan.
+
+`Replacement` is compaction's: one replace committed over as many attempts as busy writers make
+it take. The overwrite producer reads every manifest of the base on every attempt, which with
+a thousand manifests is slower than the gap between two writers' commits: it never lands. A
+`Replacement` keeps what an attempt learnt and wrote — where each file it removes is listed, the
+manifests it rewrote without them, its added and deleted-entries manifests — and on the next base
+reads only the manifests it has not seen: new delete manifests always (a delete that may apply
+to a file it removes takes that file's group out), new data manifests only when a manifest that
+listed a file it removes is gone (another compaction, a manifest merge). A group whose file is no
+longer live is taken out too, its new files deleted; the other groups go on. Manifests are
+immutable, so a file listed live in a manifest the new base still has is live in it. The
+snapshot id stays the same across attempts (its manifests name it), which also tells whether an
+attempt whose outcome was unknown landed.
 """
 
 from __future__ import annotations
 
-from pyiceberg.manifest import DataFile
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyiceberg.manifest import (
+    DataFile,
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    write_manifest,
+)
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _OverwriteFiles
+from pyiceberg.table.update import UpdateTableMetadata
+from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 from pyiceberg.typedef import EMPTY_DICT
 
 from tabletopic.commit.committer import without_pyiceberg_retries
+from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
 
 
 class _ReplaceFiles(_OverwriteFiles):
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        # pyiceberg totals summaries for append/overwrite/delete only; a replace totals like an overwrite.
-        self._operation = Operation.OVERWRITE
-        try:
-            summary = super()._summary(snapshot_properties)
-        finally:
-            self._operation = Operation.REPLACE
-        return Summary(Operation.REPLACE, **summary.additional_properties)
+        return _replace_summary(self, snapshot_properties)
+
+
+def _replace_summary(producer: _SnapshotProducer, snapshot_properties: dict[str, str]) -> Summary:
+    # pyiceberg totals summaries for append/overwrite/delete only; a replace totals like an overwrite.
+    producer._operation = Operation.OVERWRITE
+    try:
+        summary = _SnapshotProducer._summary(producer, snapshot_properties)
+    finally:
+        producer._operation = Operation.REPLACE
+    return Summary(Operation.REPLACE, **summary.additional_properties)
 
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
@@ -41,3 +70,282 @@ def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile],
         producer.append_data_file(data_file)
     producer.commit()
     transaction.commit_transaction()
+
+
+@dataclass
+class Group:
+    """Files rewritten together: `removed` go, `added` (the same rows) come."""
+
+    removed: list[FileInfo]
+    added: list[DataFile]
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class Dropped:
+    group: Group
+    reason: str
+
+
+@dataclass
+class _Home:
+    manifest_path: str
+    entry: ManifestEntry  # the live entry listing the file there
+
+
+@dataclass
+class AttemptStats:
+    manifests_read: int = 0  # manifest files read by the last `rebase`
+
+
+class _Snapshot(_SnapshotProducer["_Snapshot"]):
+    """A snapshot of manifests made beforehand, under a snapshot id fixed across attempts."""
+
+    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
+                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
+        self.table_transaction = table.transaction()
+        super().__init__(Operation.REPLACE, self.table_transaction, table.io, snapshot_properties=properties)
+        self._snapshot_id = snapshot_id
+        self._prepared = manifests
+        self._added_data_files = list(added)
+        self._deleted_data_files = set(removed)
+
+    def _manifests(self) -> list[ManifestFile]:
+        return self._prepared
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        return []
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return []
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        return _replace_summary(self, snapshot_properties)
+
+    @property
+    def manifest_list(self) -> str:
+        return self._written_manifest_lists[-1]
+
+
+@dataclass
+class Replacement:
+    """One compaction's replace snapshot, rebased and committed attempt after attempt (see the module doc)."""
+
+    table: Table  # as of the snapshot the groups were planned from
+    groups: list[Group]
+    properties: dict[str, str]
+    snapshot_id: int = 0
+    stats: AttemptStats = field(default_factory=AttemptStats)
+    _base_id: int | None = None
+    _homes: dict[str, _Home] = field(default_factory=dict)  # removed file path -> where it is listed live
+    _read: set[str] = field(default_factory=set)  # manifests whose entries were read
+    _entries: dict[str, list[ManifestEntry]] = field(default_factory=dict)  # of manifests holding removed files
+    _known_deletes: set[str] = field(default_factory=set)  # delete files live in the starting snapshot
+    _written: dict[object, ManifestFile | None] = field(default_factory=dict)  # manifests made, by what they hold
+    _written_paths: list[str] = field(default_factory=list)  # every file written (manifests and manifest lists)
+
+    def __post_init__(self) -> None:
+        self.snapshot_id = self.table.metadata.new_snapshot_id()
+
+    def landed(self, table: Table) -> bool:
+        return table.metadata.snapshot_by_id(self.snapshot_id) is not None
+
+    def rebase(self, table: Table) -> list[Dropped]:
+        """Check every group against `table`'s current snapshot; take out (and return) those that can no longer go."""
+        self.stats = AttemptStats()
+        base = table.current_snapshot()
+        if base is None:
+            return self._drop_all("the table has no snapshot any more")
+        if self._base_id is not None and not _is_ancestor(table, self._base_id, base.snapshot_id):
+            return self._drop_all("the snapshot it rebased on last is no longer an ancestor of the current one")
+        first = self._base_id is None
+        manifests = base.manifests(table.io)
+        listed = {m.manifest_path for m in manifests}
+        new_deletes: list[DeleteInfo] = []
+        specs = table.specs()
+        for manifest in manifests:
+            if manifest.content != ManifestContent.DELETES or manifest.manifest_path in self._read:
+                continue
+            for entry in self._fetch(table, manifest):
+                if entry.data_file.file_path not in self._known_deletes:
+                    if first:
+                        self._known_deletes.add(entry.data_file.file_path)
+                    else:
+                        unpartitioned = specs[entry.data_file.spec_id].is_unpartitioned()
+                        new_deletes.append(delete_info(entry.data_file, unpartitioned))
+        missing = self._missing(listed)
+        if missing:
+            for manifest in manifests:
+                if manifest.content == ManifestContent.DATA and manifest.manifest_path not in self._read:
+                    for entry in self._fetch(table, manifest):
+                        if entry.data_file.file_path in missing:
+                            self._homes[entry.data_file.file_path] = _Home(manifest.manifest_path, entry)
+            missing = self._missing(listed)
+        dropped = []
+        for group in self.groups:
+            gone = [f.path for f in group.removed if f.path in missing]
+            touching = deletes_touching(new_deletes, group.removed)
+            if gone:
+                dropped.append(Dropped(group, f"files it replaces are no longer live: {gone[:3]}"))
+            elif touching:
+                dropped.append(Dropped(group, f"delete files committed meanwhile may apply to files it replaces: "
+                                              f"{touching[:3]}"))
+        self._take_out(dropped)
+        self._base_id = base.snapshot_id
+        return dropped
+
+    def commit(self, table: Table) -> None:
+        """One attempt on `table` (rebased first); raises CommitFailedException if the table moved since."""
+        base = table.current_snapshot()
+        assert base is not None and base.snapshot_id == self._base_id, "rebase before committing"
+        table = without_pyiceberg_retries(table)
+        removed = {f.path for group in self.groups for f in group.removed}
+        by_home: dict[str, set[str]] = {}
+        for path in removed:
+            by_home.setdefault(self._homes[path].manifest_path, set()).add(path)
+        manifests = [*self._added_manifests(table), *self._deleted_manifests(table, removed)]
+        for manifest in base.manifests(table.io):
+            leaving = by_home.get(manifest.manifest_path)
+            if leaving is None:
+                manifests.append(manifest)
+                continue
+            rewritten = self._without(table, manifest, frozenset(leaving))
+            if rewritten is not None:
+                manifests.append(rewritten)
+        producer = _Snapshot(table, self.snapshot_id, manifests, (self._homes[p].entry.data_file for p in removed),
+                             (f for group in self.groups for f in group.added), self.properties)
+        try:
+            UpdateTableMetadata.commit(producer)
+        finally:
+            self._written_paths += producer._written_manifest_lists
+        producer.table_transaction.commit_transaction()
+
+    def written_unused(self, table: Table | None) -> list[str]:
+        """Files this replacement wrote that its snapshot in `table` (None: it did not land) does not reference."""
+        kept: set[str] = set()
+        snapshot = table.metadata.snapshot_by_id(self.snapshot_id) if table is not None else None
+        if table is not None and snapshot is not None:
+            kept = {snapshot.manifest_list, *(m.manifest_path for m in snapshot.manifests(table.io))}
+        return [path for path in self._written_paths if path not in kept]
+
+    # -- helpers
+
+    def _fetch(self, table: Table, manifest: ManifestFile) -> list[ManifestEntry]:
+        self._read.add(manifest.manifest_path)
+        self.stats.manifests_read += 1
+        entries = manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+        if manifest.content == ManifestContent.DATA:
+            wanted = {f.path for group in self.groups for f in group.removed}
+            holding = [e for e in entries if e.data_file.file_path in wanted]
+            for entry in holding:
+                self._homes.setdefault(entry.data_file.file_path, _Home(manifest.manifest_path, entry))
+            if holding:
+                self._entries[manifest.manifest_path] = entries
+        return entries
+
+    def _missing(self, listed: set[str]) -> set[str]:
+        return {f.path for group in self.groups for f in group.removed
+                if f.path not in self._homes or self._homes[f.path].manifest_path not in listed}
+
+    def _drop_all(self, reason: str) -> list[Dropped]:
+        dropped = [Dropped(group, reason) for group in self.groups]
+        self._take_out(dropped)
+        return dropped
+
+    def _take_out(self, dropped: list[Dropped]) -> None:
+        out = {id(d.group) for d in dropped}
+        self.groups = [group for group in self.groups if id(group) not in out]
+
+    def _writer_for(self, table: Table, spec_id: int):  # type: ignore[no-untyped-def]
+        from pyiceberg.table import TableProperties
+
+        name = f"{uuid.uuid4()}-m0.avro"
+        path = table.location_provider().new_metadata_location(name)
+        self._written_paths.append(path)
+        compression = table.metadata.properties.get(TableProperties.WRITE_AVRO_COMPRESSION,
+                                                     TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT)
+        return write_manifest(format_version=table.metadata.format_version, spec=table.specs()[spec_id],
+                              schema=table.schema(), output_file=table.io.new_output(path),
+                              snapshot_id=self.snapshot_id, avro_compression=compression)  # type: ignore[arg-type]
+
+    def _made(self, key: object, table: Table, spec_id: int, entries: list[ManifestEntry]) -> ManifestFile | None:
+        if key not in self._written:
+            manifest = None
+            if entries:
+                with self._writer_for(table, spec_id) as writer:
+                    for entry in entries:
+                        writer.add_entry(entry)
+                manifest = writer.to_manifest_file()
+            self._written[key] = manifest
+        return self._written[key]
+
+    def _added_manifests(self, table: Table) -> list[ManifestFile]:
+        by_spec: dict[int, list[DataFile]] = {}
+        for group in self.groups:
+            for data_file in group.added:
+                # pyiceberg's writer leaves it unset: its append lists new files under the default spec.
+                spec_id = getattr(data_file, "_spec_id", table.metadata.default_spec_id)
+                by_spec.setdefault(spec_id, []).append(data_file)
+        made = []
+        for spec_id, files in sorted(by_spec.items()):
+            entries = [ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=self.snapshot_id,
+                                               sequence_number=None, file_sequence_number=None, data_file=f)
+                       for f in files]
+            key = ("added", spec_id, tuple(f.file_path for f in files))
+            manifest = self._made(key, table, spec_id, entries)
+            if manifest is not None:
+                made.append(manifest)
+        return made
+
+    def _deleted_manifests(self, table: Table, removed: set[str]) -> list[ManifestFile]:
+        by_spec: dict[int, list[_Home]] = {}
+        for path in sorted(removed):
+            home = self._homes[path]
+            by_spec.setdefault(home.entry.data_file.spec_id, []).append(home)
+        made: list[ManifestFile] = []
+        for spec_id, homes in sorted(by_spec.items()):
+            entries = [ManifestEntry.from_args(status=ManifestEntryStatus.DELETED, snapshot_id=self.snapshot_id,
+                                               sequence_number=h.entry.sequence_number,
+                                               file_sequence_number=h.entry.file_sequence_number,
+                                               data_file=h.entry.data_file) for h in homes]
+            key = ("deleted", spec_id, tuple((h.manifest_path, h.entry.data_file.file_path) for h in homes))
+            manifest = self._made(key, table, spec_id, entries)
+            if manifest is not None:
+                made.append(manifest)
+        return made
+
+    def _without(self, table: Table, manifest: ManifestFile, leaving: frozenset[str]) -> ManifestFile | None:
+        """`manifest` rewritten without the entries of `leaving` (None when nothing else is left)."""
+        staying = [ManifestEntry.from_args(status=ManifestEntryStatus.EXISTING, snapshot_id=e.snapshot_id,
+                                           sequence_number=e.sequence_number,
+                                           file_sequence_number=e.file_sequence_number, data_file=e.data_file)
+                   for e in self._entries[manifest.manifest_path] if e.data_file.file_path not in leaving]
+        return self._made(("rewritten", manifest.manifest_path, leaving), table, manifest.partition_spec_id, staying)
+
+
+def _is_ancestor(table: Table, ancestor_id: int, snapshot_id: int) -> bool:
+    parents = {s.snapshot_id: s.parent_snapshot_id for s in table.metadata.snapshots}
+    cursor: int | None = snapshot_id
+    for _ in range(len(parents) + 1):
+        if cursor is None:
+            return False
+        if cursor == ancestor_id:
+            return True
+        cursor = parents.get(cursor)
+    return False
+
+
+POSITION_DELETE_PATH_FIELD_ID = 2147483546  # `file_path` of a position delete file (Iceberg spec, reserved id)
+
+
+def delete_info(delete: DataFile, unpartitioned: bool) -> DeleteInfo:
+    from pyiceberg.manifest import DataFileContent
+
+    referenced = None
+    if delete.content == DataFileContent.POSITION_DELETES:
+        lower = (delete.lower_bounds or {}).get(POSITION_DELETE_PATH_FIELD_ID)
+        upper = (delete.upper_bounds or {}).get(POSITION_DELETE_PATH_FIELD_ID)
+        if lower is not None and lower == upper:
+            referenced = lower.decode()
+    scope = None if unpartitioned else (delete.spec_id, repr(delete.partition))
+    return DeleteInfo(delete.file_path, scope, referenced)

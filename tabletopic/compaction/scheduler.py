@@ -6,6 +6,8 @@ Triggers, per table, checked every `check_interval_seconds`: small files in the 
 snapshot (at least `min_small_files`, or a target file's worth of bytes in them) → compact;
 `max_manifests` manifests in it → merge them;
 every `expire_interval_seconds` → expire; every `orphans_interval_seconds` → orphan cleanup.
+Compaction (with manifest merging) and cleanup (expiry, orphans) run in two loops on two threads,
+each with its own catalog client: expiry never waits behind a compaction.
 
 The tables are every table the writer writes (resolver.py): each configured table, each route
 target, each `topic_pattern` table of a topic that exists (listed from the broker every check),
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -91,20 +94,79 @@ def small_files(catalog: Catalog, identifier: str, target_bytes: int) -> SmallFi
     return SmallFiles(len(small), sum(small))
 
 
-def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) -> None:
-    """The maintenance process's loop; one table's failure is logged and the others go on."""
-    from tabletopic import logs
-    from tabletopic.catalog.loader import open_catalog
-    from tabletopic.compaction.expire import expire
+def compaction_pass(catalog: Catalog, table: MaintainedTable, state: TableState, settings: MaintenanceConfig,
+                    now: float) -> dict[str, int]:
+    """Compact one table if its small files say so, and merge its manifests past the threshold."""
+    from tabletopic.compaction import rewrite
     from tabletopic.compaction.manifests import merge_manifests
-    from tabletopic.compaction.orphans import remove_orphans
-    from tabletopic.compaction.rewrite import compact
     from tabletopic.observe import metrics
+
+    done: dict[str, int] = {}
+    todo = due(now, state, small_files(catalog, table.identifier, table.target_bytes), settings, table.target_bytes)
+    if todo.compact:
+        log.info("maintenance.triggered", table=table.identifier, action="compact", reason=todo.compact)
+        result = rewrite.compact(catalog, table.identifier, table.target_bytes)
+        metrics.record_compaction(table.identifier, result.files_removed)
+        done["compacted"], done["compaction_attempts"] = result.files_removed, result.attempts
+        done["compaction_abandoned"] = int(result.abandoned)
+    done["manifests_merged"] = merge_manifests(catalog, table.identifier, settings.max_manifests)  # no-op below it
+    return done
+
+
+def cleanup_pass(catalog: Catalog, table: MaintainedTable, state: TableState, settings: MaintenanceConfig,
+                 now: float) -> dict[str, int]:
+    """Expire one table's snapshots and remove its orphans when their schedules say so."""
+    from tabletopic.compaction import expire, orphans
+
+    done: dict[str, int] = {}
+    todo = due(now, state, SmallFiles(), settings)
+    if todo.expire:
+        log.info("maintenance.triggered", table=table.identifier, action="expire", reason="schedule")
+        result = expire.expire(catalog, table.identifier,
+                               int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),
+                               settings.keep_snapshots)
+        state.last_expire = now
+        done["expired"], done["carried"] = result.expired, result.carried
+    if todo.orphans:
+        log.info("maintenance.triggered", table=table.identifier, action="orphans", reason="schedule")
+        removed = orphans.remove_orphans(catalog, table.identifier,
+                                         int(time.time() * 1000 - settings.orphans_older_than_hours * 3.6e6),
+                                         dry_run=False)
+        state.last_orphans = now
+        done["orphans"] = len(removed)
+    return done
+
+
+Pass = Callable[[Catalog, MaintainedTable, TableState, MaintenanceConfig, float], dict[str, int]]
+
+
+def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) -> None:
+    """The maintenance process: its logging and CPU priority, then `maintain_forever`."""
+    from tabletopic import logs
 
     logs.configure(config.log_level, secrets=config.secret_values)
     os.nice(NICENESS)
+    maintain_forever(config, stopping)
+
+
+def maintain_forever(config: Config, stopping: Callable[[], bool] = lambda: False) -> None:
+    """Compaction and cleanup (expiry, orphans) in loops of their own, on two threads: a slow or
+    failing compaction (a busy table, a conflict storm) never delays expiry, which is what keeps
+    the history, and so every writer's commit, short."""
+    cleanup = threading.Thread(target=_loop, args=(config, stopping, "cleanup", cleanup_pass),
+                               name="tabletopic-maintenance-cleanup", daemon=True)
+    cleanup.start()
+    _loop(config, stopping, "compaction", compaction_pass)
+    cleanup.join()  # not on an error: the thread is a daemon, it ends with the process
+
+
+def _loop(config: Config, stopping: Callable[[], bool], name: str, run_pass: Pass) -> None:
+    """One kind of maintenance over every table, every `check_interval_seconds`; one table's failure is
+    logged and the others go on."""
+    from tabletopic.catalog.loader import open_catalog
+
     settings = config.maintenance
-    catalog = open_catalog(config.catalog)
+    catalog = open_catalog(config.catalog)  # one per loop: the threads share no client
     # The first expiry and orphan runs wait one interval: a restart loop must not turn into a cleanup loop.
     started = time.monotonic()
     states: dict[str, TableState] = {}
@@ -115,33 +177,17 @@ def run_forever(config: Config, stopping: Callable[[], bool] = lambda: False) ->
         for table in maintained_tables(config, topics):
             if stopping():
                 break
-            now = time.monotonic()
-            identifier, target = table.identifier, table.target_bytes
-            state = states.setdefault(identifier, TableState(started, started))
+            state = states.setdefault(table.identifier, TableState(started, started))
             try:
-                if not catalog.table_exists(identifier):  # a dead-letter table before its first letter
+                if not catalog.table_exists(table.identifier):  # a dead-letter table before its first letter
                     continue
-                todo = due(now, state, small_files(catalog, identifier, target), settings, target)
-                if todo.compact:
-                    log.info("maintenance.triggered", table=identifier, action="compact", reason=todo.compact)
-                    result = compact(catalog, identifier, target)
-                    metrics.record_compaction(identifier, result.files_removed)
-                merge_manifests(catalog, identifier, settings.max_manifests)  # a no-op below the threshold
-                if todo.expire:
-                    log.info("maintenance.triggered", table=identifier, action="expire", reason="schedule")
-                    expire(catalog, identifier, int(time.time() * 1000 - settings.expire_older_than_hours * 3.6e6),
-                           settings.keep_snapshots)
-                    state.last_expire = now
-                if todo.orphans:
-                    log.info("maintenance.triggered", table=identifier, action="orphans", reason="schedule")
-                    remove_orphans(catalog, identifier, int(time.time() * 1000 - settings.orphans_older_than_hours
-                                                            * 3.6e6), dry_run=False)
-                    state.last_orphans = now
+                run_pass(catalog, table, state, settings, time.monotonic())
             except Exception as exc:
-                log.warning("maintenance.failed", table=identifier, error=f"{type(exc).__name__}: {exc}")
+                log.warning("maintenance.failed", table=table.identifier, loop=name,
+                            error=f"{type(exc).__name__}: {exc}")
         deadline = time.monotonic() + settings.check_interval_seconds
         while time.monotonic() < deadline and not stopping():
-            time.sleep(0.5)
+            time.sleep(min(0.5, settings.check_interval_seconds))
 
 
 def _topics_or(known: list[str], config: Config) -> list[str]:

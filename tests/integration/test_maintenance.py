@@ -215,3 +215,50 @@ def test_built_in_maintenance_keeps_pattern_tables_and_dead_letter_tables(kafka,
     assert status.returncode == 0, status.stderr[-2000:]
     listed = {s["table"]: s for s in json.loads(status.stdout)}
     assert listed[table]["exists"] and listed[table]["lag"] == 0 and listed[letters]["exists"], listed
+
+
+def test_compaction_lands_while_writers_append_between_its_attempts(kafka, new_topic, spawn_writer, tmp_path,
+                                                                      monkeypatch):
+    """Two live writers commit every 0.3 s; compaction's first attempts are each held until one of them has
+    appended, so each meets a newer table: it rebases reading no manifest, lands, and every record is once
+    in the table with the writers' offsets intact."""
+    from tabletopic.commit.committer import table_offsets
+    from tabletopic.compaction import replace, rewrite
+
+    records = 12_000
+    topic = new_topic(PARTITIONS)
+    table = "maint.race"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh", workers=2,
+                           commit={"interval_seconds": 0.3})
+    producer = feed_slowly(kafka.bootstrap, topic, records, 400, 0.3)
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not iceberg.table_exists(table) or len(
+            list(iceberg.load_table(table).scan().plan_files())) < 8):
+        time.sleep(0.5)
+
+    real_commit = replace.Replacement.commit
+    raced: list[int] = []
+
+    def commit_after_a_writers_append(self, base):  # type: ignore[no-untyped-def]
+        if len(raced) < 3:
+            base_id = base.current_snapshot().snapshot_id
+            until = time.monotonic() + 60
+            while iceberg.load_table(table).current_snapshot().snapshot_id == base_id and time.monotonic() < until:
+                time.sleep(0.05)
+            raced.append(base_id)
+        return real_commit(self, base)
+
+    monkeypatch.setattr(replace.Replacement, "commit", commit_after_a_writers_append)
+    result = rewrite.compact(iceberg, table, 64 << 20)
+    assert not result.abandoned and result.files_removed >= 8 and result.attempts >= 4, result
+    assert result.manifests_read[1:] == [0] * (result.attempts - 1), result  # the appends' manifests are not read
+    producer.join()
+    expected = log_end(kafka.bootstrap, topic, PARTITIONS)
+    wait_committed(iceberg, table, "tests", expected, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    loaded = iceberg.load_table(table)
+    assert "replace" in [s.summary.operation.value for s in loaded.snapshots()]
+    assert table_offsets(loaded, "tests") == expected
+    assert_exactly_once(iceberg, config, topic, table, records)

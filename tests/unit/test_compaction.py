@@ -286,3 +286,152 @@ def test_a_compaction_whose_files_another_compaction_took_is_abandoned(catalog):
     assert meanwhile.other.files_removed == 6 and result.abandoned and result.attempts == 2  # refused on the reload
     table = catalog.load_table("ns.t")
     assert table.scan().count() == 300 and len(table.inspect.files()) == 1
+
+
+class CountingIO:
+    """A table's FileIO that counts the manifest files read through it (manifest lists aside)."""
+
+    def __init__(self, io):
+        self._io, self.manifests_read = io, 0
+
+    def new_input(self, location):
+        name = location.rsplit("/", 1)[-1]
+        if name.endswith(".avro") and not name.startswith("snap-"):
+            self.manifests_read += 1
+        return self._io.new_input(location)
+
+    def __getattr__(self, name):
+        return getattr(self._io, name)
+
+
+class CatalogWithAppendsBetweenAttempts:
+    """The catalog as a compaction sees it while a writer commits right after each of its first `appends`
+    loads of the table, so each of its first `appends` attempts meets a newer table; counts the manifests
+    read through each loaded table."""
+
+    def __init__(self, catalog, sink, appends, first_offset):
+        self._catalog, self._sink, self._left, self._next = catalog, sink, appends, first_offset
+        self.reads: list[CountingIO] = []
+
+    def load_table(self, identifier):
+        from pyiceberg.table import Table
+
+        table = self._catalog.load_table(identifier)
+        if self._left > 0:
+            write_more(self._sink, self._next)
+            self._next += 50
+            self._left -= 1
+        io = CountingIO(table.io)
+        self.reads.append(io)
+        return Table(table.name(), table.metadata, table.metadata_location, io, self._catalog)
+
+
+def test_appends_between_attempts_a_retry_reads_only_what_they_added_and_lands_with_every_row_once(catalog):
+    sink = write_commits(catalog, 12)  # offsets 0..599 of partition 0, one manifest per commit
+    busy = CatalogWithAppendsBetweenAttempts(catalog, sink, appends=5, first_offset=600)
+    result = compact(busy, "ns.t", target_bytes=64 << 20)
+    assert not result.abandoned and result.attempts == 6 and result.files_removed == 12
+    # The plan and the first attempt read the table's manifests; a retry reads none: the writer's
+    # appends only added manifests of new files, and what the first attempt wrote is reused.
+    assert [io.manifests_read for io in busy.reads[1:-1]] == [0] * 5
+    table = catalog.load_table("ns.t")
+    assert table.current_snapshot().summary.operation.value == "replace"
+    assert table.current_snapshot().summary["deleted-data-files"] == "12"
+    assert len(table.inspect.files()) == 1 + 5  # the compacted file and the five appended while it retried
+    rows = table.scan().to_arrow()
+    assert sorted(rows["n"].to_pylist()) == list(range(850))  # every row once
+    assert sorted(rows["_kafka_offset"].to_pylist()) == list(range(850))
+    assert rows["k"].to_pylist() == ["ab"[n % 2] if n < 600 else "a" for n in rows["n"].to_pylist()]  # values intact
+    assert table_offsets(table, "g") == {("topic", 0): 850}  # the replace hides no writer's offsets
+    assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 850}
+    assert compact(catalog, "ns.t", target_bytes=64 << 20).files_removed == 6
+
+
+class CatalogWithOneFileTakenMeanwhile:
+    """The catalog as a compaction sees it, with someone removing one data file of partition k=a (and so
+    rewriting the manifest that also lists a file of k=b) and a writer appending, right after it planned."""
+
+    def __init__(self, catalog, sink):
+        self._catalog, self._sink, self.taken = catalog, sink, None
+
+    def load_table(self, identifier):
+        table = self._catalog.load_table(identifier)
+        if self.taken is None:
+            self.taken = min((task.file for task in table.scan().plan_files() if task.file.partition[0] == "a"),
+                             key=lambda f: f.file_path)
+            commit_replace(self._catalog.load_table(identifier), [self.taken], [], {})
+            write_more(self._sink, 600)
+        return table
+
+
+def test_a_group_whose_file_someone_removed_is_abandoned_and_the_other_groups_land(catalog):
+    import pyarrow.parquet as pq
+
+    sink = write_commits(catalog, 12, partition_by=["k"])  # two groups: k=a (even n), k=b (odd n)
+    meanwhile = CatalogWithOneFileTakenMeanwhile(catalog, sink)
+    result = compact(meanwhile, "ns.t", target_bytes=64 << 20)
+    assert not result.abandoned and result.groups == 2 and result.groups_abandoned == 1
+    assert result.files_removed == 12 and result.files_added == 1 and result.attempts == 2
+    table = catalog.load_table("ns.t")
+    taken = set(pq.read_table(meanwhile.taken.file_path.removeprefix("file://"))["n"].to_pylist())
+    files = {task.file.file_path: task.file.partition[0] for task in table.scan().plan_files()}
+    assert meanwhile.taken.file_path not in files  # never brought back
+    assert sorted(files.values()) == ["a"] * 12 + ["b"]  # k=a's other 11 as they were and the append's; k=b compacted
+    assert sorted(table.scan().to_arrow()["n"].to_pylist()) == sorted(set(range(650)) - taken)
+    assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 650}
+
+
+class CatalogLosingTheAnswer:
+    """A catalog whose first commit lands but answers with an unknown state (a lost response)."""
+
+    def __init__(self, catalog):
+        self._catalog, self.lost = catalog, 0
+
+    def load_table(self, identifier):
+        from pyiceberg.table import Table
+
+        table = self._catalog.load_table(identifier)
+        return Table(table.name(), table.metadata, table.metadata_location, table.io, self)
+
+    def commit_table(self, table, requirements, updates):
+        from pyiceberg.exceptions import CommitStateUnknownException
+
+        response = self._catalog.commit_table(table, requirements, updates)
+        if not self.lost:
+            self.lost += 1
+            raise CommitStateUnknownException("the response was lost")
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self._catalog, name)
+
+
+def test_a_replace_whose_answer_was_lost_is_found_landed_and_neither_repeated_nor_cleaned_up(catalog):
+    import os
+
+    from tabletopic.compaction.files import referenced_files
+
+    sink = write_commits(catalog, 6)
+    result = compact(CatalogLosingTheAnswer(catalog), "ns.t", target_bytes=64 << 20)
+    assert not result.abandoned and result.attempts == 1 and result.files_removed == 6
+    table = catalog.load_table("ns.t")
+    assert [s.summary.operation.value for s in table.snapshots()].count("replace") == 1
+    assert all(os.path.exists(p.removeprefix("file://")) for p in referenced_files(table))
+    assert sorted(table.scan().to_arrow()["n"].to_pylist()) == list(range(300))
+    assert sink.start_offsets([("topic", 0)]) == {("topic", 0): 300}
+
+
+def test_expiry_carrying_an_old_key_forward_outlasts_a_run_of_appends_and_keeps_every_row_and_offset(catalog):
+    import time
+
+    write_commits(catalog, 1, kafka_partition=1, group="g.backfill")  # a backfill, long finished: its key is carried
+    sink = write_commits(catalog, 4, group="g")
+    busy = CatalogWithAppendsBetweenAttempts(catalog, sink, appends=12, first_offset=200)
+    result = expire(busy, "ns.t", older_than_ms=int(time.time() * 1000) + 60_000, keep_last=2)
+    assert result.carried == 1 and result.expired == 16  # after twelve carries lost to a writer's append
+    # Each attempt that lost decided from the metadata alone: only the one that landed read manifests.
+    assert [io.manifests_read for io in busy.reads[:12]] == [0] * 12
+    table = catalog.load_table("ns.t")
+    assert len(table.metadata.snapshots) == 2
+    assert sorted(table.scan().to_arrow()["n"].to_pylist()) == sorted([*range(50), *range(800)])
+    assert table_offsets(table, "g") == {("topic", 0): 800} and table_offsets(table, "g.backfill") == {("topic", 1): 50}

@@ -1,3 +1,5 @@
+import pytest
+
 from tabletopic.compaction.scheduler import SmallFiles, TableState, due
 from tabletopic.config import MaintenanceConfig, load_config
 
@@ -57,3 +59,50 @@ def test_every_table_the_writer_writes_is_maintained(tmp_path):
         MaintainedTable("s.eu", 1000), MaintainedTable("s.eu__dlq", 1000),
         MaintainedTable("raw.logs_a", 1000), MaintainedTable("raw.logs_a__dlq", 1000),
     ]
+
+
+@pytest.mark.parametrize("compaction", ["slow", "failing"])
+def test_expiry_runs_while_compaction_is_slow_or_failing(tmp_path, monkeypatch, compaction):
+    import threading
+    import time
+
+    import yaml
+
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.compaction import rewrite
+    from tabletopic.compaction.scheduler import maintain_forever
+    from tests.unit.test_compaction import write_commits
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap.servers": "x:1"}, "catalog": {"warehouse": str(tmp_path / "wh")},
+        "maintenance": {"check_interval_seconds": 0.1, "min_small_files": 2, "expire_interval_seconds": 0.2,
+                        "expire_older_than_hours": 0, "keep_snapshots": 1, "orphans_interval_seconds": 3600},
+        "tables": [{"table": "ns.t", "topic": "topic"}],
+    }))
+    config = load_config(path, environ={})
+    catalog = open_catalog(config.catalog)
+    write_commits(catalog, 8)
+    stop, compacting = threading.Event(), threading.Event()
+
+    def stuck_compaction(*args, **kwargs):
+        compacting.set()
+        if compaction == "slow":
+            stop.wait(120)  # losing every race to busy writers until the service stops
+        raise OSError("the object store refused the rewrite")
+
+    monkeypatch.setattr(rewrite, "compact", stuck_compaction)
+    maintainer = threading.Thread(target=maintain_forever, args=(config, stop.is_set))
+    maintainer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(catalog.load_table("ns.t").metadata.snapshots) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert compacting.is_set()
+        table = catalog.load_table("ns.t")
+        assert len(table.metadata.snapshots) == 1, "expiry waited behind the compaction"
+        assert table.scan().count() == 400
+    finally:
+        stop.set()
+        maintainer.join(60)
+    assert not maintainer.is_alive()
