@@ -32,8 +32,9 @@ test: setup ## every test: unit, then integration against a real broker, catalog
 test-unit: setup ## unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
-lint: setup ## ruff
+lint: setup ## ruff, and the import layers (import-linter: [tool.importlinter] in pyproject.toml)
 	$(BIN)/ruff check tabletopic tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup ## mypy
 	$(BIN)/mypy

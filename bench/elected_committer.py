@@ -37,8 +37,8 @@ from tabletopic.commit.offsets import (
     merge_offsets,
     offsets_key,
 )
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import load_config
+from tabletopic.core.backoff import RetryPolicy
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
 from tabletopic.service import writer_id
 from tabletopic.sink import TableSink

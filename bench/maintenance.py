@@ -27,12 +27,12 @@ import duckdb
 from pyiceberg.catalog.sql import SqlCatalog
 
 from tabletopic import logs
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.compaction.expire import expire
 from tabletopic.compaction.orphans import remove_orphans
 from tabletopic.compaction.rewrite import compact
 from tabletopic.config import TableConfig
-from tabletopic.kafka.records import RecordChunk
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.local.duckdb_extensions import extension_path
 from tabletopic.sink import TableSink
 

@@ -38,16 +38,16 @@ from typing import Any, cast
 from pyiceberg.catalog import Catalog
 
 import tabletopic.commit.committer as committer_module
-import tabletopic.decode.metadata as metadata_module
+import tabletopic.core.metadata as metadata_module
 from bench import dataset
 from tabletopic import logs
 from tabletopic.catalog.tables import create_table, table_schema
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import CommitConfig, ConsumerConfig, Format, TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json import JsonDecoder
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.sink import TableSink
 

@@ -21,8 +21,8 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
+from tabletopic.core import metadata
 from tabletopic.deadletter.rows import dlq_identifier
-from tabletopic.decode import metadata
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.reader import PartitionLog, read_offsets
 

@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from tabletopic.decode import metadata
+from tabletopic.core import metadata
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json_check import Misfit, NeedsParser, json_checker, parser_type
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.names import NameCollision, lowercase_json
-from tabletopic.kafka.records import RecordChunk
 
 
 @dataclass

@@ -24,12 +24,12 @@ from pyiceberg.table import Table
 
 from tabletopic.audit_reference import ValueReference, metadata_columns, reference_for, reference_rows
 from tabletopic.catalog.tables import load_if_exists
+from tabletopic.core import metadata
+from tabletopic.core.conform import conform_array
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
-from tabletopic.decode import metadata
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.decode.conform import conform_array
 from tabletopic.kafka.record_reader import read_partition
-from tabletopic.kafka.records import RecordChunk
 
 # Differences a report names (the count covers all).
 EXAMPLES = 10

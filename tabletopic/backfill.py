@@ -34,14 +34,14 @@ from pyiceberg.table import Table
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
 from tabletopic.commit.offsets import OffsetMap, decode_offsets, encode_offsets
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config, TableConfig
+from tabletopic.core import metadata
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.rows import dlq_identifier
-from tabletopic.decode import metadata
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, TabletopicError
 from tabletopic.kafka.reader import RangeReader
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.resolver import ResolvedTable, resolve
 from tabletopic.routing import route_values
@@ -87,8 +87,9 @@ def backfill_target(config: Config, topic: str, table: str, into: str | None) ->
     included), and whether the live writer writes it from `topic`."""
     source = resolve(config, [topic]).table(table)
     base = source.spec if source is not None else TableConfig(table=table, topic=topic)
+    # A backfill reads a range once and has no halt to wait out: a dead-letter rate limit would abort it.
     spec = dataclasses.replace(base, table=into or table, topic=topic, topics=[], topic_pattern=None,
-                               route_field=None, route_tables={})
+                               route_field=None, route_tables={}, max_dead_letters_per_minute=None)
     live = source is not None and topic in source.topics and not into
     return Target(spec, table, live, source)
 

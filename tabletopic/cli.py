@@ -13,9 +13,9 @@ import structlog
 
 from tabletopic import logs
 from tabletopic.config import Config, default_workers, load_config
+from tabletopic.core.exits import ExitCode
 from tabletopic.exceptions import AuditError, ConfigError
 
-EXIT_CONFIG = 2
 DEFAULT_TARGET_FILE_BYTES = 512 * 1024 * 1024
 
 
@@ -204,14 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if (missing := local_services_missing("quickstart")) is not None:
                 print(f"tabletopic: {missing}", file=sys.stderr)
-                return EXIT_CONFIG
+                return ExitCode.CONFIG
             logs.configure("info")
             from tabletopic.quickstart import quickstart
 
             return quickstart(args.records, args.warehouse)
     except ConfigError as exc:
         print(f"tabletopic: {logs.masked(str(exc))}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     raise AssertionError(args.command)
 
 
@@ -342,10 +342,10 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
 
 def _replay(args: argparse.Namespace) -> int:
     from tabletopic.catalog.loader import open_catalog
-    from tabletopic.deadletter.reasons import Reason
-    from tabletopic.deadletter.replay import replay
+    from tabletopic.core.reasons import Reason
     from tabletopic.decode.avro import WriterSchemas
     from tabletopic.kafka.registry import SchemaRegistry
+    from tabletopic.replay import replay
 
     config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
     logs.configure(config.log_level, secrets=config.secret_values)

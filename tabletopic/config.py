@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
-from tabletopic.decode.avro_limits import DEFAULT_MAX_ITEMS
+from tabletopic.core.limits import DEFAULT_MAX_ITEMS
+from tabletopic.core.partition_terms import parse_term
 from tabletopic.exceptions import ConfigError
 from tabletopic.references import SECRET_DIRS_ENV, allowed_dirs, file_reader, resolve
 from tabletopic.secrets import hide_referenced, secrets_of
@@ -378,11 +379,11 @@ def validate(config: Config) -> None:
                 raise ConfigError(f"{key}.max_dead_letters_per_minute", f"needs errors: dlq (is {table.errors})")
             if table.max_dead_letters_per_minute <= 0:
                 raise ConfigError(f"{key}.max_dead_letters_per_minute", "must be above 0")
+            if table.route_field is not None:  # a halt re-reads the partition for every routed sibling
+                raise ConfigError(f"{key}.max_dead_letters_per_minute", "is not supported with route_field")
         if table.format == "avro" and not config.schema_registry.url:
             raise ConfigError("schema_registry.url", f"required by {key} (format avro)")
         for term_index, term in enumerate(table.partition_by):
-            from tabletopic.catalog.partitioning import parse_term
-
             try:
                 parse_term(term)
             except ValueError as exc:

@@ -19,6 +19,11 @@ is refused (its records are not read) when its table:
   so every writer and every restart agrees; no other topic takes the table over, even while that
   one is deleted), else the first name in code-point order among the matching topics that exist
   (a rule on the set of names, not on the order writers see them).
+
+That last rule needs every topic that exists. When they cannot be listed, `claim` decides only what
+no other topic could change (a reserved suffix, a configured table, a topic the committed offsets
+already rule out or in); the rest stay undecided: the writer reads none of their records until it can
+list the topics again.
 """
 
 from __future__ import annotations
@@ -140,6 +145,52 @@ def resolve(config: Config, existing_topics: Iterable[str] = (),
             own = dataclasses.replace(spec, table=identifier, topic=topic, topics=[], topic_pattern=None)
             add(identifier, own, [topic], pattern=pattern_text)
     return Resolution(tuple(tables.values()), tuple(refused.values()))
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Of topics newly assigned to a writer: those that join their pattern table, those refused, and
+    those undecided until the topics can be listed."""
+
+    joined: tuple[str, ...]
+    refused: tuple[Refusal, ...]
+    undecided: tuple[str, ...] = ()
+
+
+def claim(config: Config, topics: Sequence[str], existing: Collection[str] | None,
+          fed_by: Callable[[str], Collection[str]]) -> Claims:
+    """Which of `topics` (each matches a `topic_pattern`) join their tables. `existing`: every topic the
+    cluster has, None when it could not be listed. Without it a decision is taken only when no topic
+    listed later could change it: more topics can only refuse more (a table gets more claimants, or a
+    lower name), so a refusal among the known topics stands, while a topic keeps its table for sure only
+    when the committed offsets name it first and no pattern without `{topic}` can feed that table."""
+    seen: dict[str, Collection[str]] = {}
+
+    def recorded(table: str) -> Collection[str]:  # one catalog read per table
+        if table not in seen:
+            seen[table] = fed_by(table)
+        return seen[table]
+
+    resolution = resolve(config, topics if existing is None else {*existing, *topics}, recorded)
+    refused = {r.topic: r for r in resolution.refused if r.topic in topics}
+    candidates = [t for t in topics if t not in refused and resolution.tables_of_topic(t)]
+    if existing is not None:
+        return Claims(tuple(candidates), tuple(refused.values()))
+    constant = {spec.table for spec in config.tables if spec.topic_pattern and "{topic}" not in spec.table}
+    joined: list[str] = []
+    undecided: list[str] = []
+    for topic in candidates:
+        template = _pattern_spec(config, topic).table
+        identifier = table_for(template, topic)
+        fed = sorted(recorded(identifier))
+        sure = "{topic}" not in template or (identifier not in constant and bool(fed) and fed[0] == topic)
+        (joined if sure else undecided).append(topic)
+    return Claims(tuple(joined), tuple(refused.values()), tuple(undecided))
+
+
+def _pattern_spec(config: Config, topic: str) -> TableConfig:
+    """The entry whose pattern takes `topic` (the first that matches)."""
+    return next(spec for spec in config.tables if spec.topic_pattern and re.fullmatch(spec.topic_pattern, topic))
 
 
 RESERVED_SUFFIXES = ("__dlq",)

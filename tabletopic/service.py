@@ -21,40 +21,35 @@ from dataclasses import dataclass
 from types import FrameType
 
 import structlog
-from confluent_kafka import KafkaException
 from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit import faults, gate
 from tabletopic.commit.committer import CommitOutcome, table_offsets, table_topic_ids
 from tabletopic.commit.offsets import OffsetMap, TopicPartition, identity_problem, position_problem
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import Config, TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.exits import ExitCode
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.flood import DeadLetterFlood
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, PermanentFault, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
+from tabletopic.kafka.errors import KafkaException
 from tabletopic.kafka.reader import topic_names
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.observe import metrics
 from tabletopic.observe.watch import Watch
-from tabletopic.resolver import Refusal, resolve
+from tabletopic.resolver import Refusal, claim
 from tabletopic.routing import route_values, split_by, subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
 
-EXIT_OK = 0
-EXIT_BAD_RECORD = 1
-EXIT_CONFIG = 2
-EXIT_SHUTDOWN_TIMEOUT = 3
-EXIT_COMMIT_FAILED = 4
-# An unexpected error (Python's own exit code for it, 1, would read as "bad record"): restartable.
-EXIT_CRASHED = 70
 # Topic ids asked of the broker before a commit are reused this long: one request for the flushes of
 # one loop turn, and at most one wait for a broker that does not answer.
 IDS_REUSE_S = 1.0
@@ -63,6 +58,10 @@ IDS_TIMEOUT_S = 2.0  # a commit does not need the broker: a broker away delays i
 POSITION_RECHECK_S = 5.0
 # How often a table halted by a fault no retry fixes (commit/faults.py) tries one commit again.
 FAULT_RETRY_S = 60.0
+# Listing the topics (to claim those a topic_pattern matches) runs inside a rebalance: it waits this long at
+# most; topics left undecided meanwhile are claimed again after a backoff that grows up to CLAIM_RETRY_MAX_S.
+LIST_TOPICS_TIMEOUT_S = 5.0
+CLAIM_RETRY_MAX_S = 30.0
 
 
 @dataclass
@@ -114,6 +113,9 @@ class Service:
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
         self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
         self._next_position_check = 0.0
+        self._unclaimed: set[str] = set()  # pattern topics left undecided: the topics could not be listed
+        self._claim_failures = 0  # listings failed in a row
+        self._claim_retry_at = 0.0
 
     def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
         dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic, spec.table)
@@ -150,25 +152,69 @@ class Service:
 
     def _claim_new_topics(self, topics: list[str]) -> None:
         """Topics a `topic_pattern` matches join their tables, unless their table is another's (resolver.py):
-        judged on every topic the cluster has, so each writer decides alike whatever it is assigned."""
+        judged on every topic the cluster has, so each writer decides alike whatever it is assigned. When
+        they cannot be listed, a topic the decision depends on stays paused, claimed again later."""
         matching = [t for t in topics if any(p.fullmatch(t) for p, _ in self._patterns)]
         if not matching:
             return
-        try:
-            listed = topic_names(self.config.kafka)
-        except KafkaException as exc:
-            log.warning("kafka.topics_unavailable", error=str(exc))
-            listed = []
+        listed = self._list_topics(matching)
         # Only these tables' owners matter here: one catalog read each, not one per pattern table.
         wanted = {table_for(next(spec for p, spec in self._patterns if p.fullmatch(t)).table, t) for t in matching}
-        resolution = resolve(self.config, {*listed, *matching, *self._sink_of_topic},
-                             lambda table: self._fed_by(table) if table in wanted else ())
-        refused = {r.topic: r for r in resolution.refused}
-        for topic in matching:
-            if topic in refused:
-                self._refuse(refused[topic])
-            else:
-                self._sink_for_new_topic(topic)
+        claims = claim(self.config, matching, None if listed is None else {*listed, *self._sink_of_topic},
+                       lambda table: self._fed_by(table) if table in wanted else ())
+        for refusal in claims.refused:
+            self._refuse(refusal)
+        for topic in claims.joined:
+            self._sink_for_new_topic(topic)
+        for topic in claims.undecided:  # never read meanwhile: no record is skipped, none read into a wrong table
+            self.consumer.pause(self._gate.close(f"unclaimed:{topic}", [topic]))
+        self._unclaimed.update(claims.undecided)
+        self._start_claimed(claims.joined, [r.topic for r in claims.refused])
+
+    def _list_topics(self, matching: list[str]) -> list[str] | None:
+        """Every topic the cluster has, or None (said once per streak of failures, then retried with backoff)."""
+        try:
+            listed = topic_names(self.config.kafka, LIST_TOPICS_TIMEOUT_S)
+        except KafkaException as exc:
+            self._claim_failures += 1
+            wait = min(CLAIM_RETRY_MAX_S, 2.0 ** (self._claim_failures - 1))
+            self._claim_retry_at = time.monotonic() + wait
+            if self._claim_failures == 1:
+                log.warning("kafka.topics_unavailable", error=str(exc), topics=matching, retry_in_s=wait,
+                            why="which topic keeps a table several topic names fold onto is decided on every "
+                                "topic: those it depends on stay paused until the topics can be listed")
+            return None
+        if self._claim_failures:
+            log.info("kafka.topics_listed", after_failures=self._claim_failures)
+        self._claim_failures = 0
+        return listed
+
+    def _start_claimed(self, joined: tuple[str, ...], refused: list[str]) -> None:
+        """Topics decided after some of their partitions were assigned undecided (paused, at the configured
+        start): those joining a table read from where it stands, then the pause for the decision lifts."""
+        decided = [t for t in (*joined, *refused) if t in self._unclaimed]
+        self._unclaimed.difference_update(decided)
+        earlier = sorted(tp for tp in self.consumer.assigned if tp[0] in joined and tp[0] in decided)
+        topics = sorted({t for t, _ in earlier})
+        current_ids = self._current_ids(topics) if topics else {}
+        for topic in topics:
+            self._set_read_id(topic, current_ids)
+            mine = [tp for tp in earlier if tp[0] == topic]
+            offsets = self._starts_for(topic, mine)
+            self._check_topic(topic, mine, offsets, current_ids)
+            self._reposition(mine, offsets)
+        for topic in decided:
+            self.consumer.resume(self._gate.open(f"unclaimed:{topic}"))
+
+    def _retry_claims(self, now: float) -> None:
+        """Undecided topics still assigned here are claimed again once the backoff has passed."""
+        if not self._unclaimed or now < self._claim_retry_at:
+            return
+        assigned = {t for t, _ in self.consumer.assigned}
+        for gone in sorted(self._unclaimed - assigned):  # decided again if assigned again
+            self._unclaimed.discard(gone)
+            self._gate.open(f"unclaimed:{gone}")
+        self._claim_new_topics(sorted(self._unclaimed))
 
     def _fed_by(self, table: str) -> set[str]:
         """The topics a table already takes: those its committed offsets name, and those this writer feeds it."""
@@ -235,7 +281,7 @@ class Service:
         except Exception:
             log.exception("service.crashed")
             self.consumer.close()
-            return EXIT_CRASHED
+            return ExitCode.CRASHED
         return self._shutdown(code)
 
     def _loop(self) -> int:
@@ -266,11 +312,11 @@ class Service:
                     "record.bad", topic=failure.topic, partition=failure.partition, offset=failure.offset,
                     reason=failure.reason,
                 )
-                return EXIT_BAD_RECORD
+                return ExitCode.BAD_RECORD
             if self.consumer.authentication_error is not None:
                 log.error("kafka.authentication_failed", error=self.consumer.authentication_error,
                           fix="check kafka.sasl.username / sasl.password (or the files and variables they name)")
-                return EXIT_CONFIG
+                return ExitCode.CONFIG
             if self.consumer.out_of_range:
                 self._on_out_of_range()
             for sink in self.sinks:
@@ -279,9 +325,10 @@ class Service:
                     self._try_flush(sink, now)
             self._release_holds(now)
             self._recheck_halted(now)
+            self._retry_claims(now)
             self._relieve_memory(now)
             self._watch.turn(now, self.sinks, self._partitions_of)
-        return EXIT_OK
+        return ExitCode.OK
 
     def _shares(self, chunk: RecordChunk) -> list[tuple[TableSink, RecordChunk]]:
         """The chunk for its table, or, for a routed topic, each table's share (empty ones too)."""
@@ -314,9 +361,12 @@ class Service:
         if isinstance(exc, DeadLetterFlood):
             self._on_dead_letter_flood(sink, chunk, exc)
             return True
-        outage = isinstance(exc, SourceUnavailable)
-        fault = None if outage else faults.permanent(exc)
-        if fault is None and not (outage or faults.is_transient(exc)):
+        registry_outage = isinstance(exc, SourceUnavailable) and not isinstance(exc, CatalogCallFailed)
+        fault = None if registry_outage else faults.permanent(exc)  # judged on its cause (`__cause__`) too
+        # A failed catalog call, whatever it raised (catalog/calls.py), and a schema change that kept losing
+        # races to other writers (CommitError) are retried like an outage: never a crash, never a dead letter.
+        retried = registry_outage or isinstance(exc, (CatalogCallFailed, CommitError)) or faults.is_transient(exc)
+        if fault is None and not retried:
             return False
         tp = (chunk.topic, chunk.partition)
         if len(self._sinks_for(chunk.topic)) > 1:
@@ -413,7 +463,7 @@ class Service:
         watchdog.daemon = True
         watchdog.start()
         try:
-            if code in (EXIT_OK, EXIT_BAD_RECORD):  # the good records before a bad one are kept
+            if code in (ExitCode.OK, ExitCode.BAD_RECORD):  # the good records before a bad one are kept
                 self._flush_all()
                 # Lag tools read the group's offsets: leave them where the tables are, not a commit behind.
                 held = {tp: n for sink in self.sinks if not sink.routed for tp, n in sink.committed.items()}
@@ -421,10 +471,10 @@ class Service:
             self.consumer.close()
         except CommitError as exc:
             log.error("service.commit_failed", error=str(exc))
-            code = EXIT_COMMIT_FAILED
+            code = ExitCode.COMMIT_FAILED
         finally:
             watchdog.cancel()
-        log.info("service.stopped", exit_code=code)
+        log.info("service.stopped", exit_code=int(code))
         return code
 
     # --- flushing ------------------------------------------------------------------------------
@@ -686,4 +736,4 @@ class Service:
 
 def _exit_now(timeout: float) -> None:
     log.error("service.shutdown_timeout", seconds=timeout)
-    os._exit(EXIT_SHUTDOWN_TIMEOUT)
+    os._exit(ExitCode.SHUTDOWN_TIMEOUT)

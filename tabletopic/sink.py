@@ -15,6 +15,7 @@ import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, TooManyColumns, check_caps, count_fields, plan_evolution
 from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
 from tabletopic.catalog.schema_check import check_schema
@@ -22,22 +23,23 @@ from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
 from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core import metadata
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.conform import conform_table
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.deadletter.bounds import batch_summary
 from tabletopic.deadletter.flood import DeadLetterFlood, DeadLetterRate
-from tabletopic.deadletter.reasons import Reason
 from tabletopic.deadletter.topic import DeadLetterTopic
-from tabletopic.decode import metadata, raw
+from tabletopic.decode import raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.base import BadValue, Decoded, Decoder, SchemaDrift
-from tabletopic.decode.conform import conform_table
 from tabletopic.decode.isolate import Part, describe, is_infrastructure, isolate
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.exceptions import CommitError, RecordError, SchemaError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.observe import metrics
 
 log = structlog.get_logger(__name__)
@@ -81,7 +83,10 @@ class TableSink:
         self._lowercase = spec.column_names == "lowercase"
         self._decoder: Decoder | None = None
         self._arrow_schema: pa.Schema | None = None
-        self._batch_room = spec.max_new_columns_per_batch  # fields the batch being ingested may still add
+        # Fields the batch being ingested may still add, once it made its first change (which any
+        # number of fields may make, up to max_columns: catalog/evolution.py).
+        self._batch_room = spec.max_new_columns_per_batch
+        self._batch_changed = False
         table = load_if_exists(catalog, spec.table)
         if table is not None:
             self._use(table)
@@ -120,21 +125,21 @@ class TableSink:
     def _create_for(self, chunk: RecordChunk) -> None:
         """Create the table from the schema of the first batch's records (a range of them, when
         the whole batch cannot give one: see `_decode_isolated`)."""
-        existing = load_if_exists(self._catalog, self.identifier)
+        existing = self._load_if_exists()
         if existing is None:
             value_schema = self._value_schema_from(chunk)
             schema = table_schema(value_schema, self.spec.metadata_columns)
             check_schema(schema)
             added = count_fields(value_schema)
-            check_caps(count_fields(schema) - added, added, self._caps())
+            check_caps(count_fields(schema) - added, added, ColumnCaps(self.spec.max_columns, None))
             existing = self._create(schema)
-            self._batch_room -= added
+            self._added(added)
         self._use(existing)
 
     def _create_without_values(self) -> None:
         """The table of a first batch none of whose records gave a schema: its records are dead
         letters, and the offsets they used up must still be committed to a table."""
-        existing = load_if_exists(self._catalog, self.identifier)
+        existing = self._load_if_exists()
         if existing is None:
             values = raw.SCHEMA if self.spec.format == "raw" else pa.schema([])
             existing = self._create(table_schema(values, self.spec.metadata_columns))
@@ -143,8 +148,20 @@ class TableSink:
     def _create(self, schema: pa.Schema) -> Table:
         return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
 
-    def _caps(self) -> ColumnCaps:
-        return ColumnCaps(self.spec.max_columns, self._batch_room)
+    def _load_if_exists(self) -> Table | None:
+        with catalog_call("load_table", self.identifier):
+            return load_if_exists(self._catalog, self.identifier)
+
+    def _caps(self, alone: bool) -> ColumnCaps:
+        """The caps on a change for one record (`alone`) or for a range of them. A batch's first
+        change is one record's, whatever its size: a range past the room is bisected down to it."""
+        first = alone and not self._batch_changed
+        return ColumnCaps(self.spec.max_columns, None if first else self._batch_room)
+
+    def _added(self, fields: int) -> None:
+        if fields > 0:
+            self._batch_changed = True
+            self._batch_room -= fields
 
     # --- records -------------------------------------------------------------------------------
 
@@ -191,6 +208,7 @@ class TableSink:
         records had fields the table ignores. Records on which decoding raises are found by
         bisection (decode/isolate.py); the others are decoded as if those were not there."""
         self._batch_room = self.spec.max_new_columns_per_batch
+        self._batch_changed = False
         found = isolate(len(work), lambda lo, hi: self._decode_range(work, lo, hi))
         if self._arrow_schema is None and self.spec.errors != "fail":
             self._create_without_values()
@@ -251,22 +269,21 @@ class TableSink:
             try:
                 return self._decoder.decode(chunk)
             except SchemaDrift as drift:
-                self._evolve(drift)
+                self._evolve(drift, alone=len(chunk) == 1)
         assert self._decoder is not None
         return self._decoder.decode(chunk, allow_drift=False)
 
-    def _evolve(self, drift: SchemaDrift) -> None:
+    def _evolve(self, drift: SchemaDrift, alone: bool) -> None:
         assert self._arrow_schema is not None
         # Checked first against the schema this writer knows, so that a flood of new fields is refused
         # without a catalog round trip per bisection step; evolve() checks again on the fresh table.
         known = pa.schema([f for f in self._arrow_schema if f.name not in metadata.NAMES])
         plan = plan_evolution(known, drift.incoming, drift.additions_only)
+        caps = self._caps(alone)
         if plan.needs_change:
-            check_caps(count_fields(self._arrow_schema), count_fields(plan.target) - count_fields(known),
-                       self._caps())
-        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only,
-                                    self._caps())
-        self._batch_room -= added
+            check_caps(count_fields(self._arrow_schema), count_fields(plan.target) - count_fields(known), caps)
+        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only, caps)
+        self._added(added)
         if plan.incompatible:
             log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible[:LOGGED_CHANGES],
                         reason_count=len(plan.incompatible))

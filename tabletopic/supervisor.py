@@ -24,15 +24,16 @@ from types import FrameType
 
 import structlog
 
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.exits import ExitCode
 from tabletopic.observe import multiproc
-from tabletopic.service import EXIT_BAD_RECORD, EXIT_CONFIG, EXIT_OK
 
 log = structlog.get_logger(__name__)
 
 # A worker that ran this long before dying is healthy again: its backoff starts over.
 HEALTHY_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
-FATAL_EXITS = (EXIT_BAD_RECORD, EXIT_CONFIG)
+FATAL_EXITS = (ExitCode.BAD_RECORD, ExitCode.CONFIG)
 
 
 SUPERVISOR_PID_ENV = "TABLETOPIC_SUPERVISOR_PID"
@@ -55,9 +56,12 @@ def stop_with_supervisor() -> None:
 EXIT_MARGIN_S = 2.0
 
 
+RESTART_BACKOFF = RetryPolicy(initial_backoff_s=1.0, max_backoff_s=MAX_BACKOFF_S, jitter=False)
+
+
 def restart_delay(failures_in_a_row: int) -> float:
     """1 s, 2 s, 4 s, … up to MAX_BACKOFF_S. Pure."""
-    return float(min(MAX_BACKOFF_S, 2 ** max(0, failures_in_a_row - 1)))
+    return RESTART_BACKOFF.backoff(failures_in_a_row)
 
 
 @dataclass
@@ -145,6 +149,6 @@ class Supervisor:
                 codes.append(process.wait())
         if fatal is not None:
             return fatal
-        unclean = [c for c in codes if c != EXIT_OK]
+        unclean = [c for c in codes if c != ExitCode.OK]
         log.info("supervisor.stopped", worker_exit_codes=codes)
-        return unclean[0] if unclean else EXIT_OK
+        return unclean[0] if unclean else ExitCode.OK

@@ -12,6 +12,8 @@ differs from an existing one only by case.
 
 Capped: a change that would take the table past `max_columns` fields, or add more fields in one
 batch than the batch has room for (`max_new_columns_per_batch`), is refused with TooManyColumns.
+The room holds back only a batch's later changes: the table's creation, and the first change one
+record asks for, are bounded by `max_columns` alone, so that a record wider than the room lands.
 Fields count at every depth (a struct's members too): each is a column id to Iceberg.
 """
 
@@ -45,13 +47,17 @@ class TooManyColumns(Exception):
 @dataclass(frozen=True)
 class ColumnCaps:
     max_columns: int  # fields in the whole table, at every depth
-    room: int  # fields this batch may still add
+    room: int | None  # fields this batch may still add; None: any number (a batch's first change)
 
 
 def check_caps(columns: int, added: int, caps: ColumnCaps) -> None:
-    """TooManyColumns if adding `added` fields to a table of `columns` is past `caps`."""
-    if added > caps.room:
-        raise TooManyColumns(f"{added} new fields, more than this batch may still add ({caps.room} of "
+    """TooManyColumns if adding `added` fields to a table of `columns` is past `caps`. A change that
+    adds nothing passes, even to a table already wider than max_columns (made before the cap, or by
+    another tool): its records must keep landing."""
+    if added <= 0:
+        return
+    if caps.room is not None and added > caps.room:
+        raise TooManyColumns(f"{added} new fields, more than this batch may still add ({max(caps.room, 0)} of "
                              "max_new_columns_per_batch)")
     if columns + added > caps.max_columns:
         raise TooManyColumns(f"{added} new fields would give the table {columns + added} columns, over "

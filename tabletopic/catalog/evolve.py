@@ -8,8 +8,9 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
+from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, EvolutionPlan, check_caps, count_fields, plan_evolution
-from tabletopic.decode import metadata
+from tabletopic.core import metadata
 from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
@@ -37,7 +38,7 @@ def evolve(
     schema update, committed whole or not at all.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        table = catalog.load_table(identifier)
+        table = _load(catalog, identifier)
         current = value_schema(table)
         plan = plan_evolution(current, incoming, additions_only)
         if not plan.needs_change:
@@ -45,13 +46,23 @@ def evolve(
         added = count_fields(plan.target) - count_fields(current)
         if caps is not None:
             check_caps(count_fields(table.schema().as_arrow()), added, caps)
+        # The change is planned and checked against the table first (what the records can make fail),
+        # then committed: what the commit raises is the catalog's doing (calls.py).
+        transaction = table.transaction()
+        with transaction.update_schema() as update:
+            update.union_by_name(plan.target)
         try:
-            with table.update_schema() as update:
-                update.union_by_name(plan.target)
+            with catalog_call("schema commit", identifier, passes=(CommitFailedException,)):
+                transaction.commit_transaction()
         except CommitFailedException as exc:
             log.info("schema.conflict", table=identifier, attempt=attempt, error=str(exc))
             continue
         log.info("schema.evolved", table=identifier, changes=plan.changes[:LOGGED_CHANGES],
                  change_count=len(plan.changes), attempt=attempt)
-        return catalog.load_table(identifier), plan, added
+        return _load(catalog, identifier), plan, added
     raise CommitError(f"{identifier}: schema change did not land after {MAX_ATTEMPTS} attempts")
+
+
+def _load(catalog: Catalog, identifier: str) -> Table:
+    with catalog_call("load_table", identifier):
+        return catalog.load_table(identifier)

@@ -11,8 +11,10 @@ from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.schema import assign_fresh_schema_ids
 from pyiceberg.table import Table
 
-from tabletopic.catalog.partitioning import build_spec, parse_term
-from tabletopic.decode import metadata
+from tabletopic.catalog.calls import catalog_call
+from tabletopic.catalog.partitioning import build_spec
+from tabletopic.core import metadata
+from tabletopic.core.partition_terms import parse_term
 
 log = structlog.get_logger(__name__)
 
@@ -49,23 +51,27 @@ def create_table(
 ) -> Table:
     """Create the table (format v2, zstd), or load it if another writer won the race."""
     namespace = identifier.rsplit(".", 1)[0]
-    try:
-        catalog.create_namespace(namespace)
-    except Exception:
-        # Two workers creating it at once: some catalogs answer the loser with a server error,
-        # not "already exists" (the REST fixture's SQLite does).
-        if not catalog.namespace_exists(namespace):
-            raise
     schema = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(arrow_schema))
     spec = build_spec(schema, [parse_term(term) for term in partition_by])
     properties = {**TABLE_PROPERTIES, **extra_properties}
-    try:
-        table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
-    except TableAlreadyExistsError:
-        return catalog.load_table(identifier)
-    except Exception:
-        if not catalog.table_exists(identifier):
-            raise
-        return catalog.load_table(identifier)
+    # The schema and the spec are built before any call (what a record's schema can make fail); what
+    # the calls raise is the catalog's doing (calls.py).
+    with catalog_call("create_namespace", namespace):
+        try:
+            catalog.create_namespace(namespace)
+        except Exception:
+            # Two workers creating it at once: some catalogs answer the loser with a server error,
+            # not "already exists" (the REST fixture's SQLite does).
+            if not catalog.namespace_exists(namespace):
+                raise
+    with catalog_call("create_table", identifier):
+        try:
+            table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
+        except TableAlreadyExistsError:
+            return catalog.load_table(identifier)
+        except Exception:
+            if not catalog.table_exists(identifier):
+                raise
+            return catalog.load_table(identifier)
     log.info("table.created", table=identifier, columns=len(schema.fields), partition_by=partition_by)
     return table

@@ -40,8 +40,8 @@ from tabletopic.commit.offsets import (
     topic_ids_key,
     topic_ids_to_record,
 )
-from tabletopic.commit.retry import RetryPolicy
-from tabletopic.decode.conform import conform_table
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.conform import conform_table
 from tabletopic.exceptions import CommitError, PermanentFault
 
 log = structlog.get_logger(__name__)

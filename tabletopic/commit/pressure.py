@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tabletopic.core.backoff import RetryPolicy
+
 MAX_TABLE_BACKOFF_S = 60.0
+TABLE_BACKOFF = RetryPolicy(initial_backoff_s=1.0, max_backoff_s=MAX_TABLE_BACKOFF_S, jitter=False)
 
 
 def table_backoff(failures_in_a_row: int) -> float:
-    return float(min(MAX_TABLE_BACKOFF_S, 2 ** max(0, failures_in_a_row - 1)))
+    return TABLE_BACKOFF.backoff(failures_in_a_row)
 
 
 def tables_to_flush_early(sizes: Mapping[str, int], cap: int, blocked: set[str]) -> list[str]:

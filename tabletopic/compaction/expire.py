@@ -25,11 +25,14 @@ from pyiceberg.table import Table
 from tabletopic.commit.committer import append_files
 from tabletopic.compaction.files import referenced_files
 from tabletopic.compaction.plan import SnapshotInfo, keys_to_carry, snapshots_to_expire
+from tabletopic.core.backoff import RetryPolicy
 from tabletopic.exceptions import CommitError
 
 log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 100
+# A writer committed meanwhile: the next attempt reloads after 0.02 s, 0.04 s, … up to 1 s.
+RETRY = RetryPolicy(initial_backoff_s=0.02, max_backoff_s=1.0, growth="linear", jitter=False)
 DEADLINE_S = 120.0  # from the first attempt
 STATE_KEY_PREFIX = "tabletopic."
 CARRIED_FROM_KEY = "tabletopic.carried-from"  # {key: id of the snapshot its value was copied from}
@@ -68,7 +71,7 @@ def expire(catalog: Catalog, identifier: str, older_than_ms: int, keep_last: int
         if attempt > 1:
             if time.monotonic() >= deadline:
                 break
-            time.sleep(min(1.0, 0.02 * attempt))  # a writer committed meanwhile
+            time.sleep(RETRY.backoff(attempt))  # a writer committed meanwhile
         # An attempt is a reload, a decision from the metadata alone and a commit: the manifests are read
         # only once it has landed, or busy writers win every race against it.
         table = catalog.load_table(identifier)

@@ -30,11 +30,14 @@ from pyiceberg.table import FileScanTask, Table
 from tabletopic.commit.committer import write_data_files
 from tabletopic.compaction.plan import FileInfo, bin_pack
 from tabletopic.compaction.replace import Dropped, Group, Replacement
+from tabletopic.core.backoff import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
 COMPACTION_ID_KEY = "tabletopic.compaction-id"
 MAX_ATTEMPTS = 100
+# A writer committed meanwhile: the next attempt reloads after 0.02 s, 0.04 s, … up to 1 s.
+RETRY = RetryPolicy(initial_backoff_s=0.02, max_backoff_s=1.0, growth="linear", jitter=False)
 DEADLINE_S = 120.0  # from the first attempt; then the next run plans again
 
 
@@ -82,7 +85,7 @@ def compact(catalog: Catalog, identifier: str, target_bytes: int, min_files: int
             unknown = isinstance(exc, CommitStateUnknownException)
             uncertain = uncertain or unknown
             # Back off before reloading, not after: a base that aged through the pause loses again to busy writers.
-            time.sleep(min(1.0, 0.02 * attempt))
+            time.sleep(RETRY.backoff(attempt))
             table = catalog.load_table(identifier)
             if unknown and replacement.landed(table):
                 return _landed(table, replacement, result)

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue
-from tabletopic.kafka.records import RecordChunk
 
 MAX_LOGGED_MESSAGE_CHARS = 300
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from tabletopic.decode import metadata
+from tabletopic.core import metadata
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue
-from tabletopic.kafka.records import RecordChunk
 
 VALUE = "_kafka_value"
 REASON = "reason"

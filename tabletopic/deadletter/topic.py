@@ -24,11 +24,10 @@ from typing import Any
 
 import pyarrow as pa
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from tabletopic.core import metadata
 from tabletopic.deadletter import rows as dead_letter
-from tabletopic.decode import metadata
-from tabletopic.kafka.client_logs import with_logger
+from tabletopic.kafka.producer import DeliveryError, Headers, Producer, ProduceRefused
 from tabletopic.observe import metrics
 
 log = structlog.get_logger(__name__)
@@ -40,7 +39,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 RECORD_OVERHEAD = 1024
 TRUNCATED = "tabletopic.truncated"
 
-Headers = list[tuple[str, str | bytes | None]]
 Coordinates = tuple[str, int, int]  # the dead record's topic, partition, offset
 
 
@@ -102,7 +100,7 @@ class DeadLetterTopic:
         self.topic = topic
         self.table = table or topic
         self._budget = int(client.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
-        self._producer = Producer(with_logger({**client, "enable.idempotence": True, "linger.ms": 20}))
+        self._producer = Producer({**client, "enable.idempotence": True, "linger.ms": 20})
         self._too_large: list[Copy] = []  # refused by the broker for their size, in the last flush
 
     def send(self, letters: pa.Table) -> None:
@@ -138,22 +136,20 @@ class DeadLetterTopic:
                     self._failed(copy.coordinates, "queue_full", f"the producer's queue stayed full {FLUSH_TIMEOUT_S}s")
                     return
                 self._producer.poll(0.1)
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                self._failed(copy.coordinates, error.name() if error else "produce_error",
-                             error.str() if error else str(exc))
+            except ProduceRefused as exc:
+                self._failed(copy.coordinates, exc.name, exc.text)
                 return
 
-    def _delivered(self, copy: Copy, error: KafkaError | None, _message: Message) -> None:
+    def _delivered(self, copy: Copy, error: DeliveryError | None) -> None:
         if error is None:
             return
-        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and copy.value:
+        if error.too_large and copy.value:
             self._too_large.append(copy)
-            metrics.record_dead_letter_topic_failure(self.table, error.name())
-            log.warning("dead_letter_topic.rejected", **self._where(copy.coordinates), reason=error.name(),
-                        error=error.str(), retry="without the value")
+            metrics.record_dead_letter_topic_failure(self.table, error.name)
+            log.warning("dead_letter_topic.rejected", **self._where(copy.coordinates), reason=error.name,
+                        error=error.text, retry="without the value")
             return
-        self._failed(copy.coordinates, error.name(), error.str())
+        self._failed(copy.coordinates, error.name, error.text)
 
     def _flush(self) -> None:
         left = self._producer.flush(FLUSH_TIMEOUT_S)

@@ -23,13 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.conform import conform_table
+from tabletopic.core.limits import DEFAULT_MAX_ITEMS
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
-from tabletopic.decode.conform import conform_table
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.exceptions import SchemaError, SourceUnavailable
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
 
 MAGIC = 0
@@ -106,7 +107,7 @@ class AvroDecoder:
     """
 
     def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema, lowercase: bool = False,
-                 max_items: int = avro_limits.DEFAULT_MAX_ITEMS) -> None:
+                 max_items: int = DEFAULT_MAX_ITEMS) -> None:
         self._schemas = schemas
         self._max_items = max_items
         self.schema = arrow_schema

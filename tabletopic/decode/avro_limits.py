@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tabletopic.deadletter.reasons import Reason
-
-DEFAULT_MAX_ITEMS = 100_000  # array items and map entries in one record, all of its arrays and maps together
+from tabletopic.core.reasons import Reason
 
 _SIZES = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 _MIN_SIZES = {**_SIZES, "int": 1, "long": 1, "string": 1, "bytes": 1}

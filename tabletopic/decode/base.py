@@ -8,8 +8,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from tabletopic.deadletter.reasons import Reason
-from tabletopic.kafka.records import RecordChunk
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 
 
 class BadValue(Exception):

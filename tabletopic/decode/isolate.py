@@ -7,7 +7,9 @@ so a batch whose every record fails costs about n·log2(n / PER_RECORD_BELOW) + 
 in at most log2(n) levels of recursion, and one bad record among n costs about 2·log2(n) tries.
 
 Faults of the services a batch needs (the catalog, the object store, the registry) are not the
-records' doing: they are raised as they are, never turned into dead letters.
+records' doing: they are raised as they are, never turned into dead letters. Every catalog call of
+the ingest raises CatalogCallFailed whatever went wrong in it, so that a glitch surfacing as an
+unusual exception type is still a service's fault.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from pyiceberg import exceptions as iceberg
 
+from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.commit import faults
 from tabletopic.decode.base import BadValue
 from tabletopic.exceptions import CommitError, ConfigError, OffsetsError, RecordError, SourceUnavailable
@@ -72,6 +75,7 @@ def isolate(count: int, attempt: Callable[[int, int], Part]) -> Isolated:
 
 _SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     CommitError, SourceUnavailable, OffsetsError, ConfigError, RecordError,  # ours, raised on purpose
+    CatalogCallFailed,  # whatever a catalog call raised, told by where it failed (catalog/calls.py)
     iceberg.RESTError, iceberg.CommitStateUnknownException, iceberg.NoSuchTableError, iceberg.NoSuchNamespaceError,
     *faults._types("sqlalchemy.exc", "SQLAlchemyError"),
 )

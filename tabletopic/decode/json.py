@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from tabletopic.catalog.evolution import plan_evolution
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift, split_bad_values
 from tabletopic.decode.json_check import Checker, NeedsParser, json_checker, parser_type
 from tabletopic.decode.json_guard import (
@@ -38,7 +39,6 @@ from tabletopic.decode.json_guard import (
     value_name_problem,
     without_bad_names,
 )
-from tabletopic.kafka.records import RecordChunk
 
 Drift = Literal["evolve", "strict", "ignore"]
 _PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, OverflowError, pa.ArrowTypeError,
@@ -124,14 +124,14 @@ def _float_leaves(array: pa.Array) -> list[pa.Array]:
     return []
 
 
-def hostile_values(values: Sequence[bytes | None]) -> dict[int, BadValue]:
+def hostile_values(values: Sequence[bytes | None], known: pa.DataType | None = None) -> dict[int, BadValue]:
     """The values no parser may see (nested too deep) or no column takes as they are (an integer
-    outside the 64-bit range), by index."""
+    outside the 64-bit range, unless `known`, the table's struct type, has a decimal column for it), by index."""
     bad = {i: BadValue(i, too_deep_message(values[i]), Reason.TOO_DEEP)  # type: ignore[arg-type]
            for i in too_deep(values)}
     if may_hold_long_integer(values):
         for index, value in enumerate(values):
-            if value is not None and index not in bad and (message := integer_out_of_range(value)) is not None:
+            if value is not None and index not in bad and (message := integer_out_of_range(value, known)) is not None:
                 bad[index] = BadValue(index, message, Reason.TYPE_MISMATCH)
     return bad
 
@@ -180,7 +180,7 @@ class JsonDecoder:
                 pass
             if rows is not None and not (self._screen_integers and _holds_huge_floats(rows)):
                 return Decoded(rows)
-        hostile = hostile_values(values)
+        hostile = hostile_values(values, self._known)
         if not hostile:
             return Decoded(rows) if rows is not None else self._decode_slowly(values, allow_drift, fast_tried=fast)
         kept = [i for i in range(len(values)) if i not in hostile]

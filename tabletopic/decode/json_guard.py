@@ -3,10 +3,16 @@
 Nesting: Python's json recursion gives RecursionError on ~4 KB of brackets and pyarrow's parser
 overflows its stack (the process dies of SIGSEGV) on ~40 KB, so a value's depth is measured by a
 linear scan of its bytes (brackets outside strings) first. Integers: a JSON integer outside the
-64-bit range fits no column as it is (pyarrow would infer it as a double, altering it, and
-`Table.from_pylist` raises OverflowError). Names: a field name becomes a column name, and some
-names break the table for good (pyiceberg cannot write a column named "", `a.b` collides with
-field `b` of struct `a`) or the terminals and engines that show them.
+64-bit range fits no integer, float or new column as it is (pyarrow would infer it as a double,
+altering it, and `Table.from_pylist` raises OverflowError); a decimal column's own precision decides.
+Names: a field name becomes a column name, and some names break the table for good (pyiceberg cannot
+write a column named "") or the terminals and engines that show them. Dots and slashes are fine in a
+name (`host.name`, `app.kubernetes.io/name`): pyiceberg writes and reads them, and escapes them in
+partition paths. What breaks is two fields with one full name: pyiceberg joins a field's path with
+dots (a list's items are `element`, a map's `key` and `value`) and refuses a schema where two paths
+join alike ("multiple fields for name a.b" for a column `a.b` beside struct `a` with field `b`), so a
+name colliding with another path, the table's or the record's own, is refused, and so are the names
+that make such paths ambiguous (`a..b`, a dot at either end).
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from tabletopic.core import metadata
 
 # Deep enough for any real document (a few levels per nested entity), low enough that every
 # recursive walk of a value or its type (json, Arrow conversion, schema planning, several Python
@@ -45,7 +55,11 @@ _NINETEEN_DIGITS = b"0" * 19
 # Control characters (C0, DEL, C1), format characters (bidi overrides, zero-width), surrogates,
 # unassigned code points and line/paragraph separators: invisible, or rewriting what a terminal shows.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Co", "Zl", "Zp"})
-_REFUSED_CHARS = frozenset("./")
+# The format characters that are part of how words are spelled: ZERO WIDTH NON-JOINER and JOINER (Persian,
+# Indic scripts, emoji sequences). Every other one (bidi overrides and isolates, zero-width space) is refused.
+_JOINERS = frozenset("\u200c\u200d")
+# Columns of every table (unless switched off) that a new field's full name may not collide with either.
+_METADATA_COLUMNS = pa.struct(metadata.FIELDS)
 
 
 def nesting_depth(value: bytes) -> int:
@@ -116,13 +130,16 @@ class IntegerOutOfRange(ValueError):
         super().__init__(f"integer {shown} is outside the 64-bit range [{INT64_MIN}, {INT64_MAX}]")
 
 
-def _checked_int(literal: str) -> int:
-    if len(literal.lstrip("-")) > 19:  # int() of a very long literal is slow, and refused past 4300 digits
-        raise IntegerOutOfRange(literal)
-    number = int(literal)
-    if not INT64_MIN <= number <= INT64_MAX:
-        raise IntegerOutOfRange(literal)
-    return number
+@dataclass(frozen=True)
+class _LongLiteral:
+    """An integer literal of more than 19 digits, kept as text: int() of a very long literal is slow, and
+    refused past 4300 digits."""
+
+    text: str
+
+
+def _parsed_int(literal: str) -> int | _LongLiteral:
+    return _LongLiteral(literal) if len(literal.lstrip("-")) > 19 else int(literal)
 
 
 def may_hold_long_integer(values: Sequence[bytes | None]) -> bool:
@@ -131,17 +148,38 @@ def may_hold_long_integer(values: Sequence[bytes | None]) -> bool:
     return _NINETEEN_DIGITS in b"\n".join(v for v in values if v).translate(_DIGITS_AS_ZERO)
 
 
-def integer_out_of_range(value: bytes) -> str | None:
-    """The message for a value holding an integer outside the 64-bit range; None if it has none
-    (or does not parse: the decoder names that). `value` must not be too deep."""
+def integer_out_of_range(value: bytes, known: pa.DataType | None = None) -> str | None:
+    """The message for a value holding an integer outside the 64-bit range where no decimal column of
+    `known` (the table's struct type) takes it; None if it has none (or does not parse: the decoder names
+    that). `value` must not be too deep."""
     if _LONG_DIGITS.search(value) is None:
         return None
     try:
-        json.loads(value, parse_int=_checked_int)
-    except IntegerOutOfRange as exc:
-        return str(exc)
+        parsed = json.loads(value, parse_int=_parsed_int)
     except (ValueError, UnicodeDecodeError):
         return None
+    literal = _outside_int64(parsed, known)
+    return None if literal is None else str(IntegerOutOfRange(literal))
+
+
+def _outside_int64(value: Any, known: pa.DataType | None) -> str | None:
+    """The first integer literal in `value` outside the 64-bit range and not headed for a decimal column."""
+    if known is not None and pa.types.is_decimal(known):
+        return None  # the column's precision decides, and the parser names a value past it
+    if isinstance(value, _LongLiteral):
+        return value.text
+    if type(value) is int:
+        return None if INT64_MIN <= value <= INT64_MAX else str(value)
+    if isinstance(value, list):
+        item = known.value_type if known is not None and _is_list(known) else None
+        return next((found for each in value if (found := _outside_int64(each, item)) is not None), None)
+    if isinstance(value, dict):
+        if known is not None and pa.types.is_map(known):
+            return next((found for each in value.values()
+                         if (found := _outside_int64(each, known.item_type)) is not None), None)
+        fields = _fields(known)
+        return next((found for name, each in value.items()
+                     if (found := _outside_int64(each, fields.get(name))) is not None), None)
     return None
 
 
@@ -152,10 +190,10 @@ def name_problem(name: str) -> str | None:
         return "empty field name"
     if len(name) > MAX_NAME_CHARS:
         return f"field name of {len(name)} characters (over {MAX_NAME_CHARS})"
+    if ".." in name or name[0] == "." or name[-1] == ".":
+        return f"field name {name[:80]!r} has an empty part between dots (a path that reads two ways)"
     for char in name:
-        if char in _REFUSED_CHARS:
-            return f"field name {name[:80]!r} contains {char!r} (a path separator in column references)"
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+        if char not in _JOINERS and unicodedata.category(char) in _REFUSED_CATEGORIES:
             return f"field name {name[:80]!r} contains the control or invisible character U+{ord(char):04X}"
     return None
 
@@ -174,10 +212,10 @@ def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def value_name_problem(value: bytes | None, known: pa.DataType | None = None) -> str | None:
-    """Why a JSON value's field names cannot become columns: the first bad name at any depth, or a
-    name twice in one object; None if every name is fine or the value does not parse. Names `known`
-    (the table's struct type) already has are taken as they are, and keys of its map columns are data.
-    `value` must not be too deep."""
+    """Why a JSON value's field names cannot become columns: the first bad name at any depth, a name
+    twice in one object, or a new field whose full name another field (the table's or the value's own)
+    has; None if every name is fine or the value does not parse. Names `known` (the table's struct type)
+    already has are taken as they are, and keys of its map columns are data. `value` must not be too deep."""
     if value is None:
         return None
     try:
@@ -186,72 +224,133 @@ def value_name_problem(value: bytes | None, known: pa.DataType | None = None) ->
         return str(exc)
     except (ValueError, UnicodeDecodeError):
         return None
-    for path, name, data_type in _names(parsed, known, ""):
+    taken = dict(_full_names(known))
+    for path, shown, data_type in _names(parsed, known, (), ""):
         if data_type is None:
-            problem = name_problem(name)
+            problem = name_problem(path[-1]) or _collision(path, taken)
             if problem is not None:
-                return f"{problem} (in {path})" if path else problem
+                return f"{problem} (in {shown})" if shown else problem
+            taken.setdefault(".".join(path), path)
     return None
 
 
-def _names(value: Any, known: pa.DataType | None, path: str) -> Iterator[tuple[str, str, pa.DataType | None]]:
-    """Each field name in `value` with where it is and its known type (None: a name the table does not have)."""
+def _names(value: Any, known: pa.DataType | None, path: tuple[str, ...],
+           shown: str) -> Iterator[tuple[tuple[str, ...], str, pa.DataType | None]]:
+    """Each field in `value` (a list's items as the field `element`, as Iceberg names them) with its path,
+    where it is shown and its known type (None: a field the table does not have)."""
     if isinstance(value, list):
         item = known.value_type if known is not None and _is_list(known) else None
+        element = (*path, "element")
+        if any(each is not None for each in value):
+            yield element, shown, item
         for each in value:
-            yield from _names(each, item, f"{path}[]")
+            yield from _names(each, item, element, f"{shown}[]")
     elif isinstance(value, dict):
         if known is not None and pa.types.is_map(known):
             for each in value.values():
-                yield from _names(each, known.item_type, f"{path}{{}}")
+                yield from _names(each, known.item_type, (*path, "value"), f"{shown}{{}}")
             return
         fields = _fields(known)
         for name, each in value.items():
             child = fields.get(name)
-            yield path, name, child
-            shown = name if name_problem(name) is None else "?"
-            yield from _names(each, child, f"{path}.{shown}" if path else shown)
+            field_path = (*path, name)
+            yield field_path, shown, child
+            display = name if name_problem(name) is None else "?"
+            yield from _names(each, child, field_path, f"{shown}.{display}" if shown else display)
+
+
+def _collision(path: tuple[str, ...], taken: dict[str, tuple[str, ...]]) -> str | None:
+    """Why the field at `path` cannot be added beside the fields `taken` (by full name): another field
+    has its full name. pyiceberg refuses such a schema ("multiple fields for name ...")."""
+    full_name = ".".join(path)
+    other = taken.get(full_name)
+    if other is None or other == path:
+        return None
+    return (f"field {json.dumps(list(path))} collides with field {json.dumps(list(other))}: "
+            f"both have the full name {full_name[:200]!r}")
+
+
+@lru_cache(maxsize=64)
+def _full_names(known: pa.DataType | None) -> dict[str, tuple[str, ...]]:
+    """The path of each field of `known` and of the metadata columns, by full name (its parts joined
+    with dots). Cached: a decoder asks for one table's type again and again; callers copy it."""
+    names: dict[str, tuple[str, ...]] = {}
+    for data_type in (_METADATA_COLUMNS, known):
+        for path in _type_paths(data_type, ()):
+            names.setdefault(".".join(path), path)
+    return names
+
+
+def _type_paths(data_type: pa.DataType | None, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    if data_type is None:
+        return
+    if pa.types.is_struct(data_type):
+        children = [(f.name, f.type) for f in (data_type.field(i) for i in range(data_type.num_fields))]
+    elif _is_list(data_type):
+        children = [("element", data_type.value_type)]
+    elif pa.types.is_map(data_type):
+        children = [("key", data_type.key_type), ("value", data_type.item_type)]
+    else:
+        return
+    for name, child in children:
+        yield (*path, name)
+        yield from _type_paths(child, (*path, name))
 
 
 def schema_name_problems(schema: pa.Schema, known: pa.Schema | None = None) -> list[str]:
     """The problems of the names in `schema` (an inferred one) that `known` does not have."""
-    return [problem for name, data_type in _type_names(pa.struct(list(schema)), _struct_of(known))
-            if data_type is None and (problem := name_problem(name)) is not None]
+    problems: list[str] = []
+    _prune_struct(schema, known, problems)
+    return problems
 
 
 def without_bad_names(schema: pa.Schema, known: pa.Schema | None = None) -> pa.Schema:
-    """`schema` less every field whose name cannot be a column (and that `known` does not have)."""
-    pruned = _prune(pa.struct(list(schema)), _struct_of(known))
+    """`schema` less every field whose name cannot be a column (and that `known` does not have), and
+    every new field whose full name `known` or an earlier field of `schema` already has."""
+    return _prune_struct(schema, known, [])
+
+
+def _prune_struct(schema: pa.Schema, known: pa.Schema | None, problems: list[str]) -> pa.Schema:
+    known_type = _struct_of(known)
+    pruned = _prune(pa.struct(list(schema)), known_type, (), dict(_full_names(known_type)), problems)
     return pa.schema([pruned.field(i) for i in range(pruned.num_fields)])
 
 
-def _prune(data_type: pa.DataType, known: pa.DataType | None) -> pa.DataType:
+def _prune(data_type: pa.DataType, known: pa.DataType | None, path: tuple[str, ...],
+           taken: dict[str, tuple[str, ...]], problems: list[str]) -> pa.DataType:
     if known is not None and pa.types.is_map(known):
         return data_type  # keys of a map column are data, not names
     if pa.types.is_struct(data_type):
         fields = _fields(known)
-        kept = [f.with_type(_prune(f.type, fields.get(f.name)))
-                for f in (data_type.field(i) for i in range(data_type.num_fields))
-                if f.name in fields or name_problem(f.name) is None]
+        kept = []
+        for field in (data_type.field(i) for i in range(data_type.num_fields)):
+            child = fields.get(field.name)
+            field_path = (*path, field.name)
+            if child is None:
+                own = [field_path, *_element_paths(field.type, field_path)]
+                problem = name_problem(field.name) or next(
+                    (found for each in own if (found := _collision(each, taken)) is not None), None)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                taken.update((".".join(each), each) for each in own)
+            kept.append(field.with_type(_prune(field.type, child, field_path, taken, problems)))
         return pa.struct(kept)
     if _is_list(data_type):
         item = known.value_type if known is not None and _is_list(known) else None
-        return pa.list_(data_type.value_field.with_type(_prune(data_type.value_type, item)))
+        element = (*path, "element")
+        return pa.list_(data_type.value_field.with_type(_prune(data_type.value_type, item, element, taken, problems)))
     return data_type
 
 
-def _type_names(data_type: pa.DataType, known: pa.DataType | None) -> Iterator[tuple[str, pa.DataType | None]]:
-    if known is not None and pa.types.is_map(known):
-        return  # keys of a map column are data, not names
-    if pa.types.is_struct(data_type):
-        fields = _fields(known)
-        for field in (data_type.field(i) for i in range(data_type.num_fields)):
-            child = fields.get(field.name)
-            yield field.name, child
-            yield from _type_names(field.type, child)
-    elif _is_list(data_type):
-        yield from _type_names(data_type.value_type, known.value_type if known is not None and _is_list(known)
-                               else None)
+def _element_paths(data_type: pa.DataType, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The paths of a new list's items (and of theirs, for a list of lists)."""
+    paths = []
+    while _is_list(data_type):
+        path = (*path, "element")
+        paths.append(path)
+        data_type = data_type.value_type
+    return paths
 
 
 def _struct_of(schema: pa.Schema | None) -> pa.DataType | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import Decoded
-from tabletopic.kafka.records import RecordChunk
 
 SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("value", pa.binary())])
 

@@ -19,9 +19,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.exceptions import ConfigError
 from tabletopic.kafka.client_logs import with_logger
-from tabletopic.kafka.records import RecordChunk
 
 log = structlog.get_logger(__name__)
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.client_logs import with_logger
 from tabletopic.kafka.consumer import group_messages
-from tabletopic.kafka.records import RecordChunk
 
 # Metadata and watermark calls against a healthy local or remote cluster answer well within this.
 REQUEST_TIMEOUT_S = 30.0
@@ -105,11 +105,11 @@ def offsets_at(settings: Mapping[str, str], topic: str, partitions: list[int], t
         consumer.close()
 
 
-def topic_names(settings: Mapping[str, str]) -> list[str]:
+def topic_names(settings: Mapping[str, str], timeout_s: float = REQUEST_TIMEOUT_S) -> list[str]:
     """The topics the cluster has (internal ones such as __consumer_offsets left out): for `topic_pattern`."""
     consumer = Consumer(with_logger({**settings, "group.id": f"tabletopic-topics-{uuid.uuid4().hex[:8]}"}))
     try:
-        metadata = consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
+        metadata = consumer.list_topics(timeout=timeout_s)
         return sorted(name for name, meta in metadata.topics.items()
                       if meta.error is None and not name.startswith("__"))
     finally:

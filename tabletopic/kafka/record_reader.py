@@ -11,8 +11,8 @@ from collections.abc import Iterator, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.kafka.reader import range_consumer
-from tabletopic.kafka.records import RecordChunk
 
 # Records handed back per chunk: bounds the audit's memory, whatever the partition's size.
 CHUNK_RECORDS = 10_000

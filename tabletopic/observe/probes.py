@@ -6,7 +6,6 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import structlog
 
@@ -98,13 +97,6 @@ def catalog_probe(settings: CatalogConfig) -> Probe:
 
 
 def broker_probe(kafka: Mapping[str, str]) -> Probe:
-    from confluent_kafka.admin import AdminClient
+    from tabletopic.kafka.admin import topic_lister
 
-    # librdkafka says what it cannot reach on its own log; the probe's answer is the reason.
-    settings: dict[str, Any] = {**kafka, "log_level": 0, "error_cb": lambda _error: None}
-    admin = AdminClient(settings)
-
-    def check() -> None:
-        admin.list_topics(timeout=PROBE_TIMEOUT_S - 1)
-
-    return Probe(check, "broker")
+    return Probe(topic_lister(kafka, PROBE_TIMEOUT_S - 1), "broker")

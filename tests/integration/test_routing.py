@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 
+from confluent_kafka import KafkaError, KafkaException
+from structlog.testing import capture_logs
+
+from tabletopic import service as service_module
+from tabletopic.config import load_config
 from tabletopic.local.topics import create_topic
 from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
 
@@ -155,3 +161,52 @@ def test_a_topic_folding_onto_a_fed_table_or_onto_its_dead_letters_is_refused(ka
     rows = iceberg.load_table(table).scan(selected_fields=("n", "source")).to_arrow().to_pylist()
     assert {r["source"] for r in rows} == {legit} and len(rows) == 13
     assert not iceberg.table_exists(f"{table}__dlq")
+
+
+def test_topics_folding_onto_one_table_wait_while_the_topics_cannot_be_listed(kafka, tmp_path, monkeypatch):
+    """Which topic keeps a table several names fold onto is decided on every topic the cluster has: while
+    they cannot be listed, a writer decides nothing from its own assignment (another writer, assigned the
+    other topic, would keep it too) and reads none of their records; once listed, it claims and reads on."""
+    stamp = time.time_ns()
+    upper, lower = f"wait.ORDERS-{stamp}", f"wait.orders-{stamp}"  # upper sorts first: it keeps the table
+    table = f"waited.wait_orders_{stamp}"
+    for topic in (upper, lower):
+        create_topic(kafka.bootstrap, topic, 1)
+        produce(kafka.bootstrap, topic, records(topic, 5))
+    path = writer_config(tmp_path / "c.yaml", kafka.bootstrap, "-", "waited.{topic}", tmp_path / "wh",
+                         table_settings={"topic": None, "topic_pattern": f"wait\\.(orders|ORDERS)-{stamp}"})
+    listing_works, listed = threading.Event(), []
+    real_topic_names = service_module.topic_names
+
+    def flaky_topic_names(settings, timeout_s):  # type: ignore[no-untyped-def]
+        listed.append(listing_works.is_set())
+        if not listing_works.is_set():
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "injected: metadata request failed"))
+        return real_topic_names(settings, timeout_s)
+
+    monkeypatch.setattr(service_module, "topic_names", flaky_topic_names)
+    iceberg = catalog_of(path)
+    with capture_logs() as logs:
+        service = service_module.Service(load_config(path, environ={}))
+        codes: list[int] = []
+        runner = threading.Thread(target=lambda: codes.append(service.run()), daemon=True)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(listed) < 3:  # assigned, then tried again after a backoff, twice
+                assert time.monotonic() < deadline and runner.is_alive(), (listed, logs)
+                time.sleep(0.1)
+            assert not iceberg.table_exists(table)  # nothing read into it while undecided
+            listing_works.set()
+            wait_committed(iceberg, table, "tests", {(upper, 0): 5}, timeout=60)
+        finally:
+            service.stop()
+            runner.join(60)
+    assert codes == [0]
+    rows = iceberg.load_table(table).scan(selected_fields=("n", "source")).to_arrow().to_pylist()
+    assert sorted((r["source"], r["n"]) for r in rows) == [(upper, n) for n in range(5)]
+    events = [e["event"] for e in logs]
+    assert events.count("kafka.topics_unavailable") == 1  # once for the streak
+    assert "kafka.topics_listed" in events
+    refused = [e for e in logs if e["event"] == "topic.refused"]
+    assert [(e["topic"], e["table_fed_by"]) for e in refused] == [(lower, upper)]

@@ -15,10 +15,10 @@ from tabletopic.audit_values import (
     letter_rows,
     locate,
 )
-from tabletopic.decode import metadata
+from tabletopic.core import metadata
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.json_check import Misfit, check_json
 from tabletopic.kafka.reader import PartitionLog
-from tabletopic.kafka.records import RecordChunk
 
 LOG = PartitionLog(0, 10, list(range(10)))
 

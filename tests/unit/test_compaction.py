@@ -5,12 +5,12 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 
 from tabletopic.commit.committer import table_offsets
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.compaction.expire import CARRIED_FROM_KEY, PER_SNAPSHOT_KEYS, expire
 from tabletopic.compaction.replace import commit_replace
 from tabletopic.compaction.rewrite import compact
 from tabletopic.config import TableConfig
-from tabletopic.kafka.records import RecordChunk
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.sink import TableSink
 
 
@@ -178,8 +178,8 @@ def test_per_snapshot_keys_name_the_keys_that_describe_one_snapshot_only():
     from tabletopic.compaction.expire import is_state_key
     from tabletopic.compaction.manifests import MERGE_ID_KEY
     from tabletopic.compaction.rewrite import COMPACTION_ID_KEY
-    from tabletopic.deadletter.replay import REPLAY_ID_KEY
     from tabletopic.offsets_admin import RESET_KEY
+    from tabletopic.replay import REPLAY_ID_KEY
 
     assert {COMMIT_ID_KEY, WRITER_ID_KEY, RESET_KEY, COMPACTION_ID_KEY, MERGE_ID_KEY, REPLAY_ID_KEY,
             CARRIED_FROM_KEY} == PER_SNAPSHOT_KEYS

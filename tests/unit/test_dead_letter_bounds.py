@@ -8,14 +8,14 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from structlog.testing import capture_logs
 
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows
 from tabletopic.deadletter.flood import DeadLetterFlood, DeadLetterRate
-from tabletopic.deadletter.reasons import Reason
 from tabletopic.decode.base import BadValue
 from tabletopic.exceptions import ConfigError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.sink import TableSink
 
 HUGE = b"x" * (9 * 1024 * 1024)
@@ -119,3 +119,19 @@ def test_a_topic_copy_of_a_letter_kept_in_part_says_the_whole_length():
     smaller = fitted(copy, 10_000)  # cut again for a small producer limit: still the whole length, once
     assert smaller is not None and [h for h in smaller.headers if h[0] == TRUNCATED] == [
         (TRUNCATED, str(len(HUGE)).encode())]
+
+
+def test_the_rate_limit_is_refused_on_a_routed_table(tmp_path):
+    from tests.unit.test_resolver import config_of
+
+    with pytest.raises(ConfigError, match="route_field"):
+        config_of(tmp_path, {"table": "a.t", "topic": "t", "format": "json", "route_field": "r",
+                             "route_tables": {"x": "a.x"}, "max_dead_letters_per_minute": 5})
+
+
+def test_a_backfill_has_no_dead_letter_rate_limit(tmp_path):
+    from tabletopic.backfill import backfill_target
+    from tests.unit.test_resolver import config_of
+
+    config = config_of(tmp_path, {"table": "a.t", "topic": "t", "max_dead_letters_per_minute": 5})
+    assert backfill_target(config, "t", "a.t", None).spec.max_dead_letters_per_minute is None

@@ -4,11 +4,11 @@ import datetime as dt
 
 import pyarrow as pa
 
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
-from tabletopic.deadletter.reasons import Reason
 from tabletopic.deadletter.topic import RECORD_OVERHEAD, TRUNCATED, Copy, copies_of, fitted, record_bytes, without_value
 from tabletopic.decode.base import BadValue
-from tabletopic.kafka.records import RecordChunk
 
 WHERE = ("t", 1, 42)
 

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog.sql import SqlCatalog
 
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.sink import TableSink
 from tests.hostile import payloads
 from tests.unit.decode.deadline import within

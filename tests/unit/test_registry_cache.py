@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import UNKNOWN_ID_TTL_S, SchemaRegistry, UnknownSchemaId
 
 SCHEMA = {"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}]}

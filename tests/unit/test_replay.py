@@ -7,11 +7,11 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from tabletopic.commit.committer import append_files, write_data_files
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
-from tabletopic.deadletter.replay import reads_topic, replay
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.rows import dlq_identifier
-from tabletopic.kafka.records import RecordChunk
+from tabletopic.replay import reads_topic, replay
 from tabletopic.sink import TableSink
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from tabletopic.config import Config, load_config
-from tabletopic.resolver import has_patterns, resolve
+from tabletopic.resolver import claim, has_patterns, resolve
 
 
 def config_of(tmp_path: Path, *tables: dict[str, Any]) -> Config:
@@ -97,3 +97,32 @@ def test_a_topic_whose_table_is_a_dead_letter_table_or_a_configured_one_is_refus
     assert sorted(refused) == ["orders.", "orders__dlq", "shop.x.orders__dlq"]
     assert "__dlq" in refused["orders__dlq"].reason and refused["orders__dlq"].table == "shop.orders__dlq"
     assert refused["orders."].table == "shop.orders" and refused["orders."].owner == "orders"
+
+
+def test_topics_folding_onto_a_table_not_yet_committed_stay_undecided_while_the_topics_cannot_be_listed(tmp_path):
+    """Two writers, each assigned one of two topics folding onto one table: without the list neither may
+    keep it (each would keep its own), both wait; with it both name the same owner."""
+    config = config_of(tmp_path, {"table": "raw.{topic}", "topic_pattern": "shop\\..*"})
+    never_fed = lambda table: ()  # noqa: E731
+    for mine in ("shop.orders", "shop.ORDERS!!"):
+        unlisted = claim(config, [mine], None, never_fed)
+        assert (unlisted.joined, unlisted.refused, unlisted.undecided) == ((), (), (mine,))
+    listed = ["shop.orders", "shop.ORDERS!!"]
+    assert claim(config, ["shop.ORDERS!!"], listed, never_fed).joined == ("shop.ORDERS!!",)
+    assert [r.owner for r in claim(config, ["shop.orders"], listed, never_fed).refused] == ["shop.ORDERS!!"]
+
+
+def test_without_the_list_only_what_no_other_topic_could_change_is_decided(tmp_path):
+    config = config_of(tmp_path, {"table": "shop.orders", "topic": "orders"},
+                       {"table": "raw.all", "topic_pattern": "all\\..*"},
+                       {"table": "raw.other", "topic_pattern": "other\\..*"},
+                       {"table": "raw.{topic}", "topic_pattern": "[a-z_.]+"})
+    fed = {"raw.shop_orders": {"shop.orders", "shop.orders_"}, "raw.kept": {"kept"}, "raw.other": {"other"}}
+    topics = ["all.x", "x__dlq", "shop.orders", "shop.orders_", "shop.orders__", "kept", "other", "fresh"]
+    claims = claim(config, topics, None, lambda table: fed.get(table, ()))
+    # a table without {topic}; the first its committed offsets name (a lower name could only be one of them)
+    assert claims.joined == ("all.x", "shop.orders", "kept")
+    # a reserved suffix; a lower recorded topic known to exist; a topic the offsets do not name
+    assert sorted(r.topic for r in claims.refused) == ["shop.orders_", "shop.orders__", "x__dlq"]
+    # no offsets yet, or a table a pattern without {topic} may feed once a matching topic is listed
+    assert claims.undecided == ("other", "fresh")

@@ -5,11 +5,11 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from tabletopic.catalog.tables import create_table
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.exceptions import RecordError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.sink import TableSink
 
 

@@ -10,12 +10,12 @@ import sqlalchemy.exc
 from pyiceberg.catalog.sql import SqlCatalog
 
 from tabletopic import sink as sink_module
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.decode.isolate import PER_RECORD_BELOW
 from tabletopic.exceptions import CommitError, RecordError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.sink import TableSink
 
 POISON = b"poison"
@@ -292,3 +292,199 @@ def test_a_tables_max_items_reaches_its_avro_decoder(catalog):
     avro_sink = TableSink(spec, catalog, "g", "w", RetryPolicy(), writer_schemas=WriterSchemas(Registry({1: schema})))
     avro_sink.ingest(chunk([wire(3), wire(4)]), now=0.0)
     assert avro_sink.bad_records == {"too_many_items": 1}
+
+
+# --- wide records land: the per-batch cap defers only later records' fields ----------------------
+
+
+def test_json_records_of_121_fields_land_with_the_default_caps(catalog):
+    """Before, 121 > max_new_columns_per_batch (100) refused them on every batch: never landed."""
+    json_sink = sink(catalog)
+    json_sink.ingest(chunk([fields("f", 121, a=n) for n in range(3)]), now=0.0)  # creates the table
+    json_sink.ingest(chunk([fields("g", 121, a=n) for n in range(3, 6)], first=3), now=0.0)  # evolves it
+    assert json_sink.flush().committed == {("topic", 0): 6}
+    assert not json_sink.bad_records
+    rows = rows_of(catalog, "ns.t", "a", "f120", "g120", "_kafka_offset")
+    assert [(r["a"], r["f120"], r["g120"]) for r in rows] == [(n, 120, None) for n in range(3)] + [
+        (n, None, 120) for n in range(3, 6)]
+
+
+def avro_wire(schema, value, schema_id):
+    import io
+    import struct
+
+    import fastavro
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), value)
+    return struct.pack(">bI", 0, schema_id) + body.getvalue()
+
+
+def test_an_avro_writer_schema_of_150_fields_lands_and_so_does_its_next_version(catalog):
+    from tabletopic.decode.avro import WriterSchemas
+    from tests.unit.decode.test_avro_batch import Registry
+
+    def schema(n):
+        return {"type": "record", "name": "Wide", "fields": [{"name": f"f{i}", "type": "long"} for i in range(n)]}
+
+    v1, v2 = schema(150), schema(300)
+    spec = TableConfig(table="ns.t", topic="topic", format="avro")
+    schemas = WriterSchemas(Registry({1: v1, 2: v2}))
+    avro_sink = TableSink(spec, catalog, "g", "w", RetryPolicy(), writer_schemas=schemas)
+    avro_sink.ingest(chunk([avro_wire(v1, {f"f{i}": n * 1000 + i for i in range(150)}, 1) for n in range(2)]),
+                     now=0.0)
+    avro_sink.ingest(chunk([avro_wire(v2, {f"f{i}": n * 1000 + i for i in range(300)}, 2) for n in range(2, 4)],
+                           first=2), now=0.0)
+    assert avro_sink.flush().committed == {("topic", 0): 4}
+    assert not avro_sink.bad_records
+    rows = rows_of(catalog, "ns.t", "f0", "f149", "f299", "_kafka_offset")
+    assert [(r["f0"], r["f149"], r["f299"]) for r in rows] == [
+        (0, 149, None), (1000, 1149, None), (2000, 2149, 2299), (3000, 3149, 3299)]
+
+
+def test_the_first_records_new_fields_land_whatever_their_number_those_of_the_next_count_against_the_cap(catalog):
+    json_sink = sink(catalog)
+    json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)
+    json_sink.ingest(chunk([fields("x", 150, a=1), fields("y", 150, a=2), fields("x", 150, a=3)], first=1),
+                     now=0.0)
+    assert json_sink.flush().committed == {("topic", 0): 4}
+    names = set(columns(catalog))
+    assert {"x0", "x149"} <= names and not any(n.startswith("y") for n in names)
+    assert [(r["_kafka_offset"], r["x149"]) for r in rows_of(catalog, "ns.t", "x149", "_kafka_offset")] == [
+        (0, None), (1, 149), (3, 149)]
+    [(offset, reason, message)] = letters_of(catalog)
+    assert (offset, reason) == (2, "too_many_columns")
+    assert message == "150 new fields, more than this batch may still add (0 of max_new_columns_per_batch)"
+
+
+def test_a_table_wider_than_max_columns_still_takes_records_that_add_nothing(catalog):
+    """A table created before the cap (or by another tool) with more columns than max_columns."""
+    import pyarrow as pa
+
+    from tabletopic.catalog.tables import create_table, table_schema
+
+    wide = pa.schema([pa.field("n", pa.int32()), *(pa.field(f"c{i}", pa.int64()) for i in range(1500))])
+    create_table(catalog, "ns.t", table_schema(wide, True), [], {})
+    json_sink = sink(catalog)  # max_columns 1000
+    json_sink.ingest(chunk([b'{"n": 1, "c0": 0}', b'{"c1499": 7}', b'{"n": 2, "new": 1}', b'{"n": 4}']), now=0.0)
+    assert json_sink.flush().committed == {("topic", 0): 4}
+    assert [(r["_kafka_offset"], r["n"], r["c1499"]) for r in rows_of(catalog, "ns.t", "n", "c1499",
+                                                                          "_kafka_offset")] == [
+        (0, 1, None), (1, None, 7), (3, 4, None)]
+    assert [(o, r) for o, r, _ in letters_of(catalog)] == [(2, "too_many_columns")]
+
+
+# --- a catalog call that fails is the catalog's fault, whatever it raises --------------------------
+
+
+def failing(error, times=None):
+    """A catalog method's stand-in that raises `error` (the first `times` calls, or always)."""
+    calls = [0]
+
+    def wrap(real):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if times is None or calls[0] <= times:
+                raise error
+            return real(*args, **kwargs)
+        return call
+    return wrap
+
+
+@pytest.mark.parametrize("method, error", [
+    ("load_table", ValueError("malformed answer: Expecting value: line 1 column 1")),
+    ("commit_table", KeyError("metadata")),
+])
+def test_a_catalog_call_failing_during_a_schema_change_is_raised_and_the_table_left_as_it_was(
+        catalog, monkeypatch, method, error):
+    """Before, the ValueError or KeyError was bisected and every record of the batch dead-lettered."""
+    from tabletopic.catalog.calls import CatalogCallFailed
+
+    json_sink = sink(catalog)
+    json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)
+    before = catalog.load_table("ns.t").schema()
+    monkeypatch.setattr(catalog, method, failing(error)(getattr(catalog, method)))
+    with pytest.raises(CatalogCallFailed) as caught:
+        json_sink.ingest(chunk([b'{"a": 1, "b": 1}', b'{"a": 2}', b'{"a": 3, "c": 1}'], first=1), now=0.0)
+    assert caught.value.__cause__ is error
+    monkeypatch.undo()
+    assert catalog.load_table("ns.t").schema() == before
+    assert not json_sink.bad_records
+    assert json_sink.flush().committed == {("topic", 0): 1}
+    assert not catalog.table_exists(dlq_identifier("ns.t"))
+
+
+def test_a_catalog_glitch_creating_the_table_is_raised_and_the_record_lands_on_the_next_try(catalog, monkeypatch):
+    """Before, the one record of the batch was a dead letter (`decoder_error: ValueError`)."""
+    from tabletopic.catalog.calls import CatalogCallFailed
+
+    monkeypatch.setattr(catalog, "create_table", failing(ValueError("malformed answer"), times=1)(
+        catalog.create_table))
+    json_sink = sink(catalog)
+    with pytest.raises(CatalogCallFailed):
+        json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)
+    assert not catalog.table_exists("ns.t") and not json_sink.bad_records
+    json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)  # the service reads the chunk again
+    assert json_sink.flush().committed == {("topic", 0): 1}
+    assert [r["a"] for r in rows_of(catalog, "ns.t", "a", "_kafka_offset")] == [0]
+    assert not catalog.table_exists(dlq_identifier("ns.t"))
+
+
+def test_a_schema_pyiceberg_cannot_take_is_still_the_records_fault(catalog):
+    """Converted before the catalog is called: the error is the record's, not a CatalogCallFailed."""
+    import pyarrow as pa
+
+    from tabletopic.catalog.calls import CatalogCallFailed
+    from tabletopic.catalog.tables import create_table
+
+    with pytest.raises(ValueError, match="Null type") as caught:
+        create_table(catalog, "ns.t", pa.schema([pa.field("x", pa.null())]), [], {})
+    assert not isinstance(caught.value, CatalogCallFailed) and not catalog.table_exists("ns.t")
+
+
+class ServiceStub:
+    """What Service._on_ingest_fault needs of the service: records what it decided."""
+
+    def __init__(self):
+        self.seeks, self.held, self.halted = [], [], []
+        self.consumer = self
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+    def _sinks_for(self, topic):
+        return ["one table"]
+
+    def _hold(self, sink, chunk, exc, now):
+        self.held.append(exc)
+
+    def _halt_on_fault(self, sink, fault):
+        self.halted.append(fault.reason)
+
+
+def catalog_failure(cause):
+    from tabletopic.catalog.calls import CatalogCallFailed
+
+    try:
+        raise CatalogCallFailed("load_table", "ns.t", cause) from cause
+    except CatalogCallFailed as exc:
+        return exc
+
+
+@pytest.mark.parametrize("error, outcome", [
+    (CommitError("ns.t: schema change did not land after 10 attempts"), "held"),  # before: the worker crashed
+    (catalog_failure(ValueError("malformed answer")), "held"),
+    (catalog_failure(KeyError("metadata")), "held"),
+    (catalog_failure(OSError("connection reset")), "held"),
+    (catalog_failure(__import__("pyiceberg.exceptions").exceptions.ForbiddenError("denied")), "catalog_forbidden"),
+    (ZeroDivisionError("a bug"), "crash"),
+])
+def test_the_service_holds_a_table_on_a_failed_catalog_call_or_a_lost_schema_race(error, outcome):
+    from tabletopic.service import Service
+
+    service = ServiceStub()
+    table = type("Sink", (), {"identifier": "ns.t"})()
+    handled = Service._on_ingest_fault(service, table, chunk([b"{}"], first=7), error, 0.0)
+    got = "crash" if not handled else "held" if service.held else service.halted[0]
+    assert got == outcome
+    assert service.seeks == ([] if outcome == "crash" else [(("topic", 0), 7)])

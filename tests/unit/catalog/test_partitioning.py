@@ -4,7 +4,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.schema import assign_fresh_schema_ids
 from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
 
-from tabletopic.catalog.partitioning import PartitionTerm, build_spec, parse_term
+from tabletopic.catalog.partitioning import build_spec
+from tabletopic.core.partition_terms import PartitionTerm, parse_term
 
 
 @pytest.mark.parametrize(

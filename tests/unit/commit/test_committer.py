@@ -15,7 +15,7 @@ from tabletopic.commit.committer import (
     write_data_files,
 )
 from tabletopic.commit.offsets import COMMIT_ID_KEY, WRITER_ID_KEY
-from tabletopic.commit.retry import RetryPolicy
+from tabletopic.core.backoff import RetryPolicy
 
 SCHEMA = pa.schema([pa.field("p", pa.int32()), pa.field("o", pa.int64())])
 

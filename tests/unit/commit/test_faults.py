@@ -21,7 +21,7 @@ from pyiceberg.exceptions import (
 from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer
 from tabletopic.commit.committer import Committer
-from tabletopic.commit.retry import RetryPolicy
+from tabletopic.core.backoff import RetryPolicy
 from tabletopic.exceptions import CommitError, PermanentFault
 
 

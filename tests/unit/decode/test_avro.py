@@ -6,10 +6,10 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.base import SchemaDrift
-from tabletopic.kafka.records import RecordChunk
 
 SCHEMA = {
     "type": "record", "name": "Order", "fields": [

@@ -13,10 +13,10 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro_batch
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import UnknownSchemaId
 
 # Every type the batch path takes, nested and nullable where Avro allows it.

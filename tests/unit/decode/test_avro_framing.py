@@ -12,10 +12,10 @@ from typing import Any
 import fastavro
 import pytest
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro_batch
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.avro_framing import Unframed, check_framing
-from tabletopic.kafka.records import RecordChunk
 from tests.unit.decode.deadline import within
 from tests.unit.decode.test_avro_batch import Registry
 

@@ -13,12 +13,12 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro as avro_module
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.avro_batch import _long as varint
 from tabletopic.exceptions import SchemaError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import UnknownSchemaId
 from tests.unit.decode.deadline import within
 

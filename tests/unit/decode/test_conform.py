@@ -1,6 +1,6 @@
 import pyarrow as pa
 
-from tabletopic.decode.conform import conform_table
+from tabletopic.core.conform import conform_table
 
 
 def test_rows_of_an_older_schema_gain_new_nested_fields_as_nulls_and_wider_types():

@@ -15,9 +15,9 @@ from confluent_kafka.schema_registry import Schema, SchemaReference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.json import JsonDecoder
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.kafka.registry import SchemaRegistry
 from tests.unit.decode.deadline import within
 

@@ -1,10 +1,10 @@
 import pyarrow as pa
 import pytest
 
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import SchemaDrift
 from tabletopic.decode.json import JsonDecoder, infer_schema
-from tabletopic.kafka.records import RecordChunk
 
 SCHEMA = pa.schema([
     pa.field("id", pa.int64()),

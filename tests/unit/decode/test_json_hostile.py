@@ -4,19 +4,22 @@ a field name no column may have, or a row with an altered value."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, visit_pyarrow
 
 from tabletopic.catalog.schema_check import check_schema
-from tabletopic.deadletter.reasons import Reason
+from tabletopic.catalog.tables import table_schema
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import Decoded, SchemaDrift
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.json_guard import MAX_DEPTH, name_problem, nesting_depth
 from tabletopic.decode.names import lowercase_json
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.routing import route_values
 from tests.hostile import payloads
 
@@ -54,6 +57,13 @@ def all_names(data_type: pa.DataType) -> list[str]:
 
 def assert_names_fit(schema: pa.Schema) -> None:
     assert [n for n in all_names(pa.struct(list(schema))) if name_problem(n)] == []
+    assert_iceberg_takes(schema)
+
+
+def assert_iceberg_takes(schema: pa.Schema) -> None:
+    """pyiceberg builds its name index for `schema` (it raises "multiple fields for name a.b" on a collision)."""
+    iceberg = visit_pyarrow(table_schema(schema, with_metadata=True), _ConvertToIcebergWithoutIDs())
+    iceberg._name_to_id  # noqa: B018  # the index is built lazily
 
 
 @pytest.mark.parametrize("payload", HOSTILE, ids=[p.name for p in HOSTILE])
@@ -91,10 +101,87 @@ def test_a_field_name_inside_a_new_struct_is_checked_at_any_depth():
 
 
 def test_ordinary_names_are_taken():
-    for name in ("prénom nom", "user-id", "Größe", "数量", "a b", "x_1", "$ref", "a:b", "emoji🙂"):
+    persian_with_zwnj, devanagari_with_zwj = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "क्\u200dष"
+    taken = ("prénom nom", "user-id", "Größe", "数量", "a b", "x_1", "$ref", "a:b", "emoji🙂", "host.name",
+             "app.kubernetes.io/name", "a/b", "/", persian_with_zwnj, devanagari_with_zwj)
+    for name in taken:
         assert name_problem(name) is None, name
-    for name in ("", "a.b", "a..b", "a/b", "a\x00b", "\x1b[31m", "a\x7fb", "a\x9bb", "a\u202eb", "\ud800", "x" * 256):
+    refused = ("", "a..b", "..", ".a", "a.", ".", "a\x00b", "\x1b[31m", "a\x7fb", "a\x9bb", "\ud800", "x" * 256,
+               *(f"a{chr(c)}b" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))  # bidi overrides
+    for name in refused:
         assert name_problem(name) is not None, repr(name)
+
+
+def test_ecs_and_kubernetes_label_names_land_as_rows():
+    values: list[bytes | None] = [b'{"id": 1, "host.name": "h1"}',
+                                  b'{"id": 2, "labels": {"app.kubernetes.io/name": "web"}, "a/b": 1}']
+    decoded, schema = decode_as_the_sink(SCHEMA, values)
+    assert decoded.bad == []
+    assert decoded.rows.column("host.name").to_pylist() == ["h1", None]
+    assert decoded.rows.column("labels").to_pylist() == [None, {"app.kubernetes.io/name": "web"}]
+    assert decoded.rows.column("a/b").to_pylist() == [None, 1]
+    assert_iceberg_takes(schema)
+
+
+def test_a_new_table_takes_dotted_and_slashed_names():
+    inferred = infer_schema([b'{"host.name": "h", "labels": {"app.kubernetes.io/name": "x"}}'])
+    assert inferred.names == ["host.name", "labels"]
+    assert_iceberg_takes(inferred)
+
+
+STRUCT_AB = pa.schema([pa.field("id", pa.int64()), pa.field("a", pa.struct([pa.field("b", pa.int64())]))])
+COLUMN_A_DOT_B = pa.schema([pa.field("id", pa.int64()), pa.field("a.b", pa.int64())])
+LIST_OF_B = pa.schema([pa.field("id", pa.int64()), pa.field("l", pa.list_(pa.struct([pa.field("b", pa.int64())])))])
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "collides"),
+    [
+        (STRUCT_AB, b'{"id": 2, "a.b": 2}', True),  # pyiceberg: "multiple fields for name a.b"
+        (STRUCT_AB, b'{"id": 2, "a": {"b": 1, "c": 2}}', False),
+        (STRUCT_AB, b'{"id": 2, "a.c": 2}', False),
+        (COLUMN_A_DOT_B, b'{"id": 2, "a": {"b": 1}}', True),
+        (COLUMN_A_DOT_B, b'{"id": 2, "a": {"c": 1}}', False),
+        (COLUMN_A_DOT_B, b'{"id": 2, "a.b": 3}', False),
+        (LIST_OF_B, b'{"id": 2, "l.element.b": 1}', True),  # a list's items are named `element`
+        (LIST_OF_B, b'{"id": 2, "l.b": 1}', False),  # short names do not collide in pyiceberg
+        (pa.schema([pa.field("x", pa.struct([pa.field("a.b", pa.int64())]))]), b'{"x": {"a": {"b": 1}}}', True),
+    ],
+)
+def test_a_dotted_name_colliding_with_a_nested_path_of_the_table_is_a_dead_letter(schema, value, collides):
+    assert_iceberg_takes(schema)
+    decoded, evolved = decode_as_the_sink(schema, [b'{"id": 1}', value])
+    assert [(b.index, b.code) for b in decoded.bad] == ([(1, Reason.BAD_FIELD_NAME)] if collides else [])
+    if collides:
+        assert "collides" in decoded.bad[0].reason
+    assert_iceberg_takes(evolved)
+
+
+def test_a_dotted_name_colliding_with_another_records_nested_path_is_a_dead_letter():
+    values: list[bytes | None] = [b'{"id": 1, "a": {"b": 1}}', b'{"id": 2, "a.b": 2}', b'{"id": 3}']
+    assert infer_schema(values).names == ["id", "a"]
+    decoded, schema = decode_as_the_sink(SCHEMA, values)
+    assert [(b.index, b.code) for b in decoded.bad] == [(1, Reason.BAD_FIELD_NAME)]
+    assert decoded.rows.column("a").to_pylist() == [{"b": 1}, None]
+    assert_iceberg_takes(schema)
+
+
+DECIMAL_ID = pa.schema([pa.field("id", pa.decimal128(38, 0)), pa.field("n", pa.int64())])
+
+
+@pytest.mark.parametrize("neighbours", [[], [b"garbage"], [b'{"n": 1.5}']])
+def test_a_big_integer_fitting_a_decimal_column_lands_whatever_its_neighbours(neighbours):
+    values: list[bytes | None] = [b'{"id": 12345678901234567890123, "n": 1}', *neighbours]
+    decoded = JsonDecoder(DECIMAL_ID).decode(chunk(values))
+    assert [b.index for b in decoded.bad] == list(range(1, len(values)))
+    assert decoded.rows.column("id").to_pylist() == [Decimal("12345678901234567890123")]
+
+
+def test_a_big_integer_for_an_integer_column_next_to_a_decimal_one_is_still_a_dead_letter():
+    values: list[bytes | None] = [b'{"id": 1, "n": 12345678901234567890123}', b"garbage", b'{"id": 2, "n": 2}']
+    decoded = JsonDecoder(DECIMAL_ID).decode(chunk(values))
+    assert [(b.index, b.code) for b in decoded.bad] == [(0, Reason.TYPE_MISMATCH), (1, Reason.MALFORMED_JSON)]
+    assert decoded.rows.column("n").to_pylist() == [2]
 
 
 def test_an_integer_past_int64_into_a_map_table_is_a_dead_letter_not_an_overflow_error():
@@ -160,7 +247,8 @@ def test_the_depth_limit_admits_a_value_at_the_limit():
 # --- fuzz ---------------------------------------------------------------------------------------------
 
 NAMES = st.one_of(
-    st.sampled_from(["id", "name", "n", "", "a.b", "a", "b", "..", "/", "\x00", "\x1b[0m", "\x7f", "\u202e", "é x-y"]),
+    st.sampled_from(["id", "name", "n", "", "a.b", "a", "b", "..", "/", "\x00", "\x1b[0m", "\x7f", "\u202e", "é x-y",
+                     "a.element", "element", "a.element.b", ".a", "a.", "a/b", "_kafka_headers", "_kafka_headers.key"]),
     st.text(max_size=6),
 )
 SCALARS = st.one_of(

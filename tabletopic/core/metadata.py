@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tabletopic.kafka.records import RecordChunk
+from tabletopic.core.records import RecordChunk
 
 TOPIC = "_kafka_topic"
 PARTITION = "_kafka_partition"

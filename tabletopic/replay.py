@@ -32,14 +32,14 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import append_files, write_data_files
-from tabletopic.commit.retry import RetryPolicy
 from tabletopic.config import TableConfig
+from tabletopic.core import metadata
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.conform import conform_table
+from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
-from tabletopic.decode import metadata
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.decode.conform import conform_table
 from tabletopic.exceptions import CommitError, TabletopicError
-from tabletopic.kafka.records import RecordChunk
 from tabletopic.resolver import reserved_suffix
 from tabletopic.routing import table_for
 from tabletopic.sink import TableSink
