@@ -307,9 +307,26 @@ def without_pyiceberg_retries(table: Table) -> Table:
     return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
 
 
+def without_history(table: Table) -> Table:
+    """`table` with only the snapshots its refs point at and no snapshot log: all a fast append reads.
+    pyiceberg's transaction deep-copies the whole metadata each time it is read (18 times per append),
+    so with the full history an append's cost grew with every snapshot kept. Nothing is lost: the
+    catalog checks the requirements and applies the new snapshot to its own current metadata. The
+    metadata log stays (bounded by `write.metadata.previous-versions-max`): pyiceberg deletes the old
+    metadata files that the new log no longer names by comparing it with this one."""
+    metadata = table.metadata
+    heads = {ref.snapshot_id for ref in metadata.refs.values()}
+    if len(metadata.snapshots) <= len(heads) and not metadata.snapshot_log:
+        return table
+    trimmed = metadata.model_copy(update={
+        "snapshots": [s for s in metadata.snapshots if s.snapshot_id in heads], "snapshot_log": [],
+    })
+    return Table(table.name(), trimmed, table.metadata_location, table.io, table.catalog)
+
+
 def append_files(table: Table, files: list[DataFile], properties: dict[str, str]) -> int | None:
     """One fast-append snapshot holding `files`; raises CommitFailedException if the table moved."""
-    transaction = without_pyiceberg_retries(table).transaction()
+    transaction = without_pyiceberg_retries(without_history(table)).transaction()
     with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
         for data_file in files:
             append.append_data_file(data_file)
