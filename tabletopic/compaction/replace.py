@@ -283,8 +283,8 @@ class Replacement:
         by_spec: dict[int, list[DataFile]] = {}
         for group in self.groups:
             for data_file in group.added:
-                # pyiceberg's writer leaves it unset: its append lists new files under the default spec.
-                spec_id = getattr(data_file, "_spec_id", table.metadata.default_spec_id)
+                # pyiceberg's writer leaves it unset: the files are partitioned by the spec at planning time.
+                spec_id = getattr(data_file, "_spec_id", self.table.metadata.default_spec_id)
                 by_spec.setdefault(spec_id, []).append(data_file)
         made = []
         for spec_id, files in sorted(by_spec.items()):

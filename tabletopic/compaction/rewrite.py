@@ -87,7 +87,8 @@ def compact(catalog: Catalog, identifier: str, target_bytes: int, min_files: int
             # Back off before reloading, not after: a base that aged through the pause loses again to busy writers.
             time.sleep(RETRY.backoff(attempt))
             table = catalog.load_table(identifier)
-            if unknown and replacement.landed(table):
+            # Once an outcome was unknown, any later reload may be the first to show it landed.
+            if uncertain and replacement.landed(table):
                 return _landed(table, replacement, result)
             if time.monotonic() >= deadline:
                 break

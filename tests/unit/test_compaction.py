@@ -435,3 +435,33 @@ def test_expiry_carrying_an_old_key_forward_outlasts_a_run_of_appends_and_keeps_
     assert len(table.metadata.snapshots) == 2
     assert sorted(table.scan().to_arrow()["n"].to_pylist()) == sorted([*range(50), *range(800)])
     assert table_offsets(table, "g") == {("topic", 0): 800} and table_offsets(table, "g.backfill") == {("topic", 1): 50}
+
+
+def test_a_partition_spec_changed_between_attempts_keeps_the_new_files_under_the_spec_they_were_written_by(catalog):
+    from tabletopic.commit.committer import write_data_files
+    from tabletopic.compaction.plan import FileInfo, bin_pack
+    from tabletopic.compaction.replace import Group, Replacement
+    from tabletopic.compaction.rewrite import _read
+
+    write_commits(catalog, 4)  # unpartitioned
+    planned = catalog.load_table("ns.t")
+    tasks = {task.file.file_path: task for task in planned.scan().plan_files()}
+    infos = [FileInfo(path, (task.file.spec_id, repr(task.file.partition)), task.file.file_size_in_bytes)
+             for path, task in tasks.items()]
+    groups = []
+    for packed in bin_pack(infos, 64 << 20, 2):
+        rows = _read(planned, [tasks[info.path] for info in packed])
+        groups.append(Group(packed, write_data_files(planned, rows), rows.num_rows))
+    replacement = Replacement(planned, groups, {})
+    replacement.rebase(planned)
+    with catalog.load_table("ns.t").update_spec() as update:  # an ALTER TABLE between two attempts
+        update.add_identity("k")
+    current = catalog.load_table("ns.t")
+    assert replacement.rebase(current) == []
+    replacement.commit(current)
+    after = catalog.load_table("ns.t")
+    added = [manifest.partition_spec_id for manifest in after.current_snapshot().manifests(after.io)
+             if manifest.added_files_count]
+    assert added == [planned.metadata.default_spec_id]
+    assert after.scan().count() == 200
+    assert after.scan(row_filter="k == 'a'").to_arrow().num_rows == 100
