@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 HERE = Path(__file__).parent
 
 
@@ -23,3 +25,13 @@ def payloads(kind: str) -> list[Payload]:
         reason, _, _ = path.stem.partition("--")
         found.append(Payload(path.stem, reason, path.read_bytes()))
     return found
+
+
+def field_names(data_type: pa.DataType) -> list[str]:
+    """Every field name in a (struct) type, at any depth, list items included: what a check of names must see."""
+    if pa.types.is_struct(data_type):
+        fields = [data_type.field(i) for i in range(data_type.num_fields)]
+        return [name for f in fields for name in [f.name, *field_names(f.type)]]
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return field_names(data_type.value_type)
+    return []

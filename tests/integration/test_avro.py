@@ -54,6 +54,19 @@ def serializer(client: SchemaRegistryClient, topic: str) -> tuple[AvroSerializer
     return serialize, SerializationContext(topic, MessageField.VALUE)
 
 
+def write_through_a_writer(kafka, registry, spawn_writer, tmp_path, topic, table, values):  # type: ignore[no-untyped-def]
+    """`values` into partition 0 of `topic`, then a writer of the Avro `table` until it holds the log end, stopped."""
+    produce(kafka.bootstrap, topic, ((0, None, value, None) for value in values))
+    ends = log_end(kafka.bootstrap, topic, 1)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
+                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
+    writer = spawn_writer(config)
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    return iceberg
+
+
 @pytest.fixture
 def client(registry) -> Iterator[SchemaRegistryClient]:
     registry_client = SchemaRegistryClient({"url": registry.url})
@@ -128,14 +141,7 @@ def test_a_writer_schema_with_references_makes_dead_letters_not_a_crash_loop(
     serialize, context = serializer(client, topic)
     values = [serialize(payment(0), context), struct.pack(">bI", 0, referencing) + b"\x06abc",
               serialize(payment(2), context)]
-    produce(kafka.bootstrap, topic, ((0, None, value, None) for value in values))
-    ends = log_end(kafka.bootstrap, topic, 1)
-    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
-    writer = spawn_writer(config)
-    iceberg = catalog_of(config)
-    wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
-    assert writer.stop() == 0, writer.log()
+    iceberg = write_through_a_writer(kafka, registry, spawn_writer, tmp_path, topic, table, values)
     assert sorted(iceberg.load_table(table).scan(selected_fields=("id",)).to_arrow()["id"].to_pylist()) == [0, 2]
     letters = iceberg.load_table(dlq_identifier(table)).scan(
         selected_fields=("_kafka_offset", "reason", "message")).to_arrow().to_pylist()
@@ -164,14 +170,7 @@ def test_hostile_avro_records_are_dead_letters_among_rows(kafka, registry, clien
         serialize({**payment(3), "labels": [""] * 100_001}, context),
         serialize(payment(4), context),
     ]
-    produce(kafka.bootstrap, topic, ((0, None, value, None) for value in values))
-    ends = log_end(kafka.bootstrap, topic, 1)
-    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "warehouse",
-                           schema_registry={"url": registry.url}, table_settings={"format": "avro"})
-    writer = spawn_writer(config)
-    iceberg = catalog_of(config)
-    wait_committed(iceberg, table, "tests", ends, timeout=120, writer=writer)
-    assert writer.stop() == 0, writer.log()
+    iceberg = write_through_a_writer(kafka, registry, spawn_writer, tmp_path, topic, table, values)
     rows = iceberg.load_table(table).scan().to_arrow()
     assert sorted(rows["id"].to_pylist()) == [0, 4]
     assert "xs" not in rows.schema.names and rows.schema.field("amount").type == pa.decimal128(12, 2)

@@ -11,7 +11,7 @@ import pyarrow as pa
 from tabletopic.catalog.tables import TABLE_PROPERTIES, table_schema
 from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.decode.json_guard import name_problem
-from tests.hostile import payloads
+from tests.hostile import field_names, payloads
 from tests.support import catalog_of, log_end, produce, wait_committed, writer_config
 
 HOSTILE = payloads("json")
@@ -25,15 +25,6 @@ MAP_HOSTILE = {
 
 def good(n: int) -> bytes:
     return json.dumps({"id": n, "name": f"g{n}", "prénom nom-x": f"p{n}"}, ensure_ascii=False).encode()
-
-
-def column_names(data_type: pa.DataType) -> list[str]:
-    if pa.types.is_struct(data_type):
-        fields = [data_type.field(i) for i in range(data_type.num_fields)]
-        return [name for f in fields for name in [f.name, *column_names(f.type)]]
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        return column_names(data_type.value_type)
-    return []
 
 
 def test_hostile_json_becomes_dead_letters_and_the_table_keeps_taking_commits(
@@ -72,7 +63,7 @@ def test_hostile_json_becomes_dead_letters_and_the_table_keeps_taking_commits(
     assert not writer.named("supervisor.worker_died") and not writer.named("supervisor.worker_failed")
 
     rows = iceberg.load_table(table).scan().to_arrow()
-    assert all(name_problem(name) is None for name in column_names(pa.struct(list(rows.schema))))
+    assert all(name_problem(name) is None for name in field_names(pa.struct(list(rows.schema))))
     assert "big" not in rows.column_names  # an integer past int64 made no double column
     landed = {r["id"]: r for r in rows.to_pylist()}
     assert sorted(landed) == [*range(len(HOSTILE)), *later, 1000]

@@ -21,7 +21,7 @@ from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.json_guard import MAX_DEPTH, name_problem, nesting_depth
 from tabletopic.decode.names import lowercase_json
 from tabletopic.routing import route_values
-from tests.hostile import payloads
+from tests.hostile import field_names, payloads
 
 HOSTILE = payloads("json")
 GOOD = [b'{"id": 1, "name": "a"}', b'{"id": 2, "name": "b", "pr\xc3\xa9nom nom-2": "x", "n": {"v": 2.5}}']
@@ -46,17 +46,8 @@ def decode_as_the_sink(
     return JsonDecoder(schema, drift).decode(chunk(values), allow_drift=False), schema  # type: ignore[arg-type]
 
 
-def all_names(data_type: pa.DataType) -> list[str]:
-    if pa.types.is_struct(data_type):
-        fields = [data_type.field(i) for i in range(data_type.num_fields)]
-        return [n for f in fields for n in [f.name, *all_names(f.type)]]
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        return all_names(data_type.value_type)
-    return []
-
-
 def assert_names_fit(schema: pa.Schema) -> None:
-    assert [n for n in all_names(pa.struct(list(schema))) if name_problem(n)] == []
+    assert [n for n in field_names(pa.struct(list(schema))) if name_problem(n)] == []
     assert_iceberg_takes(schema)
 
 
