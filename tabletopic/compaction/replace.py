@@ -39,7 +39,7 @@ from pyiceberg.table.update import UpdateTableMetadata
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 from pyiceberg.typedef import EMPTY_DICT
 
-from tabletopic.commit.committer import without_pyiceberg_retries
+from tabletopic.commit.committer import without_history, without_pyiceberg_retries
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
 
 
@@ -60,7 +60,8 @@ def _replace_summary(producer: _SnapshotProducer, snapshot_properties: dict[str,
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
     """One `replace` snapshot on `main`; raises CommitFailedException if the table moved since `table` was loaded."""
-    table = without_pyiceberg_retries(table)  # our loop validates and retries (compaction.rewrite)
+    # Our loop validates and retries (compaction.rewrite); the producer reads the base snapshot only.
+    table = without_pyiceberg_retries(without_history(table))
     transaction = table.transaction()
     producer = _ReplaceFiles(operation=Operation.REPLACE, transaction=transaction, io=table.io,
                              snapshot_properties=properties)
@@ -198,7 +199,9 @@ class Replacement:
         """One attempt on `table` (rebased first); raises CommitFailedException if the table moved since."""
         base = table.current_snapshot()
         assert base is not None and base.snapshot_id == self._base_id, "rebase before committing"
-        table = without_pyiceberg_retries(table)
+        # The snapshot is made from the base alone: pyiceberg's deep copies of a long history would make
+        # each attempt slower than busy writers' gaps between commits.
+        table = without_pyiceberg_retries(without_history(table))
         removed = {f.path for group in self.groups for f in group.removed}
         by_home: dict[str, set[str]] = {}
         for path in removed:
