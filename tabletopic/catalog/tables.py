@@ -13,6 +13,7 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.partitioning import build_spec
+from tabletopic.catalog.pyiceberg_private import iceberg_schema_from_arrow
 from tabletopic.core import metadata
 from tabletopic.core.partition_terms import parse_term
 
@@ -51,7 +52,7 @@ def create_table(
 ) -> Table:
     """Create the table (format v2, zstd), or load it if another writer won the race."""
     namespace = identifier.rsplit(".", 1)[0]
-    schema = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(arrow_schema))
+    schema = assign_fresh_schema_ids(iceberg_schema_from_arrow(arrow_schema))
     spec = build_spec(schema, [parse_term(term) for term in partition_by])
     properties = {**TABLE_PROPERTIES, **extra_properties}
     # The schema and the spec are built before any call (what a record's schema can make fail); what

@@ -21,6 +21,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
+from tabletopic.catalog.pyiceberg_private import check_arrow_schema, data_files_from_arrow
 from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer
 from tabletopic.commit.offsets import (
@@ -285,13 +286,11 @@ def _newest_record_ms(rows: pa.Table) -> int | None:
 def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     """Write Parquet data files (with field ids) for `rows`, outside any transaction, so retries reuse them."""
     # pyiceberg 0.12's append does this inside its transaction; we need the files to outlive a
-    # failed attempt, so we call its writer directly (the version is pinned).
-    from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
-
+    # failed attempt, so we call its writer directly (catalog.pyiceberg_private).
     if rows.num_rows == 0:  # a batch of dead letters only: the snapshot moves the offsets, no file
         return []
-    _check_pyarrow_schema_compatible(table.schema(), rows.schema, format_version=table.format_version)
-    return list(_dataframe_to_data_files(table_metadata=table.metadata, df=rows, io=table.io))
+    check_arrow_schema(table, rows.schema)
+    return data_files_from_arrow(table, rows)
 
 
 PYICEBERG_RETRIES = "commit.retry.num-retries"

@@ -17,12 +17,13 @@ longer live is taken out too, its new files deleted; the other groups go on. Man
 immutable, so a file listed live in a manifest the new base still has is live in it. The
 snapshot id stays the same across attempts (its manifests name it), which also tells whether an
 attempt whose outcome was unknown landed.
+
+The pyiceberg producers behind both (private API) live in catalog.pyiceberg_private.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pyiceberg.manifest import (
@@ -34,43 +35,16 @@ from pyiceberg.manifest import (
     write_manifest,
 )
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update import UpdateTableMetadata
-from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
-from pyiceberg.typedef import EMPTY_DICT
 
+from tabletopic.catalog.pyiceberg_private import ReplaceSnapshot, commit_overwrite_as_replace, data_file_spec_id
 from tabletopic.commit.committer import without_history, without_pyiceberg_retries
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
-
-
-class _ReplaceFiles(_OverwriteFiles):
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        return _replace_summary(self, snapshot_properties)
-
-
-def _replace_summary(producer: _SnapshotProducer, snapshot_properties: dict[str, str]) -> Summary:
-    # pyiceberg totals summaries for append/overwrite/delete only; a replace totals like an overwrite.
-    producer._operation = Operation.OVERWRITE
-    try:
-        summary = _SnapshotProducer._summary(producer, snapshot_properties)
-    finally:
-        producer._operation = Operation.REPLACE
-    return Summary(Operation.REPLACE, **summary.additional_properties)
 
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
     """One `replace` snapshot on `main`; raises CommitFailedException if the table moved since `table` was loaded."""
     # Our loop validates and retries (compaction.rewrite); the producer reads the base snapshot only.
-    table = without_pyiceberg_retries(without_history(table))
-    transaction = table.transaction()
-    producer = _ReplaceFiles(operation=Operation.REPLACE, transaction=transaction, io=table.io,
-                             snapshot_properties=properties)
-    for data_file in removed:
-        producer.delete_data_file(data_file)
-    for data_file in added:
-        producer.append_data_file(data_file)
-    producer.commit()
-    transaction.commit_transaction()
+    commit_overwrite_as_replace(without_pyiceberg_retries(without_history(table)), removed, added, properties)
 
 
 @dataclass
@@ -97,35 +71,6 @@ class _Home:
 @dataclass
 class AttemptStats:
     manifests_read: int = 0  # manifest files read by the last `rebase`
-
-
-class _Snapshot(_SnapshotProducer["_Snapshot"]):
-    """A snapshot of manifests made beforehand, under a snapshot id fixed across attempts."""
-
-    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
-                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
-        self.table_transaction = table.transaction()
-        super().__init__(Operation.REPLACE, self.table_transaction, table.io, snapshot_properties=properties)
-        self._snapshot_id = snapshot_id
-        self._prepared = manifests
-        self._added_data_files = list(added)
-        self._deleted_data_files = set(removed)
-
-    def _manifests(self) -> list[ManifestFile]:
-        return self._prepared
-
-    def _deleted_entries(self) -> list[ManifestEntry]:
-        return []
-
-    def _existing_manifests(self) -> list[ManifestFile]:
-        return []
-
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        return _replace_summary(self, snapshot_properties)
-
-    @property
-    def manifest_list(self) -> str:
-        return self._written_manifest_lists[-1]
 
 
 @dataclass
@@ -215,13 +160,14 @@ class Replacement:
             rewritten = self._without(table, manifest, frozenset(leaving))
             if rewritten is not None:
                 manifests.append(rewritten)
-        producer = _Snapshot(table, self.snapshot_id, manifests, (self._homes[p].entry.data_file for p in removed),
-                             (f for group in self.groups for f in group.added), self.properties)
+        snapshot = ReplaceSnapshot(table, self.snapshot_id, manifests,
+                                   (self._homes[p].entry.data_file for p in removed),
+                                   (f for group in self.groups for f in group.added), self.properties)
         try:
-            UpdateTableMetadata.commit(producer)
+            snapshot.stage()
         finally:
-            self._written_paths += producer._written_manifest_lists
-        producer.table_transaction.commit_transaction()
+            self._written_paths += snapshot.manifest_lists
+        snapshot.commit()
 
     def written_unused(self, table: Table | None) -> list[str]:
         """Files this replacement wrote that its snapshot in `table` (None: it did not land) does not reference."""
@@ -287,7 +233,7 @@ class Replacement:
         for group in self.groups:
             for data_file in group.added:
                 # pyiceberg's writer leaves it unset: the files are partitioned by the spec at planning time.
-                spec_id = getattr(data_file, "_spec_id", self.table.metadata.default_spec_id)
+                spec_id = data_file_spec_id(data_file, self.table.metadata.default_spec_id)
                 by_spec.setdefault(spec_id, []).append(data_file)
         made = []
         for spec_id, files in sorted(by_spec.items()):

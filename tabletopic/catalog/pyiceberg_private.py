@@ -1,0 +1,165 @@
+"""pyiceberg's private API, in one place: no other module of tabletopic imports or touches it.
+
+Pinned to pyiceberg 0.12.0 (`PYICEBERG_VERSION`; pyproject.toml pins it exactly). The guard,
+tests/unit/test_pyiceberg_seam.py, fails when another module reaches past pyiceberg's public API,
+and when the installed pyiceberg is not this version: an upgrade re-checks this file first.
+
+What tabletopic needs and pyiceberg 0.12 has no public call for:
+- data files written outside a transaction, so that a commit retried on a new base reuses them
+  (`pyiceberg.io.pyarrow._check_pyarrow_schema_compatible`, `_dataframe_to_data_files`);
+- an Iceberg schema converted from an Arrow one before its ids are assigned, to build the
+  partition spec against it (`Catalog._convert_schema_if_needed`);
+- `replace` snapshots (compaction, manifest merging), which pyiceberg can neither produce nor sum
+  up (`_OverwriteFiles`, `_SnapshotProducer`, their hooks and attributes);
+- the spec id a data file carries only when one was set (`DataFile._spec_id`: the public property
+  raises when unset, as it is on the files `_dataframe_to_data_files` writes).
+
+On an upgrade, re-check:
+- `_dataframe_to_data_files(table_metadata=, df=, io=)`: target-sized Parquet files with field ids,
+  under the table's default spec; `_check_pyarrow_schema_compatible(schema, arrow, format_version=)`
+  raises ValueError on a mismatch;
+- `Catalog._convert_schema_if_needed(arrow_schema)`: still a static method, returning a `Schema`;
+- `_SnapshotProducer`: the constructor; that `_commit` calls the hooks `_manifests`,
+  `_deleted_entries`, `_existing_manifests` and `_summary(snapshot_properties)`; that
+  `_SnapshotProducer._summary` totals the summary by `_operation` (it totals overwrites, not
+  replaces); the attributes `_operation`, `_snapshot_id`, `_added_data_files`,
+  `_deleted_data_files`, `_written_manifest_lists`;
+- that `UpdateTableMetadata.commit(producer)` stages the snapshot without registering the producer
+  with the transaction (a registered producer is validated, rebuilt and cleaned up by pyiceberg's
+  commit loop; a `ReplaceSnapshot`'s caller does all three itself), and that the transaction then
+  commits once (the callers switch pyiceberg's retries off: commit.committer.without_pyiceberg_retries);
+- `_OverwriteFiles` still rewrites the manifests holding the files it deletes;
+- whether a public API now does any of this (a `replace` operation, a public writer): use it, and
+  shrink this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.manifest import DataFile, ManifestEntry, ManifestFile
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update import UpdateTableMetadata
+from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
+from pyiceberg.typedef import EMPTY_DICT
+
+PYICEBERG_VERSION = "0.12.0"
+
+
+# -- schemas and data files
+
+
+def iceberg_schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
+    """`arrow_schema` as an Iceberg schema, converted as `Catalog.create_table` does (ids still to assign)."""
+    return Catalog._convert_schema_if_needed(arrow_schema)
+
+
+def check_arrow_schema(table: Table, arrow_schema: pa.Schema) -> None:
+    """Raise ValueError unless rows of `arrow_schema` can be written to `table` as they are."""
+    # pyiceberg.io.pyarrow is imported on first use, as pyiceberg does itself.
+    from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
+
+    _check_pyarrow_schema_compatible(table.schema(), arrow_schema, format_version=table.format_version)
+
+
+def data_files_from_arrow(table: Table, rows: pa.Table) -> list[DataFile]:
+    """Parquet data files (with field ids) holding `rows`, written under `table`'s location and default
+    spec, outside any transaction: the files outlive a failed commit attempt, and the next one reuses them."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    return list(_dataframe_to_data_files(table_metadata=table.metadata, df=rows, io=table.io))
+
+
+def data_file_spec_id(data_file: DataFile, default: int) -> int:
+    """The partition spec id `data_file` carries, or `default` when none was set (pyiceberg's writer sets none)."""
+    spec_id: int = getattr(data_file, "_spec_id", default)
+    return spec_id
+
+
+# -- replace snapshots
+
+
+def _replace_summary(producer: _SnapshotProducer, snapshot_properties: dict[str, str]) -> Summary:
+    # pyiceberg totals summaries for append/overwrite/delete only; a replace totals like an overwrite.
+    producer._operation = Operation.OVERWRITE
+    try:
+        summary = _SnapshotProducer._summary(producer, snapshot_properties)
+    finally:
+        producer._operation = Operation.REPLACE
+    return Summary(Operation.REPLACE, **summary.additional_properties)
+
+
+class _ReplaceFiles(_OverwriteFiles):
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        return _replace_summary(self, snapshot_properties)
+
+
+def commit_overwrite_as_replace(table: Table, removed: list[DataFile], added: list[DataFile],
+                                properties: dict[str, str]) -> None:
+    """One `replace` snapshot on `main` made by pyiceberg's overwrite producer (it rewrites the manifests
+    listing `removed` and adds one for `added`); raises CommitFailedException if the table moved since
+    `table` was loaded. The caller switches pyiceberg's retries off."""
+    transaction = table.transaction()
+    producer = _ReplaceFiles(operation=Operation.REPLACE, transaction=transaction, io=table.io,
+                             snapshot_properties=properties)
+    for data_file in removed:
+        producer.delete_data_file(data_file)
+    for data_file in added:
+        producer.append_data_file(data_file)
+    producer.commit()
+    transaction.commit_transaction()
+
+
+class _PreparedSnapshot(_SnapshotProducer["_PreparedSnapshot"]):
+    """A snapshot of manifests made beforehand, under a snapshot id fixed across attempts."""
+
+    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
+                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
+        self.table_transaction = table.transaction()
+        super().__init__(Operation.REPLACE, self.table_transaction, table.io, snapshot_properties=properties)
+        self._snapshot_id = snapshot_id
+        self._prepared = manifests
+        self._added_data_files = list(added)
+        self._deleted_data_files = set(removed)
+
+    def _manifests(self) -> list[ManifestFile]:
+        return self._prepared
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        return []
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return []
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        return _replace_summary(self, snapshot_properties)
+
+
+class ReplaceSnapshot:
+    """A `replace` snapshot of `manifests` (written by the caller, all of the new snapshot's) on `table`'s
+    current snapshot, under `snapshot_id`; `removed` and `added` only sum up the summary.
+
+    `stage()` writes the manifest list and stages the snapshot in a transaction of its own; `commit()`
+    sends it to the catalog and raises CommitFailedException if the table moved since `table` was
+    loaded. pyiceberg deletes none of the files (the caller's manifests, the manifest lists) whatever
+    happens: `manifest_lists` names those this snapshot wrote, for the caller to clean up."""
+
+    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
+                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
+        self._producer = _PreparedSnapshot(table, snapshot_id, manifests, removed, added, properties)
+
+    def stage(self) -> None:
+        # Not `producer.commit()`: that registers the producer with the transaction, whose commit loop
+        # would then validate, rebuild and delete what it wrote on its own terms; the caller owns all three.
+        UpdateTableMetadata.commit(self._producer)
+
+    @property
+    def manifest_lists(self) -> list[str]:
+        return list(self._producer._written_manifest_lists)
+
+    def commit(self) -> None:
+        self._producer.table_transaction.commit_transaction()

@@ -1,0 +1,1 @@
+"""Upsert tables: a keyed topic (or a Debezium CDC stream) as the current state per key. Pure decisions only."""
