@@ -115,7 +115,7 @@ def test_dead_letters_read_again_after_a_crash_are_not_doubled(catalog):
     values = [b'{"a": 1}', b"oops", b'{"a": 3}']
     first = sink(catalog)
     first.ingest(chunk(values, first=0), now=0.0)
-    first._commit_dead_letters(first.dead_letters.take())  # then the process dies before the data commit
+    first.writer._commit_dead_letters(first.dead_letters.take())  # then the process dies before the data commit
     again = sink(catalog)
     again.ingest(chunk([*values, b"again bad", b'{"a": 5}'], first=0), now=0.0)
     again.flush()

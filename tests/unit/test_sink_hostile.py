@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy.exc
 from pyiceberg.catalog.sql import SqlCatalog
 
-from tabletopic import sink as sink_module
 from tabletopic.config import TableConfig
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.records import RecordChunk
@@ -17,6 +16,9 @@ from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.decode.isolate import PER_RECORD_BELOW
 from tabletopic.exceptions import CommitError, RecordError
 from tabletopic.sink import TableSink
+from tabletopic.sink import intake as intake_module
+from tabletopic.sink import table_shape as shape_module
+from tabletopic.sink.table_shape import TableShape
 
 POISON = b"poison"
 
@@ -54,7 +56,7 @@ class Raising:
 def raising(monkeypatch):
     """Every sink made after this raises the fixture's `.error` (set by the test) on poisoned values."""
     made = []
-    real = TableSink._make_decoder
+    real = TableShape._make_decoder
 
     def make(self, value_schema):
         decoder = Raising(real(self, value_schema), made_error[0])
@@ -62,7 +64,7 @@ def raising(monkeypatch):
         return decoder
 
     made_error = [OverflowError("Python int too large to convert to C long")]
-    monkeypatch.setattr(TableSink, "_make_decoder", make)
+    monkeypatch.setattr(TableShape, "_make_decoder", make)
 
     class Handle:
         decoders = made
@@ -141,7 +143,7 @@ def test_faults_of_the_services_are_raised_not_dead_lettered(catalog, raising, e
     json_sink = sink(catalog)
     json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)
     raising.set(error)
-    json_sink._use(catalog.load_table("ns.t"))  # a decoder that raises `error`
+    json_sink.shape.use(catalog.load_table("ns.t"))  # a decoder that raises `error`
     with pytest.raises(type(error)):
         json_sink.ingest(chunk(good_and_poison(10, {4}, first=1), first=1), now=0.0)
     assert not json_sink.bad_records and json_sink.flush().committed == {("topic", 0): 1}
@@ -158,14 +160,14 @@ def test_with_errors_fail_the_first_record_the_decoder_raises_on_is_named(catalo
 
 
 def test_a_schema_change_that_raises_leaves_the_table_unchanged_and_refuses_only_its_records(catalog, monkeypatch):
-    real = sink_module.evolve
+    real = shape_module.evolve
 
     def evolve(catalog_, identifier, incoming, additions_only=False, caps=None):
         if "bad" in incoming.names:
             raise ValueError("Cannot add column: bad")  # as pyiceberg does on a change it cannot make
         return real(catalog_, identifier, incoming, additions_only, caps)
 
-    monkeypatch.setattr(sink_module, "evolve", evolve)
+    monkeypatch.setattr(shape_module, "evolve", evolve)
     json_sink = sink(catalog)
     json_sink.ingest(chunk([b'{"a": 0}']), now=0.0)
     values = [b'{"a": 1, "b": 1}', b'{"a": 2, "bad": 2}', b'{"a": 3, "c": "x"}', b'{"a": 4}']
@@ -182,7 +184,7 @@ def test_a_schema_change_that_raises_leaves_the_table_unchanged_and_refuses_only
 
 def test_a_table_creation_that_raises_on_one_records_schema_creates_it_from_the_others(catalog, monkeypatch):
     """Before, the error escaped ingest: the first batch failed again on every retry."""
-    real_create, real_evolve = sink_module.create_table, sink_module.evolve
+    real_create, real_evolve = shape_module.create_table, shape_module.evolve
 
     def create_table(catalog_, identifier, schema, partition_by, properties):
         if "bad" in schema.names:
@@ -194,8 +196,8 @@ def test_a_table_creation_that_raises_on_one_records_schema_creates_it_from_the_
             raise ValueError("Invalid schema, field 'bad'")
         return real_evolve(catalog_, identifier, incoming, additions_only, caps)
 
-    monkeypatch.setattr(sink_module, "create_table", create_table)
-    monkeypatch.setattr(sink_module, "evolve", evolve)
+    monkeypatch.setattr(shape_module, "create_table", create_table)
+    monkeypatch.setattr(shape_module, "evolve", evolve)
     json_sink = sink(catalog)
     json_sink.ingest(chunk([b'{"a": 0}', b'{"a": 1}', b'{"bad": 1}', b'{"a": 3, "b": true}']), now=0.0)
     assert json_sink.flush().committed == {("topic", 0): 4}
@@ -205,14 +207,14 @@ def test_a_table_creation_that_raises_on_one_records_schema_creates_it_from_the_
 
 
 def test_a_lowercasing_that_raises_is_a_dead_letter(catalog, monkeypatch):
-    real = sink_module.lowercase_json
+    real = intake_module.lowercase_json
 
     def lowercase_json(value, schema):
         if POISON in value:
             raise RecursionError("maximum recursion depth exceeded")
         return real(value, schema)
 
-    monkeypatch.setattr(sink_module, "lowercase_json", lowercase_json)
+    monkeypatch.setattr(intake_module, "lowercase_json", lowercase_json)
     json_sink = sink(catalog, column_names="lowercase")
     json_sink.ingest(chunk([b'{"A": 0}', b'{"A": 1, "p": "poison"}', b'{"A": 2}']), now=0.0)
     json_sink.flush()

@@ -1,0 +1,161 @@
+"""A table's schema as this writer knows it, and its decoder: opens, creates and evolves the table.
+
+The catalog calls of the ingest live here. A batch may add any number of fields with its first
+change (up to max_columns: catalog/evolution.py), then only `max_new_columns_per_batch` more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+import structlog
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from tabletopic.catalog.calls import catalog_call
+from tabletopic.catalog.evolution import ColumnCaps, check_caps, count_fields, plan_evolution
+from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
+from tabletopic.catalog.schema_check import check_schema
+from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
+from tabletopic.config import TableConfig
+from tabletopic.core import metadata
+from tabletopic.core.records import RecordChunk
+from tabletopic.decode import raw
+from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
+from tabletopic.decode.base import Decoded, Decoder, SchemaDrift
+from tabletopic.decode.json import JsonDecoder, infer_schema
+from tabletopic.decode.names import NameCollision
+from tabletopic.exceptions import SchemaError
+
+log = structlog.get_logger(__name__)
+
+# Schema changes one batch may ask for before its remaining misfits count as dead letters.
+MAX_EVOLUTIONS_PER_BATCH = 3
+
+
+class TableShape:
+    def __init__(self, spec: TableConfig, catalog: Catalog, writer_schemas: WriterSchemas | None,
+                 on_change: Callable[[pa.Schema], None]) -> None:
+        """`on_change(schema)`: told the table's schema each time this writer learns a new one."""
+        self.spec = spec
+        self.identifier = spec.table
+        self._catalog = catalog
+        self._writer_schemas = writer_schemas
+        self._on_change = on_change
+        self._lowercase = spec.column_names == "lowercase"
+        self.decoder: Decoder | None = None
+        self.schema: pa.Schema | None = None
+        self._batch_room = spec.max_new_columns_per_batch  # fields the batch may still add after its first change
+        self._batch_changed = False
+        table = load_if_exists(catalog, spec.table)
+        if table is not None:
+            self.use(table)
+
+    def exists(self) -> bool:
+        return self.decoder is not None or load_if_exists(self._catalog, self.identifier) is not None
+
+    def use(self, table: Table) -> None:
+        self.schema = table.schema().as_arrow()
+        with_metadata = self.spec.metadata_columns
+        value_schema = pa.schema([f for f in self.schema if not (with_metadata and f.name in metadata.NAMES)])
+        self.decoder = self._make_decoder(value_schema)
+        self._on_change(self.schema)
+
+    def _make_decoder(self, value_schema: pa.Schema) -> Decoder:
+        if self.spec.format == "json":
+            return JsonDecoder(value_schema, self.spec.json_drift)
+        if self.spec.format == "avro":
+            assert self._writer_schemas is not None, "config validation requires a registry for avro"
+            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase,
+                               max_items=self.spec.max_items)
+        return raw.RawDecoder()
+
+    # --- creation ------------------------------------------------------------------------------
+
+    def create_for(self, chunk: RecordChunk) -> None:
+        """Create the table from the schema of the first batch's records (a range of them, when
+        the whole batch cannot give one: see intake.py)."""
+        existing = self._load_if_exists()
+        if existing is None:
+            value_schema = self._value_schema_from(chunk)
+            schema = table_schema(value_schema, self.spec.metadata_columns)
+            check_schema(schema)
+            added = count_fields(value_schema)
+            check_caps(count_fields(schema) - added, added, ColumnCaps(self.spec.max_columns, None))
+            existing = self._create(schema)
+            self._added(added)
+        self.use(existing)
+
+    def create_without_values(self) -> None:
+        """The table of a first batch none of whose records gave a schema: its records are dead
+        letters, and the offsets they used up must still be committed to a table."""
+        existing = self._load_if_exists()
+        if existing is None:
+            values = raw.SCHEMA if self.spec.format == "raw" else pa.schema([])
+            existing = self._create(table_schema(values, self.spec.metadata_columns))
+        self.use(existing)
+
+    def _value_schema_from(self, chunk: RecordChunk) -> pa.Schema:
+        if self.spec.format == "json":
+            return infer_schema(chunk.values)
+        if self.spec.format == "avro":
+            assert self._writer_schemas is not None
+            writer = first_writer_schema(self._writer_schemas, chunk.values)
+            try:
+                return pa.schema([]) if writer is None else writer_arrow_schema(writer, self._lowercase)
+            except NameCollision as exc:
+                raise SchemaError("(value)", str(exc)) from None
+        return raw.SCHEMA
+
+    def _create(self, schema: pa.Schema) -> Table:
+        return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
+
+    def _load_if_exists(self) -> Table | None:
+        with catalog_call("load_table", self.identifier):
+            return load_if_exists(self._catalog, self.identifier)
+
+    # --- decoding and evolution ----------------------------------------------------------------
+
+    def start_batch(self) -> None:
+        self._batch_room = self.spec.max_new_columns_per_batch
+        self._batch_changed = False
+
+    def decode(self, chunk: RecordChunk) -> Decoded:
+        """`chunk` decoded, the table evolved first for what its records bring (up to
+        MAX_EVOLUTIONS_PER_BATCH times; past them, what still does not fit is the decoder's to refuse)."""
+        for _ in range(MAX_EVOLUTIONS_PER_BATCH):
+            assert self.decoder is not None
+            try:
+                return self.decoder.decode(chunk)
+            except SchemaDrift as drift:
+                self._evolve(drift, alone=len(chunk) == 1)
+        assert self.decoder is not None
+        return self.decoder.decode(chunk, allow_drift=False)
+
+    def _evolve(self, drift: SchemaDrift, alone: bool) -> None:
+        assert self.schema is not None
+        # Checked first against the schema this writer knows, so that a flood of new fields is refused
+        # without a catalog round trip per bisection step; evolve() checks again on the fresh table.
+        known = pa.schema([f for f in self.schema if f.name not in metadata.NAMES])
+        plan = plan_evolution(known, drift.incoming, drift.additions_only)
+        caps = self._caps(alone)
+        if plan.needs_change:
+            check_caps(count_fields(self.schema), count_fields(plan.target) - count_fields(known), caps)
+        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only, caps)
+        self._added(added)
+        if plan.incompatible:
+            log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible[:LOGGED_CHANGES],
+                        reason_count=len(plan.incompatible))
+        self.use(table)
+
+    def _caps(self, alone: bool) -> ColumnCaps:
+        """The caps on a change for one record (`alone`) or for a range of them. A batch's first
+        change is one record's, whatever its size: a range past the room is bisected down to it."""
+        first = alone and not self._batch_changed
+        return ColumnCaps(self.spec.max_columns, None if first else self._batch_room)
+
+    def _added(self, fields: int) -> None:
+        if fields > 0:
+            self._batch_changed = True
+            self._batch_room -= fields

@@ -1,0 +1,133 @@
+"""One table's buffers and its two committers: rows to the table, dead letters to `<table>__dlq`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+
+import pyarrow as pa
+import structlog
+from pyiceberg.catalog import Catalog
+
+from tabletopic.catalog.tables import create_table, load_if_exists
+from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
+from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
+from tabletopic.commit.offsets import OffsetMap, TopicPartition
+from tabletopic.core import metadata
+from tabletopic.core.backoff import RetryPolicy
+from tabletopic.core.conform import conform_table
+from tabletopic.core.records import RecordChunk
+from tabletopic.deadletter import rows as dead_letter
+from tabletopic.deadletter.topic import DeadLetterTopic
+from tabletopic.decode.base import BadValue
+from tabletopic.exceptions import CommitError
+from tabletopic.observe import metrics
+
+log = structlog.get_logger(__name__)
+
+
+class TableWriter:
+    def __init__(self, catalog: Catalog, identifier: str, group: str, writer_id: str, retry: RetryPolicy,
+                 routed: bool, dead_letter_topic: DeadLetterTopic | None) -> None:
+        self.identifier = identifier
+        self._catalog = catalog
+        self._dead_letter_topic = dead_letter_topic
+        self.buffer = TableBuffer()
+        self.dead_letters = TableBuffer()
+        self.committer = Committer(catalog, identifier, group, writer_id, retry,
+                                   offset_column=metadata.OFFSET if routed else None)
+        self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(identifier), group, writer_id,
+                                               retry, offset_column=metadata.OFFSET)
+        # What the table holds, as this worker last saw it: for lag and freshness.
+        self.committed: OffsetMap = {}
+        self.newest_record_ms: int | None = None
+        self._flush_started: float | None = None
+
+    def conform(self, schema: pa.Schema) -> None:
+        """The buffered rows in the table's new schema."""
+        self.buffer.map_rows(lambda rows: conform_table(rows, schema))
+
+    def add_dead_letters(self, chunk: RecordChunk, bad: list[BadValue], first: int, last: int, now: float) -> None:
+        letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
+        self.dead_letters.add((chunk.topic, chunk.partition), first, last, letters, now)
+        metrics.record_dead_letters(self.identifier, (str(b.code) for b in bad))
+
+    def start_offsets(self, tps: Iterable[TopicPartition]) -> OffsetMap:
+        """The table's next offsets for these partitions (absent: the table holds none)."""
+        table = load_if_exists(self._catalog, self.identifier)
+        if table is None:
+            return {}
+        committed = table_offsets(table, self.committer.group)
+        wanted = list(tps)
+        starts = {tp: committed[tp] for tp in wanted if tp in committed}
+        self.committed.update(starts)
+        for tp in wanted:  # reading starts here: what an earlier ownership saw no longer counts
+            self.committer.seen.pop(tp, None)
+        self.committer.seen.update(starts)
+        self.newest_record_ms = max_known(self.newest_record_ms, table_newest_record_ms(table))
+        return starts
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.buffer.nbytes + self.dead_letters.nbytes
+
+    def is_flush_due(self, now: float, interval_s: float, max_bytes: int) -> bool:
+        return flush_due(now, self.buffer.opened_at, self._flush_started, interval_s, self.buffer.nbytes, max_bytes)
+
+    def flush(self, tps: Iterable[TopicPartition] | None = None) -> CommitOutcome | None:
+        """Commit the dead letters, then the rows; on CommitError both go back to their buffers.
+
+        Dead letters go first: if the process dies between the two commits, the records are read
+        again from the data table's offsets and the dead-letter table keeps only what it lacks.
+        """
+        wanted = None if tps is None else list(tps)
+        letters = self.dead_letters.take(wanted)
+        parts = self.buffer.take(wanted)
+        if not parts:
+            return None
+        self._flush_started = time.monotonic()
+        try:
+            if letters:
+                self._commit_dead_letters(letters)
+            outcome = self.committer.commit(parts)
+        except CommitError:
+            self.dead_letters.put_back(letters, time.monotonic())
+            self.buffer.put_back(parts, time.monotonic())
+            metrics.record_commit_failed(self.identifier)
+            raise
+        self.committed.update({**outcome.replayed, **outcome.fenced, **outcome.committed})
+        self.newest_record_ms = max_known(self.newest_record_ms, outcome.newest_record_ms)
+        metrics.record_commit(self.identifier, outcome.rows, outcome.files, outcome.nbytes, outcome.attempts,
+                              outcome.conflicts, outcome.seconds)
+        log.info(
+            "commit.done" if outcome.committed else "commit.nothing",
+            table=self.identifier,
+            snapshot_id=outcome.snapshot_id,
+            rows=outcome.rows,
+            files=outcome.files,
+            attempts=outcome.attempts,
+            offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()},
+        )
+        return outcome
+
+    def _commit_dead_letters(self, letters: dict[TopicPartition, PartitionBuffer]) -> None:
+        identifier = self.dead_letter_committer.identifier
+        if load_if_exists(self._catalog, identifier) is None:
+            create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {})
+        outcome = self.dead_letter_committer.commit(letters)
+        log.info("dead_letters.committed", table=identifier, rows=outcome.rows,
+                 offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()})
+        if self._dead_letter_topic is not None:
+            # Every letter of the flush, even those an earlier attempt committed: a copy that failed
+            # to send then is sent now (at least once).
+            self._dead_letter_topic.send(pa.concat_tables([held.rows() for held in letters.values()]))
+
+    def drop(self, tps: Iterable[TopicPartition]) -> None:
+        wanted = list(tps)
+        self.buffer.take(wanted)
+        self.dead_letters.take(wanted)
+
+
+def max_known(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
