@@ -4,6 +4,10 @@ Its loop polls a batch, decodes and buffers it per table, and flushes a table wh
 interval has passed or its buffer is full. Rebalances flush (revoke) or drop (lost) partitions,
 and new partitions start where their table says. SIGTERM flushes, commits and leaves the group
 within `shutdown_timeout_seconds`.
+
+It reads through a GroupMember (kafka/interface.py; GroupConsumer against the broker, an in-memory
+fake in tests/unit/test_service_loop.py). Where partitions start and the halt of a table whose
+offsets the log cannot serve live in positions.py; every pause and resume goes through the gate.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
@@ -27,8 +31,8 @@ from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit import faults, gate
-from tabletopic.commit.committer import CommitOutcome, table_offsets, table_topic_ids
-from tabletopic.commit.offsets import OffsetMap, TopicPartition, identity_problem, position_problem
+from tabletopic.commit.committer import CommitOutcome, table_offsets
+from tabletopic.commit.offsets import OffsetMap, TopicPartition
 from tabletopic.commit.pressure import should_pause, should_resume, table_backoff, tables_to_flush_early
 from tabletopic.config import Config, TableConfig
 from tabletopic.core.backoff import RetryPolicy
@@ -38,24 +42,20 @@ from tabletopic.deadletter.flood import DeadLetterFlood
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, PermanentFault, RecordError, SourceUnavailable
-from tabletopic.kafka.consumer import GroupConsumer, RebalanceHandlers
+from tabletopic.kafka.consumer import GroupConsumer
 from tabletopic.kafka.errors import KafkaException
+from tabletopic.kafka.interface import GroupMember, RebalanceHandlers
 from tabletopic.kafka.reader import topic_names
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.observe import metrics
 from tabletopic.observe.watch import Watch
+from tabletopic.positions import Positions
 from tabletopic.resolver import Refusal, claim
 from tabletopic.routing import route_values, split_by, subscription_pattern, table_for
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
 
-# Topic ids asked of the broker before a commit are reused this long: one request for the flushes of
-# one loop turn, and at most one wait for a broker that does not answer.
-IDS_REUSE_S = 1.0
-IDS_TIMEOUT_S = 2.0  # a commit does not need the broker: a broker away delays it this long at most
-# How often a table halted on invalid offsets looks again (an `offsets reset` lets it go on).
-POSITION_RECHECK_S = 5.0
 # How often a table halted by a fault no retry fixes (commit/faults.py) tries one commit again.
 FAULT_RETRY_S = 60.0
 # Listing the topics (to claim those a topic_pattern matches) runs inside a rebalance: it waits this long at
@@ -75,8 +75,13 @@ def writer_id() -> str:
 
 
 class Service:
-    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+    def __init__(self, config: Config, catalog: Catalog | None = None, consumer: GroupMember | None = None,
+                 list_topics: Callable[[float], list[str]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`consumer` (default: a GroupConsumer on `config.kafka`), `list_topics` (every topic the cluster
+        has, within a timeout) and `clock` are the loop's seams to the broker and to time."""
         self.config = config
+        self._clock = clock
         self.writer_id = writer_id()
         self._stopping = threading.Event()
         self._stop_signal: str | None = None  # the signal that asked for the stop, logged once out of the handler
@@ -96,8 +101,6 @@ class Service:
         # Topic -> the id of the topic its assigned partitions are read from (as of their assignment or
         # last reposition): recorded with every commit, so a recreated topic is told apart from the old one.
         self._read_ids: dict[str, str] = {}
-        self._ids_seen: dict[str, str] = {}  # the broker's latest answer, for the check before each commit
-        self._ids_seen_at = -IDS_REUSE_S
         # A topic whose records are split by a field: (field, table per value, the default table).
         self._routes: dict[str, tuple[str, dict[str, str], TableSink]] = {}
         for spec in config.tables:
@@ -106,13 +109,15 @@ class Service:
             elif spec.topic_pattern is None:
                 self._add_sink(spec, spec.all_topics)
         self._patterns = [(re.compile(spec.topic_pattern), spec) for spec in config.tables if spec.topic_pattern]
-        self.consumer = GroupConsumer(config.kafka, config.group_id, config.consumer.start)
+        self.consumer: GroupMember = (consumer if consumer is not None
+                                      else GroupConsumer(config.kafka, config.group_id, config.consumer.start))
+        self._topic_names = list_topics or (lambda timeout_s: topic_names(config.kafka, timeout_s))
         self._watch = Watch(self.writer_id, self.consumer.log_end)
         # Every pause and resume goes through the gate: a partition runs when no reason holds it.
         self._gate = gate.PartitionGate()
+        self._positions = Positions(self.consumer, catalog, config.group_id, self._gate, self.sinks, self._sinks_for,
+                                    self._topics_of, self._read_ids, clock)
         self._held: dict[str, float] = {}  # table -> monotonic time its paused partitions resume
-        self._halted: dict[str, dict[TopicPartition, str]] = {}  # table -> partitions the log cannot serve
-        self._next_position_check = 0.0
         self._unclaimed: set[str] = set()  # pattern topics left undecided: the topics could not be listed
         self._claim_failures = 0  # listings failed in a row
         self._claim_retry_at = 0.0
@@ -174,11 +179,11 @@ class Service:
     def _list_topics(self, matching: list[str]) -> list[str] | None:
         """Every topic the cluster has, or None (said once per streak of failures, then retried with backoff)."""
         try:
-            listed = topic_names(self.config.kafka, LIST_TOPICS_TIMEOUT_S)
+            listed = self._topic_names(LIST_TOPICS_TIMEOUT_S)
         except KafkaException as exc:
             self._claim_failures += 1
             wait = min(CLAIM_RETRY_MAX_S, 2.0 ** (self._claim_failures - 1))
-            self._claim_retry_at = time.monotonic() + wait
+            self._claim_retry_at = self._clock() + wait
             if self._claim_failures == 1:
                 log.warning("kafka.topics_unavailable", error=str(exc), topics=matching, retry_in_s=wait,
                             why="which topic keeps a table several topic names fold onto is decided on every "
@@ -196,13 +201,13 @@ class Service:
         self._unclaimed.difference_update(decided)
         earlier = sorted(tp for tp in self.consumer.assigned if tp[0] in joined and tp[0] in decided)
         topics = sorted({t for t, _ in earlier})
-        current_ids = self._current_ids(topics) if topics else {}
+        current_ids = self._positions.current_ids(topics) if topics else {}
         for topic in topics:
-            self._set_read_id(topic, current_ids)
+            self._positions.set_read_id(topic, current_ids)
             mine = [tp for tp in earlier if tp[0] == topic]
-            offsets = self._starts_for(topic, mine)
-            self._check_topic(topic, mine, offsets, current_ids)
-            self._reposition(mine, offsets)
+            offsets = self._positions.starts_for(topic, mine)
+            self._positions.check_topic(topic, mine, offsets, current_ids)
+            self._positions.reposition(mine, offsets)
         for topic in decided:
             self.consumer.resume(self._gate.open(f"unclaimed:{topic}"))
 
@@ -289,11 +294,11 @@ class Service:
         commit = self.config.commit
         while not self._stopping.is_set():
             chunks = self.consumer.poll(settings.batch_size, settings.poll_timeout_seconds)
-            now = time.monotonic()
+            now = self._clock()
             failure: RecordError | None = None
             for chunk in chunks:
                 targets = self._sinks_for(chunk.topic)
-                if any(sink.identifier in self._held or sink.identifier in self._halted for sink in targets):
+                if any(sink.identifier in self._held or sink.identifier in self._positions.halted for sink in targets):
                     self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
                     continue
                 for sink, part in self._shares(chunk):
@@ -324,7 +329,7 @@ class Service:
                 if sink.is_flush_due(now, interval, commit.max_buffer_bytes):
                     self._try_flush(sink, now)
             self._release_holds(now)
-            self._recheck_halted(now)
+            self._positions.recheck_halted(now)
             self._retry_claims(now)
             self._relieve_memory(now)
             self._watch.turn(now, self.sinks, self._partitions_of)
@@ -341,7 +346,7 @@ class Service:
         return [(sink, chunk.select(groups.get(sink.identifier, []))) for sink in self._sinks_for(chunk.topic)]
 
     def _partitions_of(self, sink: TableSink) -> list[TopicPartition]:
-        return sorted(tp for tp in self.consumer.assigned if self._feeds(sink, tp[0]))
+        return self._positions.partitions_of(sink)
 
     def _hold(self, sink: TableSink, chunk: RecordChunk, exc: Exception, now: float) -> None:
         """A service the table's records need is down: the table paused, its chunk to be read again later."""
@@ -372,7 +377,7 @@ class Service:
         if len(self._sinks_for(chunk.topic)) > 1:
             # Routed siblings before this one may have buffered their share of the chunk: all of them
             # read the partition again from where their tables stand.
-            self._reposition([tp], self._starts_for(chunk.topic, [tp]))
+            self._positions.reposition([tp], self._positions.starts_for(chunk.topic, [tp]))
         else:
             self.consumer.seek(tp, chunk.first)
         if fault is not None:
@@ -386,7 +391,7 @@ class Service:
         buffered), read again from there once it goes on."""
         tp = (chunk.topic, chunk.partition)
         if len(self._sinks_for(chunk.topic)) > 1:  # routed siblings: all read again from their tables
-            self._reposition([tp], self._starts_for(chunk.topic, [tp]))
+            self._positions.reposition([tp], self._positions.starts_for(chunk.topic, [tp]))
         else:
             self.consumer.seek(tp, flood.offset)
         self._halt_on_fault(sink, flood)
@@ -410,7 +415,7 @@ class Service:
             return
         except CommitError as exc:
             health.failures += 1
-            health.retry_at = time.monotonic() + table_backoff(health.failures)
+            health.retry_at = self._clock() + table_backoff(health.failures)
             log.error("table.commit_failed", table=sink.identifier, failures=health.failures,
                       retry_in_s=table_backoff(health.failures), buffered_bytes=sink.buffer.nbytes, error=str(exc))
             return
@@ -426,7 +431,7 @@ class Service:
         """Refused credentials, a missing bucket: the table stops, its rows kept in its buffer and its
         partitions paused, while the other tables go on. One attempt every FAULT_RETRY_S lets it go on
         by itself once the fault is fixed, without a retry loop in between."""
-        retry_at = time.monotonic() + FAULT_RETRY_S
+        retry_at = self._clock() + FAULT_RETRY_S
         self._health[sink.identifier].retry_at = retry_at
         self._held[sink.identifier] = retry_at
         self.consumer.pause(self._gate.close(gate.held(sink.identifier), self._topics_of(sink)))
@@ -484,14 +489,14 @@ class Service:
             self._flush(sink)
 
     def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
-        if self._recreated_under_us(sink):
+        if self._positions.recreated_under_us(sink):
             return
         outcome = sink.flush(tps)
         if outcome is not None and outcome.stale:
             # Read from an incarnation of the topic the table no longer counts in (it was recreated and
             # the table reset meanwhile): the halt's next check repositions them to the table's offsets.
             why = "records read from an earlier incarnation of the topic than the table's offsets count in"
-            self._halt(sink, {tp: why for tp in self._partitions_of(sink) if tp[0] in outcome.stale})
+            self._positions.halt(sink, {tp: why for tp in self._partitions_of(sink) if tp[0] in outcome.stale})
         if outcome is not None and not sink.routed:  # a routed table's seek would skip its siblings' records
             self._after_commit(outcome)
 
@@ -515,172 +520,18 @@ class Service:
             if mine:
                 sink.drop(mine)
         topics = sorted({t for t, _ in tps})
-        current_ids = self._current_ids(topics)
+        current_ids = self._positions.current_ids(topics)
         for topic in topics:
             if not any(t == topic for t, _ in self.consumer.assigned):  # its first partitions here
-                self._set_read_id(topic, current_ids)
+                self._positions.set_read_id(topic, current_ids)
             mine = [tp for tp in tps if tp[0] == topic]
-            offsets = self._starts_for(topic, mine)
+            offsets = self._positions.starts_for(topic, mine)
             starts.update(offsets)
-            self._check_topic(topic, mine, offsets, current_ids)
+            self._positions.check_topic(topic, mine, offsets, current_ids)
         return starts
-
-    def _current_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
-        try:
-            return self.consumer.topic_ids(topics, timeout_s)
-        except KafkaException as exc:  # the broker is away: the log bounds are still checked
-            log.warning("kafka.topic_ids_unavailable", topics=topics, error=str(exc))
-            return {}
-
-    def _recreated_under_us(self, sink: TableSink) -> bool:
-        """Before a commit: has a topic the table reads been deleted and created again since it was
-        assigned? Done fast enough (between two metadata refreshes), that brings no rebalance and no
-        out-of-range: the new log is read from the old position, and must not be committed under the
-        old topic's offsets. The table halts instead, and reads again from its offsets after a reset."""
-        topics = sorted({t for t, _ in self.consumer.assigned if t in self._read_ids and self._feeds(sink, t)})
-        if not topics:
-            return False
-        now = time.monotonic()
-        if now - self._ids_seen_at > IDS_REUSE_S or not set(topics) <= set(self._ids_seen):
-            assigned = sorted({t for t, _ in self.consumer.assigned})
-            self._ids_seen, self._ids_seen_at = self._current_ids(assigned, IDS_TIMEOUT_S), now
-        changed = {t for t in topics if self._ids_seen.get(t, self._read_ids[t]) != self._read_ids[t]}
-        if not changed:
-            return False
-        for topic in sorted(changed):
-            for each in self._sinks_for(topic):
-                problem = identity_problem(self._read_ids[topic], self._ids_seen[topic])
-                assert problem is not None
-                mine = [tp for tp in self.consumer.assigned if tp[0] == topic]
-                each.drop(mine)  # read from the new log: read again after the reset, from the table's offsets
-                self._halt(each, {**self._halted.get(each.identifier, {}), **dict.fromkeys(mine, problem)})
-        return True
-
-    def _set_read_id(self, topic: str, current_ids: Mapping[str, str]) -> None:
-        if topic in current_ids:
-            self._read_ids[topic] = current_ids[topic]
-        else:
-            self._read_ids.pop(topic, None)
 
     def _topics_of(self, sink: TableSink) -> list[str]:
         return sorted(t for t in {*self._sink_of_topic, *self._routes} if self._feeds(sink, t))
-
-    def _check_topic(self, topic: str, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int],
-                     current_ids: Mapping[str, str]) -> bool:
-        """Halt each table of the topic whose offsets the log cannot serve; whether any was halted."""
-        halted = False
-        for sink in self._sinks_for(topic):
-            # A routed table is judged on its own offsets: the lowest of them, or the log start a
-            # sibling without offsets falls back to, could hide records lost to retention.
-            problems = self._position_problems(sink, tps, sink.start_offsets(tps) if sink.routed else offsets,
-                                               current_ids)
-            if problems:
-                self._halt(sink, problems)
-                halted = True
-        return halted
-
-    def _starts_for(self, topic: str, tps: list[TopicPartition]) -> OffsetMap:
-        """Where these partitions start: the table's offsets, or, for a routed topic, the lowest of its
-        tables' (the others trim what they hold); a routed table that exists without an offset for a
-        partition sends it back to the log's start."""
-        sinks = self._sinks_for(topic)
-        if not sinks:
-            return {}
-        if len(sinks) == 1 and not sinks[0].routed:
-            return sinks[0].start_offsets(tps)
-        per_sink = [(sink.start_offsets(tps), sink.exists()) for sink in sinks]
-        starts: OffsetMap = {}
-        for tp in tps:
-            known = [offsets[tp] for offsets, exists in per_sink if exists and tp in offsets]
-            unknown = any(exists and tp not in offsets for offsets, exists in per_sink)
-            if unknown:
-                starts[tp] = self.consumer.watermarks(tp)[0]
-            elif known:
-                starts[tp] = min(known)
-        return starts
-
-    def _position_problems(self, sink: TableSink, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int],
-                           current_ids: Mapping[str, str]) -> dict[TopicPartition, str]:
-        """Why the log cannot serve where the table stands, per partition: never read past a gap or a
-        recreation. A topic whose id is not the one the table's offsets were recorded in is recreated,
-        whatever its bounds say (its new log may have grown past the old offsets)."""
-        found = {}
-        table = load_if_exists(self._catalog, sink.identifier)
-        recorded = {} if table is None else table_topic_ids(table, self.config.group_id)
-        for tp in tps:
-            problem = identity_problem(recorded.get(tp[0]), current_ids.get(tp[0]))
-            if problem is not None:
-                found[tp] = problem
-        for tp, next_offset in offsets.items():
-            if tp in found:
-                continue
-            try:
-                bounds = self.consumer.watermarks(tp)
-            except KafkaException as exc:
-                # The broker is away: held until it answers (a halted table released on no answer could
-                # read a recreated or truncated log from its old offsets).
-                log.warning("kafka.watermarks_unavailable", partition=f"{tp[0]}/{tp[1]}", error=str(exc))
-                found[tp] = "the broker did not give the log's bounds: judged again when it answers"
-                continue
-            problem = position_problem(next_offset, *bounds)
-            if problem is not None:
-                found[tp] = problem
-        return found
-
-    def _halt(self, sink: TableSink, problems: dict[TopicPartition, str]) -> None:
-        known = self._halted.get(sink.identifier, {})
-        self._halted[sink.identifier] = problems
-        # The table stops, and partitions of its topics assigned later are paused on assign.
-        self.consumer.pause(self._gate.close(gate.halted(sink.identifier), self._topics_of(sink)))
-        for (topic, partition), problem in problems.items():
-            if known.get((topic, partition)) == problem:
-                continue  # said already
-            if problem.startswith("the broker did not"):
-                log.warning("table.offsets_unknown", table=sink.identifier, topic=topic, partition=partition,
-                            reason=problem)
-                continue
-            # A recreated topic is reset whole: its other partitions' offsets count in the old topic too.
-            only = "" if "recreated" in problem else f"--partitions {partition} "
-            log.error("table.offsets_invalid", table=sink.identifier, topic=topic, partition=partition,
-                      reason=problem, fix=f"tabletopic offsets reset --config CONFIG --table {sink.identifier} "
-                                          f"--topic {topic} {only}--to-earliest (or --to-offset N)")
-
-    def _recheck_halted(self, now: float) -> None:
-        """A halted table goes on by itself once its offsets are valid again (after `offsets reset`)."""
-        if not self._halted or now < self._next_position_check:
-            return
-        self._next_position_check = now + POSITION_RECHECK_S
-        for name in list(self._halted):
-            sink = self._sink_named[name]
-            mine = self._partitions_of(sink)
-            topics = sorted({t for t, _ in mine})
-            current_ids = self._current_ids(topics)
-            offsets: OffsetMap = {}
-            for topic in topics:
-                offsets.update(self._starts_for(topic, [tp for tp in mine if tp[0] == topic]))
-            problems = self._position_problems(sink, mine, sink.start_offsets(mine) if sink.routed else offsets,
-                                               current_ids)
-            if problems:
-                self._halt(sink, problems)
-                continue
-            del self._halted[name]
-            for topic in topics:
-                self._set_read_id(topic, current_ids)
-            self._reposition(mine, offsets)
-            self.consumer.resume(self._gate.open(gate.halted(name)))
-            log.info("table.offsets_valid", table=name, offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
-
-    def _reposition(self, tps: list[TopicPartition], offsets: Mapping[TopicPartition, int]) -> None:
-        """Read these partitions again from where their tables stand (the configured start for one
-        no table has seen): what any table buffered of them is dropped first, it will be read again."""
-        for sink in self.sinks:
-            mine = [tp for tp in tps if self._feeds(sink, tp[0])]
-            if mine:
-                sink.drop(mine)
-        for tp in tps:
-            self.consumer.reposition(tp, offsets.get(tp))
-        # A partition assigned afresh (its position had left the log) starts unpaused.
-        self.consumer.pause([tp for tp in tps if self._gate.is_paused(tp)])
 
     def _on_out_of_range(self) -> None:
         """librdkafka stops fetching a partition whose position left the log until it is sought: each
@@ -696,15 +547,15 @@ class Service:
                 except CommitError as exc:
                     log.warning("table.commit_failed", table=sink.identifier, error=str(exc))  # read again
         topics = sorted({t for t, _ in tps})
-        current_ids = self._current_ids(topics)
+        current_ids = self._positions.current_ids(topics)
         for topic in topics:
             mine = [tp for tp in tps if tp[0] == topic]
-            offsets = self._starts_for(topic, mine)
-            if self._check_topic(topic, mine, offsets, current_ids):
+            offsets = self._positions.starts_for(topic, mine)
+            if self._positions.check_topic(topic, mine, offsets, current_ids):
                 continue  # released, and repositioned, once its tables' offsets are valid again
             log.info("partition.out_of_range_resought", partitions=[f"{t}/{p}" for t, p in mine],
                      offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
-            self._reposition(mine, offsets)
+            self._positions.reposition(mine, offsets)
 
     def _hold_on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         return self._gate.assign(tps)

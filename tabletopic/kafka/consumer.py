@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
@@ -22,10 +21,10 @@ from confluent_kafka.admin import AdminClient
 from tabletopic.core.records import RecordChunk
 from tabletopic.exceptions import ConfigError
 from tabletopic.kafka.client_logs import with_logger
+from tabletopic.kafka.interface import TP, RebalanceHandlers
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
 
 # Settings the protocol depends on: Kafka's own offsets are informational only.
 _FORCED = {
@@ -55,17 +54,9 @@ _DEFAULTS = {
 }
 
 
-@dataclass
-class RebalanceHandlers:
-    """What the service does on a rebalance; called on the polling thread."""
-
-    start_offsets: Callable[[list[TP]], Mapping[TP, int]]  # table's next offsets for newly assigned partitions
-    revoked: Callable[[list[TP]], None]  # flush and commit these partitions, then they go
-    lost: Callable[[list[TP]], None]  # drop these partitions without committing
-    hold: Callable[[list[TP]], list[TP]] = lambda tps: []  # of newly assigned ones, those to pause at once
-
-
 class GroupConsumer:
+    """The broker's side of GroupMember (interface.py)."""
+
     def __init__(self, settings: Mapping[str, str], group_id: str, start: str = "earliest") -> None:
         for name, forced in _FORCED.items():
             if name in settings and str(settings[name]).lower() != forced:
