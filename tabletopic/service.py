@@ -126,7 +126,7 @@ class Service:
         dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic, spec.table)
                              if spec.dead_letter_topic else None)
         sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
-                         dead_letter_topic, routed=routed)
+                         dead_letter_topic, routed=routed, clock=self._clock)
         sink.committer.topic_ids = self._read_ids
         self.sinks.append(sink)
         if not routed:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 from pyiceberg.catalog import Catalog
@@ -38,13 +39,14 @@ class TableSink:
         writer_schemas: WriterSchemas | None = None,
         dead_letter_topic: DeadLetterTopic | None = None,
         routed: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         # One of several tables a topic's records are split among: each sees every offset range,
         # and trims what it already holds instead of fencing (a fence would re-seek the siblings too).
         self.routed = routed
         self.identifier = spec.table
-        self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic)
+        self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic, clock)
         self.shape = TableShape(spec, catalog, writer_schemas, on_change=self.writer.conform)
         self.intake = Intake(spec, self.shape)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 import structlog
@@ -29,8 +29,10 @@ log = structlog.get_logger(__name__)
 
 class TableWriter:
     def __init__(self, catalog: Catalog, identifier: str, group: str, writer_id: str, retry: RetryPolicy,
-                 routed: bool, dead_letter_topic: DeadLetterTopic | None) -> None:
+                 routed: bool, dead_letter_topic: DeadLetterTopic | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.identifier = identifier
+        self._clock = clock  # the loop's: flush stamps are compared with its `now`
         self._catalog = catalog
         self._dead_letter_topic = dead_letter_topic
         self.buffer = TableBuffer()
@@ -86,14 +88,14 @@ class TableWriter:
         parts = self.buffer.take(wanted)
         if not parts:
             return None
-        self._flush_started = time.monotonic()
+        self._flush_started = self._clock()
         try:
             if letters:
                 self._commit_dead_letters(letters)
             outcome = self.committer.commit(parts)
         except CommitError:
-            self.dead_letters.put_back(letters, time.monotonic())
-            self.buffer.put_back(parts, time.monotonic())
+            self.dead_letters.put_back(letters, self._clock())
+            self.buffer.put_back(parts, self._clock())
             metrics.record_commit_failed(self.identifier)
             raise
         self.committed.update({**outcome.replayed, **outcome.fenced, **outcome.committed})
