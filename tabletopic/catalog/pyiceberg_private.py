@@ -11,6 +11,9 @@ What tabletopic needs and pyiceberg 0.12 has no public call for:
   partition spec against it (`Catalog._convert_schema_if_needed`);
 - `replace` snapshots (compaction, manifest merging), which pyiceberg can neither produce nor sum
   up (`_OverwriteFiles`, `_SnapshotProducer`, their hooks and attributes);
+- snapshots of manifests written beforehand under a given operation: `replace` for compaction,
+  `overwrite`/`delete` for upserts (new rows and equality deletes in one snapshot);
+- delete manifests: pyiceberg writes data manifests only (`ManifestWriterV2._meta`);
 - the spec id a data file carries only when one was set (`DataFile._spec_id`: the public property
   raises when unset, as it is on the files `_dataframe_to_data_files` writes).
 
@@ -19,14 +22,21 @@ On an upgrade, re-check:
   under the table's default spec; `_check_pyarrow_schema_compatible(schema, arrow, format_version=)`
   raises ValueError on a mismatch;
 - `Catalog._convert_schema_if_needed(arrow_schema)`: still a static method, returning a `Schema`;
+- `ManifestWriterV2`: that `content()` alone sets the content recorded in the manifest list
+  (`to_manifest_file`) and the `_meta` property the `content` key of the Avro header, and that it
+  still writes `equality_ids` (field 135 of `DATA_FILE_TYPE[2]`); whether `write_manifest` now takes
+  a content (then use it and drop `_DeleteManifestWriter`);
 - `_SnapshotProducer`: the constructor; that `_commit` calls the hooks `_manifests`,
   `_deleted_entries`, `_existing_manifests` and `_summary(snapshot_properties)`; that
   `_SnapshotProducer._summary` totals the summary by `_operation` (it totals overwrites, not
   replaces); the attributes `_operation`, `_snapshot_id`, `_added_data_files`,
   `_deleted_data_files`, `_written_manifest_lists`;
+- that `_SnapshotProducer._summary` counts equality-delete files among `_added_data_files` into
+  `added-equality-delete-files`, `added-equality-deletes` and `added-delete-files` (an upsert's
+  summary relies on it);
 - that `UpdateTableMetadata.commit(producer)` stages the snapshot without registering the producer
   with the transaction (a registered producer is validated, rebuilt and cleaned up by pyiceberg's
-  commit loop; a `ReplaceSnapshot`'s caller does all three itself), and that the transaction then
+  commit loop; a `PreparedSnapshot`'s caller does all three itself), and that the transaction then
   commits once (the callers switch pyiceberg's retries off: commit.committer.without_pyiceberg_retries);
 - `_OverwriteFiles` still rewrites the manifests holding the files it deletes;
 - whether a public API now does any of this (a `replace` operation, a public writer): use it, and
@@ -39,7 +49,16 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.manifest import DataFile, ManifestEntry, ManifestFile
+from pyiceberg.io import OutputFile
+from pyiceberg.manifest import (
+    DataFile,
+    ManifestContent,
+    ManifestEntry,
+    ManifestFile,
+    ManifestWriter,
+    ManifestWriterV2,
+)
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Summary
@@ -117,10 +136,10 @@ def commit_overwrite_as_replace(table: Table, removed: list[DataFile], added: li
 class _PreparedSnapshot(_SnapshotProducer["_PreparedSnapshot"]):
     """A snapshot of manifests made beforehand, under a snapshot id fixed across attempts."""
 
-    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
-                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
+    def __init__(self, table: Table, operation: Operation, snapshot_id: int, manifests: list[ManifestFile],
+                 removed: Iterable[DataFile], added: Iterable[DataFile], properties: dict[str, str]) -> None:
         self.table_transaction = table.transaction()
-        super().__init__(Operation.REPLACE, self.table_transaction, table.io, snapshot_properties=properties)
+        super().__init__(operation, self.table_transaction, table.io, snapshot_properties=properties)
         self._snapshot_id = snapshot_id
         self._prepared = manifests
         self._added_data_files = list(added)
@@ -136,21 +155,24 @@ class _PreparedSnapshot(_SnapshotProducer["_PreparedSnapshot"]):
         return []
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        return _replace_summary(self, snapshot_properties)
+        if self._operation == Operation.REPLACE:
+            return _replace_summary(self, snapshot_properties)
+        return super()._summary(snapshot_properties)
 
 
-class ReplaceSnapshot:
-    """A `replace` snapshot of `manifests` (written by the caller, all of the new snapshot's) on `table`'s
-    current snapshot, under `snapshot_id`; `removed` and `added` only sum up the summary.
+class PreparedSnapshot:
+    """A snapshot of `operation` made of `manifests` (written by the caller, all of the new snapshot's:
+    its own and those it keeps from the parent) on `table`'s current snapshot, under `snapshot_id`.
+    `removed` and `added` (data and delete files) only sum up the summary.
 
     `stage()` writes the manifest list and stages the snapshot in a transaction of its own; `commit()`
     sends it to the catalog and raises CommitFailedException if the table moved since `table` was
     loaded. pyiceberg deletes none of the files (the caller's manifests, the manifest lists) whatever
     happens: `manifest_lists` names those this snapshot wrote, for the caller to clean up."""
 
-    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
-                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
-        self._producer = _PreparedSnapshot(table, snapshot_id, manifests, removed, added, properties)
+    def __init__(self, table: Table, operation: Operation, snapshot_id: int, manifests: list[ManifestFile],
+                 removed: Iterable[DataFile], added: Iterable[DataFile], properties: dict[str, str]) -> None:
+        self._producer = _PreparedSnapshot(table, operation, snapshot_id, manifests, removed, added, properties)
 
     def stage(self) -> None:
         # Not `producer.commit()`: that registers the producer with the transaction, whose commit loop
@@ -163,3 +185,34 @@ class ReplaceSnapshot:
 
     def commit(self) -> None:
         self._producer.table_transaction.commit_transaction()
+
+
+class ReplaceSnapshot(PreparedSnapshot):
+    """A `replace` snapshot (compaction): the same rows in other files; see `PreparedSnapshot`."""
+
+    def __init__(self, table: Table, snapshot_id: int, manifests: list[ManifestFile], removed: Iterable[DataFile],
+                 added: Iterable[DataFile], properties: dict[str, str]) -> None:
+        super().__init__(table, Operation.REPLACE, snapshot_id, manifests, removed, added, properties)
+
+
+# -- delete manifests
+
+
+class _DeleteManifestWriter(ManifestWriterV2):
+    # pyiceberg 0.12's V2 writer records every manifest as `data`, in the manifest list and in its header.
+    def content(self) -> ManifestContent:
+        return ManifestContent.DELETES
+
+    @property
+    def _meta(self) -> dict[str, str]:
+        return {**super()._meta, "content": "deletes"}
+
+
+def write_delete_manifest(format_version: int, spec: PartitionSpec, schema: Schema, output_file: OutputFile,
+                          snapshot_id: int, avro_compression: str) -> ManifestWriter:
+    """A manifest writer for delete files, as pyiceberg's `write_manifest` is for data files (format v2 only:
+    a v1 table has no delete files)."""
+    if format_version != 2:
+        raise ValueError(f"delete manifests need a format v2 table, not v{format_version}")
+    return _DeleteManifestWriter(spec, schema, output_file, snapshot_id,
+                                 avro_compression)  # type: ignore[arg-type]  # a table property, checked by pyiceberg
