@@ -45,11 +45,11 @@ On an upgrade, re-check:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.io import OutputFile
 from pyiceberg.manifest import (
     DataFile,
     ManifestContent,
@@ -57,10 +57,10 @@ from pyiceberg.manifest import (
     ManifestFile,
     ManifestWriter,
     ManifestWriterV2,
+    write_manifest,
 )
-from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update import UpdateTableMetadata
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
@@ -208,11 +208,21 @@ class _DeleteManifestWriter(ManifestWriterV2):
         return {**super()._meta, "content": "deletes"}
 
 
-def write_delete_manifest(format_version: int, spec: PartitionSpec, schema: Schema, output_file: OutputFile,
-                          snapshot_id: int, avro_compression: str) -> ManifestWriter:
-    """A manifest writer for delete files, as pyiceberg's `write_manifest` is for data files (format v2 only:
-    a v1 table has no delete files)."""
+def new_manifest_writer(table: Table, spec_id: int, snapshot_id: int, written: list[str],
+                        deletes: bool = False) -> ManifestWriter:
+    """A writer of one new manifest of `table` (data files, or delete files with `deletes`) under `spec_id`,
+    for `snapshot_id`, compressed as the table says; its path is appended to `written` before anything is
+    written, so a caller can delete it whatever happens. Delete manifests need a format v2 table."""
+    path = table.location_provider().new_metadata_location(f"{uuid.uuid4()}-m0.avro")
+    written.append(path)
+    compression = table.metadata.properties.get(TableProperties.WRITE_AVRO_COMPRESSION,
+                                                 TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT)
+    format_version = table.metadata.format_version
+    spec, schema, output = table.specs()[spec_id], table.schema(), table.io.new_output(path)
+    if not deletes:
+        return write_manifest(format_version=format_version, spec=spec, schema=schema, output_file=output,
+                              snapshot_id=snapshot_id, avro_compression=compression)  # type: ignore[arg-type]
     if format_version != 2:
         raise ValueError(f"delete manifests need a format v2 table, not v{format_version}")
-    return _DeleteManifestWriter(spec, schema, output_file, snapshot_id,
-                                 avro_compression)  # type: ignore[arg-type]  # a table property, checked by pyiceberg
+    return _DeleteManifestWriter(spec, schema, output, snapshot_id,
+                                 compression)  # type: ignore[arg-type]  # a table property, checked by pyiceberg

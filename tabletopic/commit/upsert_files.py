@@ -14,7 +14,7 @@ catalog.pyiceberg_private. Everything else here is pyiceberg's public API.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
@@ -26,20 +26,17 @@ from pyiceberg.manifest import (
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
-    ManifestWriter,
-    write_manifest,
 )
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, TableProperties
+from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.typedef import Record
 
-from tabletopic.catalog.pyiceberg_private import PreparedSnapshot, data_file_spec_id, write_delete_manifest
+from tabletopic.catalog.pyiceberg_private import PreparedSnapshot, data_file_spec_id, new_manifest_writer
 from tabletopic.commit.committer import without_history, without_pyiceberg_retries
 
 _ROW = "__tabletopic_row"
-_WriterFactory = Callable[..., ManifestWriter]  # pyiceberg's `write_manifest` and its twin for deletes
 
 
 def write_equality_deletes(table: Table, keys: pa.Table, key_field_ids: Sequence[int]) -> list[DataFile]:
@@ -133,8 +130,8 @@ def commit_upsert(table: Table, data_files: list[DataFile], delete_files: list[D
     written: list[str] = []
     try:
         manifests = [
-            *_manifests(table, snapshot_id, data_files, write_manifest, written),
-            *_manifests(table, snapshot_id, delete_files, write_delete_manifest, written),
+            *_manifests(table, snapshot_id, data_files, False, written),
+            *_manifests(table, snapshot_id, delete_files, True, written),
         ]
         parent = table.current_snapshot()
         if parent is not None:
@@ -154,25 +151,19 @@ def commit_upsert(table: Table, data_files: list[DataFile], delete_files: list[D
     return snapshot_id
 
 
-def _manifests(table: Table, snapshot_id: int, files: list[DataFile], writer_for: _WriterFactory,
+def _manifests(table: Table, snapshot_id: int, files: list[DataFile], deletes: bool,
                written: list[str]) -> list[ManifestFile]:
     """One manifest per spec of `files`, as ADDED entries whose sequence numbers the commit assigns."""
     by_spec: dict[int, list[DataFile]] = {}
     default_spec_id = table.metadata.default_spec_id
     for data_file in files:
         by_spec.setdefault(data_file_spec_id(data_file, default_spec_id), []).append(data_file)
-    compression = table.metadata.properties.get(TableProperties.WRITE_AVRO_COMPRESSION,
-                                                TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT)
     manifests = []
     for spec_id, spec_files in sorted(by_spec.items()):
-        path = table.location_provider().new_metadata_location(f"{uuid.uuid4()}-m0.avro")
-        written.append(path)
-        with writer_for(table.metadata.format_version, table.specs()[spec_id], table.schema(),
-                        table.io.new_output(path), snapshot_id, compression) as writer:
+        with new_manifest_writer(table, spec_id, snapshot_id, written, deletes) as writer:
             for data_file in spec_files:
                 writer.add_entry(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=snapshot_id,
                                                          sequence_number=None, file_sequence_number=None,
                                                          data_file=data_file))
         manifests.append(writer.to_manifest_file())
     return manifests
-

@@ -23,7 +23,6 @@ The pyiceberg producers behind both (private API) live in catalog.pyiceberg_priv
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from pyiceberg.manifest import (
@@ -32,11 +31,15 @@ from pyiceberg.manifest import (
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
-    write_manifest,
 )
 from pyiceberg.table import Table
 
-from tabletopic.catalog.pyiceberg_private import ReplaceSnapshot, commit_overwrite_as_replace, data_file_spec_id
+from tabletopic.catalog.pyiceberg_private import (
+    ReplaceSnapshot,
+    commit_overwrite_as_replace,
+    data_file_spec_id,
+    new_manifest_writer,
+)
 from tabletopic.commit.committer import without_history, without_pyiceberg_retries
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
 
@@ -205,23 +208,11 @@ class Replacement:
         out = {id(d.group) for d in dropped}
         self.groups = [group for group in self.groups if id(group) not in out]
 
-    def _writer_for(self, table: Table, spec_id: int):  # type: ignore[no-untyped-def]
-        from pyiceberg.table import TableProperties
-
-        name = f"{uuid.uuid4()}-m0.avro"
-        path = table.location_provider().new_metadata_location(name)
-        self._written_paths.append(path)
-        compression = table.metadata.properties.get(TableProperties.WRITE_AVRO_COMPRESSION,
-                                                     TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT)
-        return write_manifest(format_version=table.metadata.format_version, spec=table.specs()[spec_id],
-                              schema=table.schema(), output_file=table.io.new_output(path),
-                              snapshot_id=self.snapshot_id, avro_compression=compression)  # type: ignore[arg-type]
-
     def _made(self, key: object, table: Table, spec_id: int, entries: list[ManifestEntry]) -> ManifestFile | None:
         if key not in self._written:
             manifest = None
             if entries:
-                with self._writer_for(table, spec_id) as writer:
+                with new_manifest_writer(table, spec_id, self.snapshot_id, self._written_paths) as writer:
                     for entry in entries:
                         writer.add_entry(entry)
                 manifest = writer.to_manifest_file()
