@@ -323,9 +323,15 @@ def without_history(table: Table) -> Table:
     return Table(table.name(), trimmed, table.metadata_location, table.io, table.catalog)
 
 
+def for_our_commit(table: Table) -> Table:
+    """`table` as every commit of ours hands it to pyiceberg: its retries off (our loops validate and
+    retry) and only the snapshots its refs point at (all a snapshot producer reads)."""
+    return without_pyiceberg_retries(without_history(table))
+
+
 def append_files(table: Table, files: list[DataFile], properties: dict[str, str]) -> int | None:
     """One fast-append snapshot holding `files`; raises CommitFailedException if the table moved."""
-    transaction = without_pyiceberg_retries(without_history(table)).transaction()
+    transaction = for_our_commit(table).transaction()
     with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
         for data_file in files:
             append.append_data_file(data_file)

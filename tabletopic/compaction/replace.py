@@ -40,14 +40,14 @@ from tabletopic.catalog.pyiceberg_private import (
     data_file_spec_id,
     new_manifest_writer,
 )
-from tabletopic.commit.committer import without_history, without_pyiceberg_retries
+from tabletopic.commit.committer import for_our_commit
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
 
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
     """One `replace` snapshot on `main`; raises CommitFailedException if the table moved since `table` was loaded."""
     # Our loop validates and retries (compaction.rewrite); the producer reads the base snapshot only.
-    commit_overwrite_as_replace(without_pyiceberg_retries(without_history(table)), removed, added, properties)
+    commit_overwrite_as_replace(for_our_commit(table), removed, added, properties)
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Replacement:
         assert base is not None and base.snapshot_id == self._base_id, "rebase before committing"
         # The snapshot is made from the base alone: pyiceberg's deep copies of a long history would make
         # each attempt slower than busy writers' gaps between commits.
-        table = without_pyiceberg_retries(without_history(table))
+        table = for_our_commit(table)
         removed = {f.path for group in self.groups for f in group.removed}
         by_home: dict[str, set[str]] = {}
         for path in removed:
