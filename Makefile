@@ -12,6 +12,9 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is needed: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed: apt-get install -y maven"; exit 1; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	 && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } \
+	 || { echo "PostgreSQL is needed (the CDC tests): apt-get install -y postgresql"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -19,6 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
 	$(BIN)/python -c 'from tabletopic.local import k8s_tools; k8s_tools.fetch_helm(); k8s_tools.fetch_kubeconform(); k8s_tools.kubernetes_schemas()'
 	$(BIN)/python -c 'from bench.peer import connect; connect.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import debezium; debezium.fetch()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)

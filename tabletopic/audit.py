@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from tabletopic.catalog import reader
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
 from tabletopic.core import metadata
@@ -112,9 +113,8 @@ def _committed(table: Table, group: str, topic: str) -> dict[int, int]:
 
 
 def _coordinates(table: Table, topic: str) -> pa.Table:
-    return table.scan(
-        row_filter=f"{metadata.TOPIC} == '{topic}'", selected_fields=(metadata.PARTITION, metadata.OFFSET)
-    ).to_arrow()
+    return reader.read(table, columns=(metadata.PARTITION, metadata.OFFSET),
+                       row_filter=f"{metadata.TOPIC} == '{topic}'")
 
 
 def _offsets_of(rows: pa.Table, partition: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from tabletopic.audit_reference import ValueReference, metadata_columns, reference_for, reference_rows
+from tabletopic.catalog import reader
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.core import metadata
 from tabletopic.core.conform import conform_array
@@ -223,10 +224,8 @@ def audit_values(
 
 
 def _partition_rows(table: Table, topic: str, partition: int, columns: Sequence[str] = ("*",)) -> pa.Table:
-    rows = table.scan(
-        row_filter=f"{metadata.TOPIC} == '{topic}' and {metadata.PARTITION} == {partition}",
-        selected_fields=tuple(columns),
-    ).to_arrow()
+    rows = reader.read(table, columns=columns,
+                       row_filter=f"{metadata.TOPIC} == '{topic}' and {metadata.PARTITION} == {partition}")
     return rows.sort_by(metadata.OFFSET)
 
 

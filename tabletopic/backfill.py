@@ -31,6 +31,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
+from tabletopic.catalog import reader as table_reader
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
 from tabletopic.commit.offsets import OffsetMap, decode_offsets, encode_offsets
@@ -221,8 +222,8 @@ def _offset_rows(table: Table, topic: str) -> pa.Table | None:
     names = {f.name for f in table.schema().fields}
     if not {metadata.TOPIC, metadata.PARTITION, metadata.OFFSET} <= names:
         return None
-    return table.scan(row_filter=f"{metadata.TOPIC} == '{topic}'",
-                      selected_fields=(metadata.PARTITION, metadata.OFFSET)).to_arrow()
+    return table_reader.read(table, columns=(metadata.PARTITION, metadata.OFFSET),
+                             row_filter=f"{metadata.TOPIC} == '{topic}'")
 
 
 def _lowest_offsets(rows: pa.Table, floor: Mapping[int, int],

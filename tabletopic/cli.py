@@ -273,6 +273,9 @@ def _audit(args: argparse.Namespace) -> int:
     flags["tables"] = [{"table": args.table, "topic": args.topic, "format": args.format or "raw"}]
     config = load_config(path, flags)
     logs.configure("warning", secrets=config.secret_values)
+    upsert_exit = _audit_upsert(args, config)
+    if upsert_exit is not None:
+        return upsert_exit
     values_spec = _values_spec(args, listed) if args.values else None
     starts = None
     if args.from_timestamp:
@@ -296,6 +299,35 @@ def _audit(args: argparse.Namespace) -> int:
     done = "audit: OK, nothing missing, nothing duplicated" + (", values equal" if args.values else "")
     print(done if ok else "audit: FAILED")
     return 0 if ok else 1
+
+
+def _audit_upsert(args: argparse.Namespace, config: Config) -> int | None:
+    """The key audit when the table is an upsert table (its properties say so); None otherwise."""
+    from tabletopic.audit_keys import audit_keys, format_keys
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.catalog.tables import load_if_exists
+    from tabletopic.core.upsert_mode import upsert_mode
+    from tabletopic.kafka.registry import SchemaRegistry
+
+    catalog = open_catalog(config.catalog)
+    table = load_if_exists(catalog, args.table)
+    if table is None or upsert_mode(table.properties) is None:
+        return None
+    if args.values or args.from_timestamp:
+        raise ConfigError("--values" if args.values else "--from-timestamp",
+                          "is not for an upsert table: its audit compares every key with the topic")
+    registry = config.schema_registry
+    client = SchemaRegistry(registry.url, registry.properties) if registry.url else None
+    try:
+        report = audit_keys(catalog, args.table, args.topic, config.group_id, config.kafka, client)
+    except AuditError as exc:
+        structlog.get_logger().error("audit.failed", error=str(exc))
+        print(f"tabletopic audit: {exc}", file=sys.stderr)
+        return 3
+    for line in format_keys(report):
+        print(line)
+    print("audit: OK, every key holds its latest value" if report.ok else "audit: FAILED")
+    return 0 if report.ok else 1
 
 
 def _listed_table(path: str | None, flags: dict[str, Any], table: str) -> Any:

@@ -30,7 +30,9 @@ from typing import Any, Literal
 import yaml
 
 from tabletopic.core.limits import DEFAULT_MAX_ITEMS
+from tabletopic.core.metadata import NAMES as METADATA_NAMES
 from tabletopic.core.partition_terms import parse_term
+from tabletopic.core.upsert_mode import KEY_COLUMN, UpsertMode
 from tabletopic.exceptions import ConfigError
 from tabletopic.references import SECRET_DIRS_ENV, allowed_dirs, file_reader, resolve
 from tabletopic.secrets import hide_referenced, secrets_of
@@ -40,6 +42,9 @@ FORMATS = ("json", "avro", "raw")
 ErrorPolicy = Literal["dlq", "fail", "skip"]
 JsonDrift = Literal["evolve", "strict", "ignore"]
 ColumnNames = Literal["as_is", "lowercase"]
+TableMode = Literal["append", "upsert"]
+KeyFormat = Literal["json", "avro", "string", "bytes"]
+Envelope = Literal["none", "debezium"]
 # Kafka's own default limit is 1 MiB; a record far past it is more likely a mistake than data.
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
@@ -119,10 +124,30 @@ class TableConfig:
     commit_interval_seconds: float | None = None  # this table's own commit.interval_seconds
     target_file_size_bytes: int | None = None  # this table's own maintenance.target_file_size_bytes
     column_names: ColumnNames = "as_is"  # `lowercase`: field names folded, so userId and UserID are one column
+    # `upsert`: the table holds the latest value per key, a tombstone deletes its key (docs/upsert.md).
+    # None: upsert with `envelope: debezium`, else append.
+    mode: TableMode | None = None
+    key: list[str] = field(default_factory=list)  # upsert: key columns of the value; empty: the Kafka key
+    key_format: KeyFormat | None = None  # how the Kafka key is decoded; None: as the value (raw: bytes)
+    envelope: Envelope = "none"  # `debezium`: values are Debezium change events (JSON)
+    # Debezium: extra columns for the change's `op`, `source.ts_ms` and `source.lsn`, named here.
+    cdc_columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_topics(self) -> list[str]:
         return ([self.topic] if self.topic else []) + [t for t in self.topics if t != self.topic]
+
+    @property
+    def is_upsert(self) -> bool:
+        return self.mode == "upsert" or (self.mode is None and self.envelope == "debezium")
+
+    @property
+    def upsert(self) -> UpsertMode | None:
+        """What the table's properties record of its upsert settings; None in append mode."""
+        if not self.is_upsert:
+            return None
+        key_format = self.key_format or ("bytes" if self.format == "raw" else self.format)
+        return UpsertMode("value" if self.key else "kafka-key", key_format, self.envelope)
 
 
 @dataclass
@@ -132,6 +157,7 @@ class MaintenanceConfig:
     target_file_size_bytes: int = 512 * 1024 * 1024
     min_small_files: int = 50  # compact a table once its current snapshot has this many small files
     max_manifests: int = 100  # merge the manifest listing once the current snapshot has this many
+    max_delete_files: int = 50  # compact an upsert table once its current snapshot has this many equality deletes
     expire_interval_seconds: float = 3600.0
     expire_older_than_hours: float = 24.0
     keep_snapshots: int = 100
@@ -388,6 +414,7 @@ def validate(config: Config) -> None:
                 parse_term(term)
             except ValueError as exc:
                 raise ConfigError(f"{key}.partition_by[{term_index}]", str(exc)) from None
+        _validate_upsert(table, key)
     if config.commit.interval_seconds <= 0:
         raise ConfigError("commit.interval_seconds", "must be above 0")
     if config.commit.max_buffer_bytes <= 0:
@@ -398,6 +425,8 @@ def validate(config: Config) -> None:
         raise ConfigError("maintenance.target_file_size_bytes", "must be above 0")
     if config.maintenance.max_manifests < 2:
         raise ConfigError("maintenance.max_manifests", "must be 2 or more")
+    if config.maintenance.max_delete_files < 1:
+        raise ConfigError("maintenance.max_delete_files", "must be 1 or more")
     if config.maintenance.min_small_files < 2:
         raise ConfigError("maintenance.min_small_files", "must be 2 or more")
     if config.maintenance.orphans_older_than_hours < 1:
@@ -412,6 +441,58 @@ def validate(config: Config) -> None:
         raise ConfigError("http.max_connections", "must be 1 or more")
     if "enable.auto.commit" in config.kafka and config.kafka["enable.auto.commit"].lower() != "false":
         raise ConfigError("kafka.enable.auto.commit", "must stay false: offsets live in the table")
+
+
+CDC_COLUMNS = ("op", "source_ts_ms", "lsn")
+
+
+def _validate_upsert(table: TableConfig, key: str) -> None:
+    if table.mode == "append" and table.envelope == "debezium":
+        raise ConfigError(f"{key}.mode", "envelope debezium makes the table the current state: mode upsert")
+    for name in table.cdc_columns:
+        if name not in CDC_COLUMNS:
+            raise ConfigError(f"{key}.cdc_columns.{name}", f"unknown: expected {', '.join(CDC_COLUMNS)}")
+    if table.cdc_columns and table.envelope != "debezium":
+        raise ConfigError(f"{key}.cdc_columns", "needs envelope: debezium")
+    if table.envelope == "debezium" and table.format != "json":
+        raise ConfigError(f"{key}.envelope", f"debezium envelopes are read from JSON values (format is {table.format})")
+    if not table.is_upsert:
+        for name in ("key", "key_format"):
+            if getattr(table, name):
+                raise ConfigError(f"{key}.{name}", "needs mode: upsert")
+        return
+    if not table.metadata_columns:
+        raise ConfigError(f"{key}.metadata_columns", "an upsert table needs them: each row's partition and offset")
+    if table.route_field is not None:
+        raise ConfigError(f"{key}.route_field", "an upsert table reads one topic, unrouted")
+    if len(table.all_topics) > 1:
+        raise ConfigError(f"{key}.topics", "an upsert table reads one topic: Kafka orders a key's changes only "
+                                           "within its topic")
+    if table.topic_pattern is not None and "{topic}" not in table.table:
+        raise ConfigError(f"{key}.table", "an upsert table fed by topic_pattern needs {topic} in its name "
+                                          "(one table per topic)")
+    if table.format == "raw" and table.key:
+        raise ConfigError(f"{key}.key", "a raw value has no columns: leave key out to key by the Kafka key")
+    if table.envelope == "debezium" and table.key:
+        raise ConfigError(f"{key}.key", "a Debezium table is keyed by the Kafka key (the source's primary key)")
+    if len(set(table.key)) != len(table.key):
+        raise ConfigError(f"{key}.key", "names a column twice")
+    for column in table.key:
+        if column in METADATA_NAMES:
+            raise ConfigError(f"{key}.key", f"{column} is a Kafka metadata column, not a key")
+    key_columns = set(table.key) if table.key else None  # None: the Kafka key's fields, known once decoded
+    for term_index, term in enumerate(table.partition_by):
+        source = parse_term(term).column
+        allowed = key_columns if key_columns is not None else (
+            {KEY_COLUMN} if table.upsert is not None and table.upsert.key_format in ("string", "bytes") else None)
+        if allowed is not None and source not in allowed:
+            raise ConfigError(f"{key}.partition_by[{term_index}]", unscoped_partition(term, sorted(allowed)))
+
+
+def unscoped_partition(term: str, key_columns: list[str]) -> str:
+    example = f"bucket(16, {key_columns[0]})" if key_columns else "bucket(16, <key column>)"
+    return (f"{term} is not computed from the key ({', '.join(key_columns)}): an equality delete in one partition "
+            f"would miss the key's rows in the others. Partition by a key column, e.g. {example}, or not at all")
 
 
 # --- the default number of workers -----------------------------------------------------------

@@ -30,6 +30,7 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, I
 from pyiceberg.expressions.literals import literal
 from pyiceberg.table import Table
 
+from tabletopic.catalog import reader
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import append_files, write_data_files
 from tabletopic.config import TableConfig
@@ -202,8 +203,8 @@ def _equal(column: str, value: str | int) -> BooleanExpression:
 
 
 def _coordinates_in(table: Table, rows: pa.Table) -> set[Coordinate]:
-    present = table.scan(row_filter=_matching(_coordinates(rows)),
-                         selected_fields=(metadata.TOPIC, metadata.PARTITION, metadata.OFFSET)).to_arrow()
+    present = reader.read(table, columns=(metadata.TOPIC, metadata.PARTITION, metadata.OFFSET),
+                          row_filter=_matching(_coordinates(rows)))
     return _coordinates(present)
 
 

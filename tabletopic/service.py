@@ -41,7 +41,7 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.flood import DeadLetterFlood
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
-from tabletopic.exceptions import CommitError, PermanentFault, RecordError, SourceUnavailable
+from tabletopic.exceptions import CommitError, ConfigError, PermanentFault, RecordError, SourceUnavailable
 from tabletopic.kafka.consumer import GroupConsumer
 from tabletopic.kafka.errors import KafkaException
 from tabletopic.kafka.interface import GroupMember, RebalanceHandlers
@@ -283,6 +283,10 @@ class Service:
         )
         try:
             code = self._loop()
+        except ConfigError as exc:  # a table that the config does not fit, found once its records came
+            log.error("config.invalid", key=exc.key, reason=exc.reason)
+            self.consumer.close()
+            return ExitCode.CONFIG
         except Exception:
             log.exception("service.crashed")
             self.consumer.close()

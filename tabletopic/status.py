@@ -13,6 +13,7 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.reader import data_file_sizes
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_newest_record_ms
 from tabletopic.commit.offsets import offsets_key
@@ -70,7 +71,7 @@ def table_status(catalog: Catalog, config: Config, identifier: str, topics: list
     newest = table_newest_record_ms(table)
     if newest is not None:
         status.newest_record_age_s = round((now_ms - newest) / 1000, 1)
-    sizes = [task.file.file_size_in_bytes for task in table.scan().plan_files()]
+    sizes = data_file_sizes(table)
     status.data_files = len(sizes)
     status.small_files = sum(1 for size in sizes if size < config.maintenance.target_file_size_bytes * 3 // 4)
     return status

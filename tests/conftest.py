@@ -16,6 +16,9 @@ from tabletopic.local.s3 import LocalS3
 from tabletopic.local.topics import create_topic
 from tests.support import Writer
 
+# The CDC stack's session fixtures (`postgres`, `debezium_connect`), started only by the tests that use them.
+pytest_plugins = ["tests.cdc_stack"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

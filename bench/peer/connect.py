@@ -1,13 +1,12 @@
 """Apache Iceberg's Kafka Connect sink, run in Connect standalone mode as tabletopic's peer in benchmarks.
 
-Step 1 (`fetch`) resolves two folders from Maven Central into the cache, once, with
-`mvn dependency:copy-dependencies`: `libs/`, the Connect worker (`connect-runtime`,
-`connect-json`, log4j 2), and `plugins/iceberg/`, the connector (`iceberg-kafka-connect`,
-plus what Iceberg's own runtime zip adds: `iceberg-parquet`, `iceberg-aws` with the AWS
-bundle for S3FileIO, and Hadoop's shaded client, which Parquet needs). The connector lives on
+Step 1 (`fetch`) resolves, once, the Connect worker (tabletopic/local/connect.py: `libs/`) and
+`plugins/iceberg/`, the connector (`iceberg-kafka-connect`, plus what Iceberg's own runtime zip adds:
+`iceberg-parquet`, `iceberg-aws` with the AWS bundle for S3FileIO, and Hadoop's shaded client, which
+Parquet needs), from Maven Central with `mvn dependency:copy-dependencies`. The connector lives on
 `plugin.path`, isolated from the worker, as it would in a real deployment.
-Step 2 (`ConnectSink.start`) writes the worker and connector properties and runs
-`ConnectStandalone`, optionally pinned with `taskset -c`.
+Step 2 (`ConnectSink.start`) runs the worker (`LocalConnect`) with the sink's connector properties,
+optionally pinned with `taskset -c`.
 
     .venv/bin/python -m bench.peer.connect --records 100000
 """
@@ -23,8 +22,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,31 +41,16 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from tabletopic.local.jvm import cache_root, java, maven
-from tabletopic.local.kafka import KAFKA_VERSION, LOG4J_VERSION, SLF4J_VERSION, LocalKafka
+from tabletopic.local.connect import LocalConnect, copy_dependencies, fetch_worker
+from tabletopic.local.jvm import cache_root
+from tabletopic.local.kafka import KAFKA_VERSION, LocalKafka
 from tabletopic.local.ports import free_port
-from tabletopic.local.process import stop_process, wait_until_ready
 from tabletopic.local.rest_catalog import ICEBERG_VERSION, LocalRestCatalog
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 from tabletopic.local.topics import create_topic, produce
 
 HADOOP_VERSION = "3.4.1"
 
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>bench.peer</groupId><artifactId>{name}</artifactId><version>1</version>
-  <dependencies>
-{dependencies}
-  </dependencies>
-</project>
-"""
-WORKER = [
-    ("org.apache.kafka", "connect-runtime", KAFKA_VERSION),
-    ("org.apache.kafka", "connect-json", KAFKA_VERSION),
-    ("org.slf4j", "slf4j-api", SLF4J_VERSION),
-    ("org.apache.logging.log4j", "log4j-slf4j2-impl", LOG4J_VERSION),
-    ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
-]
 CONNECTOR = [
     ("org.apache.iceberg", "iceberg-kafka-connect", ICEBERG_VERSION),
     ("org.apache.iceberg", "iceberg-kafka-connect-events", ICEBERG_VERSION),
@@ -84,45 +66,20 @@ def home() -> Path:
     return cache_root() / f"kafka-connect-{KAFKA_VERSION}-iceberg-{ICEBERG_VERSION}"
 
 
-def _copy_dependencies(name: str, dependencies: list[tuple[str, str, str]], target: Path, work: Path) -> None:
-    lines = "\n".join(f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version>"
-                      "</dependency>" for g, a, v in dependencies)
-    pom = work / f"{name}.xml"
-    pom.write_text(_POM.format(name=name, dependencies=lines))
-    maven("-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={target}", "-DincludeScope=runtime")
-
-
 def fetch() -> Path:
-    """The cache folder holding `libs/` (the worker) and `plugins/iceberg/` (the connector); a no-op when there."""
-    target = home()
-    if target.is_dir():
-        return target
-    staging = target.with_name(target.name + ".partial")
+    """The `plugin.path` folder holding `iceberg/` (the connector), after fetching the worker too; no-ops when there."""
+    fetch_worker()
+    plugins = home() / "plugins"
+    if (plugins / "iceberg").is_dir():
+        return plugins
+    staging = plugins.with_name(plugins.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     with tempfile.TemporaryDirectory() as work:
-        _copy_dependencies("connect-worker", WORKER, staging / "libs", Path(work))
-        _copy_dependencies("iceberg-sink", CONNECTOR, staging / "plugins" / "iceberg", Path(work))
-    staging.rename(target)
-    return target
+        copy_dependencies("iceberg-sink", CONNECTOR, staging / "iceberg", Path(work))
+    staging.rename(plugins)
+    return plugins
 
 
-# Properties, not YAML: the worker's classpath has no jackson-dataformat-yaml.
-_LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = {level}
-rootLogger.appenderRef.file.ref = file
-logger.iceberg.name = org.apache.iceberg.connect
-logger.iceberg.level = INFO
-"""
-# What bin/kafka-run-class.sh and bin/connect-standalone.sh give the JVM.
-_JVM_OPTIONS = [
-    "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-    "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
-]
 START_TIMEOUT_S = 180.0
 
 
@@ -152,7 +109,7 @@ class ConnectSink:
     log_level: str = "WARN"  # of everything but the sink's own loggers (INFO), in workdir/connect.log
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    worker: LocalConnect | None = None
     _cpu_s: float = 0.0
     _peak_rss: int = 0
 
@@ -169,16 +126,13 @@ class ConnectSink:
         """The sink's consumer group: Connect names it after the connector."""
         return f"connect-{self.name}"
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.worker.process if self.worker is not None else None
+
     def worker_properties(self) -> dict[str, str]:
+        """What the sink adds to LocalConnect's worker properties."""
         return {
-            "bootstrap.servers": self.bootstrap,
-            "key.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "offset.storage.file.filename": str(self.workdir / "connect.offsets"),
-            "plugin.path": str(fetch() / "plugins"),
-            "listeners": f"http://127.0.0.1:{self.port}",
-            # Every plugin here has ServiceLoader manifests (Connect says so): skip ~10 s of reflective scanning.
-            "plugin.discovery": "service_load",
             # An idle sink task blocks in poll() until the next offset flush (default 60 s), and the
             # Iceberg sink reads its control topic only from put(): left at the default, a drained
             # topic answers a commit request only after one or two flush intervals.
@@ -213,53 +167,28 @@ class ConnectSink:
 
     def start(self) -> ConnectSink:
         """Start the worker and return once the sink task is RUNNING."""
-        libs = fetch() / "libs"
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        plugins = fetch()
         # The broker may not auto-create topics; the control topic is one partition, like the docs make it.
         create_topic(self.bootstrap, self.control_topic, 1)
-        worker, connector = self.workdir / "worker.properties", self.workdir / "sink.properties"
-        log4j = self.workdir / "log4j2.properties"
-        worker.write_text("".join(f"{k}={v}\n" for k, v in self.worker_properties().items()))
-        connector.write_text("".join(f"{k}={v}\n" for k, v in self.connector_properties().items()))
-        log4j.write_text(_LOG4J2.format(log=self.workdir / "connect.log", level=self.log_level))
-        command = [
-            java(), f"-Xmx{self.max_heap}", *_JVM_OPTIONS, f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", f"{libs}/*", "org.apache.kafka.connect.cli.ConnectStandalone", str(worker), str(connector),
-        ]
-        if self.cpus is not None:
-            command = ["taskset", "-c", self.cpus, *command]
-        with (self.workdir / "stdout.log").open("ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_until_ready(self.process, self._task_running, START_TIMEOUT_S, "Kafka Connect's Iceberg sink",
-                             self.workdir / "connect.log", interval_s=0.5)
-        except Exception:
-            self.stop()
-            raise
+        self.worker = LocalConnect(
+            self.workdir, self.bootstrap, plugins, connectors={self.name: self.connector_properties()},
+            max_heap=self.max_heap, cpus=self.cpus, log_level=self.log_level,
+            loggers={"org.apache.iceberg.connect": "INFO"}, extra_properties=self.worker_properties(), port=self.port,
+        )
+        self.worker.start(START_TIMEOUT_S)
         return self
-
-    def _task_running(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/connectors/{self.name}/status",
-                                        timeout=2) as response:
-                status = json.load(response)
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-        states = [task["state"] for task in status.get("tasks", [])]
-        if "FAILED" in states:
-            raise RuntimeError(f"the Iceberg sink failed: {status}")
-        return len(states) == self.tasks and all(state == "RUNNING" for state in states)
 
     def check(self) -> None:
         """RuntimeError if the worker has exited or a sink task has failed."""
-        if self.process is None or self.process.poll() is not None:
-            raise RuntimeError(f"the Connect worker is not running; see {self.workdir / 'connect.log'}")
-        self._task_running()
+        if self.worker is None:
+            raise RuntimeError("the Connect worker is not started")
+        self.worker.check()
+        self.worker.task_running(self.name, self.tasks)
 
     def stop(self) -> None:
         self._sample()
-        stop_process(self.process, timeout_s=30)
-        self.process = None
+        if self.worker is not None:
+            self.worker.stop()
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the worker's process tree so far (the last reading once it stopped)."""
@@ -272,10 +201,11 @@ class ConnectSink:
         return self._peak_rss
 
     def _sample(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        process = self.process
+        if process is None or process.poll() is not None:
             return
         cpu, peak = 0.0, 0
-        for pid in _process_tree(self.process.pid):
+        for pid in _process_tree(process.pid):
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 status = Path(f"/proc/{pid}/status").read_text()

@@ -77,9 +77,16 @@ def count_fields(schema: pa.Schema | pa.DataType) -> int:
     return 0
 
 
-def plan_evolution(current: pa.Schema, incoming: pa.Schema, additions_only: bool = False) -> EvolutionPlan:
-    """The table schema that holds both; with `additions_only`, differing types are left to per-record checks."""
+def plan_evolution(current: pa.Schema, incoming: pa.Schema, additions_only: bool = False,
+                   frozen: frozenset[str] = frozenset()) -> EvolutionPlan:
+    """The table schema that holds both; with `additions_only`, differing types are left to per-record checks.
+    `frozen`: top-level columns whose type never changes, not even widened (an upsert table's key columns:
+    the keys already written in equality deletes would no longer match)."""
     plan = EvolutionPlan(pa.schema([]))
+    for name in frozen & set(current.names) & set(incoming.names):
+        old, new = current.field(name).type, incoming.field(name).type
+        if not _same(old, new) and (new, old) not in _WIDENINGS:  # a narrower value is cast, as for any column
+            plan.incompatible.append(f"{name}: a key column's type never changes ({_name(old)} -> {_name(new)})")
     merged = _merge_fields(list(current), list(incoming), "", plan, additions_only)
     plan.target = pa.schema(merged)
     return plan

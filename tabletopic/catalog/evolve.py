@@ -40,7 +40,9 @@ def evolve(
     for attempt in range(1, MAX_ATTEMPTS + 1):
         table = _load(catalog, identifier)
         current = value_schema(table)
-        plan = plan_evolution(current, incoming, additions_only)
+        schema = table.schema()
+        keys = frozenset(schema.find_column_name(i) or "" for i in schema.identifier_field_ids)
+        plan = plan_evolution(current, incoming, additions_only, keys)
         if not plan.needs_change:
             return table, plan, 0
         added = count_fields(plan.target) - count_fields(current)

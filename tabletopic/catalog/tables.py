@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
-from pyiceberg.schema import assign_fresh_schema_ids
+from pyiceberg.partitioning import PartitionSpec
+from pyiceberg.schema import Schema, assign_fresh_schema_ids
 from pyiceberg.table import Table
 
 from tabletopic.catalog.calls import catalog_call
@@ -16,6 +17,7 @@ from tabletopic.catalog.partitioning import build_spec
 from tabletopic.catalog.pyiceberg_private import iceberg_schema_from_arrow
 from tabletopic.core import metadata
 from tabletopic.core.partition_terms import parse_term
+from tabletopic.exceptions import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -35,12 +37,34 @@ def load_if_exists(catalog: Catalog, identifier: str) -> Table | None:
         return None
 
 
-def table_schema(value_schema: pa.Schema, with_metadata: bool) -> pa.Schema:
-    """Value columns, then the Kafka metadata columns (unless switched off)."""
-    fields = [f for f in value_schema if not (with_metadata and f.name in metadata.NAMES)]
+def table_schema(value_schema: pa.Schema, with_metadata: bool, key_schema: pa.Schema | None = None) -> pa.Schema:
+    """Value columns, then the Kafka metadata columns (unless switched off). With `key_schema` (an upsert
+    table), its columns come first and are required; a value column of the same name is the key's."""
+    keys = [f.with_nullable(False) for f in key_schema] if key_schema is not None else []
+    key_names = {f.name for f in keys}
+    fields = keys + [f for f in value_schema
+                     if f.name not in key_names and not (with_metadata and f.name in metadata.NAMES)]
     if with_metadata:
         fields += metadata.FIELDS
     return pa.schema(fields)
+
+
+def key_columns(table: Table) -> list[str]:
+    """An upsert table's key columns (its identifier fields), in the schema's order; none for an append table."""
+    schema = table.schema()
+    return [f.name for f in schema.fields if f.field_id in set(schema.identifier_field_ids)]
+
+
+def scope_problem(schema: Schema, spec: PartitionSpec) -> str | None:
+    """Why equality deletes on `schema`'s identifier fields cannot be scoped by `spec`'s partitions, if
+    they cannot: a partition field whose source is not a key column (../shared/DESIGN.md, "Upsert")."""
+    keys = set(schema.identifier_field_ids)
+    outside = [f.name for f in spec.fields if f.source_id not in keys]
+    if not outside:
+        return None
+    names = [schema.find_column_name(i) or str(i) for i in sorted(keys)]
+    return (f"partition field(s) {', '.join(outside)} are not computed from the key ({', '.join(names)}): an "
+            f"equality delete in one partition would miss the key's rows in the others")
 
 
 def create_table(
@@ -49,11 +73,19 @@ def create_table(
     arrow_schema: pa.Schema,
     partition_by: list[str],
     extra_properties: Mapping[str, str],
+    identifier_fields: Sequence[str] = (),
 ) -> Table:
-    """Create the table (format v2, zstd), or load it if another writer won the race."""
+    """Create the table (format v2, zstd), or load it if another writer won the race. `identifier_fields`
+    (an upsert table's key columns, required in `arrow_schema`) become its Iceberg identifier fields."""
     namespace = identifier.rsplit(".", 1)[0]
     schema = assign_fresh_schema_ids(iceberg_schema_from_arrow(arrow_schema))
+    if identifier_fields:
+        ids = [schema.find_field(name).field_id for name in identifier_fields]
+        schema = Schema(*schema.fields, schema_id=schema.schema_id, identifier_field_ids=ids)
     spec = build_spec(schema, [parse_term(term) for term in partition_by])
+    if identifier_fields and (problem := scope_problem(schema, spec)) is not None:
+        raise ConfigError("partition_by", f"{problem}. Partition by a key column, e.g. "
+                                          f"bucket(16, {identifier_fields[0]}), or not at all")
     properties = {**TABLE_PROPERTIES, **extra_properties}
     # The schema and the spec are built before any call (what a record's schema can make fail); what
     # the calls raise is the catalog's doing (calls.py).

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +63,7 @@ class CommitOutcome:
     rows: int = 0
     files: int = 0
     nbytes: int = 0  # of the data files
+    deletes: int = 0  # equality-delete files (upsert tables)
     conflicts: int = 0  # attempts that met another writer's snapshot
     newest_record_ms: int | None = None
     seconds: float = 0.0
@@ -102,6 +104,37 @@ def table_newest_record_ms(table: Table) -> int | None:
     return None
 
 
+@dataclass
+class Written:
+    """What a payload wrote for one set of buffered rows, before any commit: reused by every retry."""
+
+    files: list[DataFile]  # data files
+    deletes: list[DataFile] = field(default_factory=list)  # equality-delete files
+    rows: int = 0  # rows in the data files
+
+
+class Payload(Protocol):
+    """How buffered rows become files and how those files join a snapshot: appended rows (`AppendPayload`)
+    or an upsert's rows and deletes (tabletopic/upsert/payload.py). The protocol around it is the same."""
+
+    def write(self, table: Table, rows: pa.Table) -> Written: ...
+
+    def commit(self, table: Table, written: Written, properties: dict[str, str]) -> int | None:
+        """One snapshot holding `written` and carrying `properties`; raises CommitFailedException if
+        the table moved since `table` was loaded."""
+        ...
+
+
+class AppendPayload:
+    def write(self, table: Table, rows: pa.Table) -> Written:
+        # Another writer may have evolved the table since these rows were decoded.
+        rows = conform_table(rows, table.schema().as_arrow())
+        return Written(write_data_files(table, rows), rows=rows.num_rows)
+
+    def commit(self, table: Table, written: Written, properties: dict[str, str]) -> int | None:
+        return append_files(table, written.files, properties)
+
+
 class Committer:
     """One table's commit path: reload → check → append, in a loop with backoff."""
 
@@ -114,10 +147,12 @@ class Committer:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         offset_column: str | None = None,
+        payload: Payload | None = None,
     ) -> None:
         """With `offset_column`, a batch the table partly holds is trimmed to what it lacks instead
         of fenced: for dead letters, whose rows each carry their offset and whose table may run
-        ahead of the data table's (it commits first)."""
+        ahead of the data table's (it commits first). `payload`: appended rows unless told."""
+        self.payload = payload or AppendPayload()
         self.catalog = catalog
         self.identifier = identifier
         self.group = group
@@ -155,7 +190,7 @@ class Committer:
         based = False
         newest: int | None = None
         attempted: OffsetMap = {}  # the offsets of the last append tried
-        files: list[DataFile] = []
+        written = Written([])
         started = time.monotonic()
         while True:
             outcome.attempts += 1
@@ -208,12 +243,11 @@ class Committer:
                 layout = (ranges, table.metadata.default_spec_id, table.metadata.current_schema_id)
                 if written_for != layout:
                     rows = pa.concat_tables([held.rows() for held in to_commit.values()])
-                    # Another writer may have evolved the table since these rows were decoded.
-                    rows = conform_table(rows, table.schema().as_arrow())
-                    files = write_data_files(table, rows)
+                    written = self.payload.write(table, rows)
                     written_for = layout
-                    outcome.rows, outcome.files = rows.num_rows, len(files)
-                    outcome.nbytes = sum(f.file_size_in_bytes for f in files)
+                    outcome.rows, outcome.files = written.rows, len(written.files)
+                    outcome.deletes = len(written.deletes)
+                    outcome.nbytes = sum(f.file_size_in_bytes for f in written.files)
                     newest = _newest_record_ms(rows)
                 # Step 4.
                 new_offsets = {tp: held.last + 1 for tp, held in to_commit.items()}
@@ -226,7 +260,7 @@ class Committer:
                     **({NEWEST_RECORD_KEY: str(newest)} if newest is not None else {}),
                 }
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
-                outcome.snapshot_id = append_files(table, files, properties)
+                outcome.snapshot_id = self.payload.commit(table, written, properties)
                 outcome.committed = new_offsets
                 self.seen.update(new_offsets)
                 outcome.newest_record_ms = newest

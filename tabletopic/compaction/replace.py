@@ -18,6 +18,13 @@ immutable, so a file listed live in a manifest the new base still has is live in
 snapshot id stays the same across attempts (its manifests name it), which also tells whether an
 attempt whose outcome was unknown landed.
 
+With `data_sequence_number` (compaction sets the starting snapshot's, like Iceberg's
+`use-starting-sequence-number`), the new files carry it instead of the commit's: an equality delete
+committed meanwhile (a live upsert) is above it and applies to the new files as it would have to the
+ones they replace, so it does not take a group out; a position delete does, since it names files.
+The same snapshot drops the equality deletes of the start that apply to no file any more
+(`plan.dangling_deletes`), as DELETED entries keeping their sequence numbers.
+
 The pyiceberg producers behind both (private API) live in catalog.pyiceberg_private.
 """
 
@@ -41,7 +48,7 @@ from tabletopic.catalog.pyiceberg_private import (
     new_manifest_writer,
 )
 from tabletopic.commit.committer import for_our_commit
-from tabletopic.compaction.plan import DeleteInfo, FileInfo, deletes_touching
+from tabletopic.compaction.plan import DeleteInfo, FileInfo, dangling_deletes, deletes_touching
 
 
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
@@ -83,10 +90,17 @@ class Replacement:
     table: Table  # as of the snapshot the groups were planned from
     groups: list[Group]
     properties: dict[str, str]
+    # The data sequence number of the new files (None: the commit's). Set, new equality deletes keep groups.
+    data_sequence_number: int | None = None
+    # The starting snapshot's live equality deletes and data files: which deletes the replace leaves dangling.
+    equality_deletes: list[DeleteInfo] = field(default_factory=list)
+    live_data: list[FileInfo] = field(default_factory=list)
     snapshot_id: int = 0
     stats: AttemptStats = field(default_factory=AttemptStats)
+    deletes_dropped: list[str] = field(default_factory=list)  # by the last attempt
     _base_id: int | None = None
     _homes: dict[str, _Home] = field(default_factory=dict)  # removed file path -> where it is listed live
+    _delete_homes: dict[str, _Home] = field(default_factory=dict)  # the same for `equality_deletes`
     _read: set[str] = field(default_factory=set)  # manifests whose entries were read
     _entries: dict[str, list[ManifestEntry]] = field(default_factory=dict)  # of manifests holding removed files
     _known_deletes: set[str] = field(default_factory=set)  # delete files live in the starting snapshot
@@ -95,6 +109,10 @@ class Replacement:
 
     def __post_init__(self) -> None:
         self.snapshot_id = self.table.metadata.new_snapshot_id()
+
+    def has_work(self) -> bool:
+        """Groups left to commit, or deletes to drop."""
+        return bool(self.groups or self._dangling())
 
     def landed(self, table: Table) -> bool:
         return table.metadata.snapshot_by_id(self.snapshot_id) is not None
@@ -121,7 +139,7 @@ class Replacement:
                         self._known_deletes.add(entry.data_file.file_path)
                     else:
                         unpartitioned = specs[entry.data_file.spec_id].is_unpartitioned()
-                        new_deletes.append(delete_info(entry.data_file, unpartitioned))
+                        new_deletes.append(delete_info(entry.data_file, unpartitioned, entry.sequence_number or 0))
         missing = self._missing(listed)
         if missing:
             for manifest in manifests:
@@ -133,7 +151,8 @@ class Replacement:
         dropped = []
         for group in self.groups:
             gone = [f.path for f in group.removed if f.path in missing]
-            touching = deletes_touching(new_deletes, group.removed)
+            touching = deletes_touching(new_deletes, group.removed,
+                                        equality_ok=self.data_sequence_number is not None)
             if gone:
                 dropped.append(Dropped(group, f"files it replaces are no longer live: {gone[:3]}"))
             elif touching:
@@ -151,11 +170,19 @@ class Replacement:
         # each attempt slower than busy writers' gaps between commits.
         table = for_our_commit(table)
         removed = {f.path for group in self.groups for f in group.removed}
+        base_manifests = base.manifests(table.io)
+        listed = {m.manifest_path for m in base_manifests}
+        # A delete whose manifest someone rewrote since (a manifest merge) stays: the next compaction drops it.
+        dropped_deletes = {p for p in self._dangling() if self._delete_homes[p].manifest_path in listed}
+        self.deletes_dropped = sorted(dropped_deletes)
         by_home: dict[str, set[str]] = {}
         for path in removed:
             by_home.setdefault(self._homes[path].manifest_path, set()).add(path)
-        manifests = [*self._added_manifests(table), *self._deleted_manifests(table, removed)]
-        for manifest in base.manifests(table.io):
+        for path in dropped_deletes:
+            by_home.setdefault(self._delete_homes[path].manifest_path, set()).add(path)
+        manifests = [*self._added_manifests(table), *self._deleted_manifests(table, removed, self._homes),
+                     *self._deleted_manifests(table, dropped_deletes, self._delete_homes, deletes=True)]
+        for manifest in base_manifests:
             leaving = by_home.get(manifest.manifest_path)
             if leaving is None:
                 manifests.append(manifest)
@@ -164,7 +191,8 @@ class Replacement:
             if rewritten is not None:
                 manifests.append(rewritten)
         snapshot = ReplaceSnapshot(table, self.snapshot_id, manifests,
-                                   (self._homes[p].entry.data_file for p in removed),
+                                   [*(self._homes[p].entry.data_file for p in removed),
+                                    *(self._delete_homes[p].entry.data_file for p in dropped_deletes)],
                                    (f for group in self.groups for f in group.added), self.properties)
         try:
             snapshot.stage()
@@ -186,7 +214,14 @@ class Replacement:
         self._read.add(manifest.manifest_path)
         self.stats.manifests_read += 1
         entries = manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        if manifest.content == ManifestContent.DATA:
+        if manifest.content == ManifestContent.DELETES:
+            wanted = {d.path for d in self.equality_deletes}
+            holding = [e for e in entries if e.data_file.file_path in wanted]
+            for entry in holding:
+                self._delete_homes.setdefault(entry.data_file.file_path, _Home(manifest.manifest_path, entry))
+            if holding:
+                self._entries[manifest.manifest_path] = entries
+        else:
             wanted = {f.path for group in self.groups for f in group.removed}
             holding = [e for e in entries if e.data_file.file_path in wanted]
             for entry in holding:
@@ -202,17 +237,27 @@ class Replacement:
     def _drop_all(self, reason: str) -> list[Dropped]:
         dropped = [Dropped(group, reason) for group in self.groups]
         self._take_out(dropped)
+        self.equality_deletes = []
         return dropped
+
+    def _dangling(self) -> list[str]:
+        """The starting snapshot's equality deletes that apply to no file once the groups are committed."""
+        if self.data_sequence_number is None:
+            return []  # new files with the commit's sequence number: the argument of dangling_deletes fails
+        removed = {f.path for group in self.groups for f in group.removed}
+        return [path for path in dangling_deletes(self.equality_deletes, self.live_data, removed)
+                if path in self._delete_homes]
 
     def _take_out(self, dropped: list[Dropped]) -> None:
         out = {id(d.group) for d in dropped}
         self.groups = [group for group in self.groups if id(group) not in out]
 
-    def _made(self, key: object, table: Table, spec_id: int, entries: list[ManifestEntry]) -> ManifestFile | None:
+    def _made(self, key: object, table: Table, spec_id: int, entries: list[ManifestEntry],
+              deletes: bool = False) -> ManifestFile | None:
         if key not in self._written:
             manifest = None
             if entries:
-                with new_manifest_writer(table, spec_id, self.snapshot_id, self._written_paths) as writer:
+                with new_manifest_writer(table, spec_id, self.snapshot_id, self._written_paths, deletes) as writer:
                     for entry in entries:
                         writer.add_entry(entry)
                 manifest = writer.to_manifest_file()
@@ -228,28 +273,27 @@ class Replacement:
                 by_spec.setdefault(spec_id, []).append(data_file)
         made = []
         for spec_id, files in sorted(by_spec.items()):
-            entries = [ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=self.snapshot_id,
-                                               sequence_number=None, file_sequence_number=None, data_file=f)
-                       for f in files]
+            entries = [added_entry(self.snapshot_id, self.data_sequence_number, f) for f in files]
             key = ("added", spec_id, tuple(f.file_path for f in files))
             manifest = self._made(key, table, spec_id, entries)
             if manifest is not None:
                 made.append(manifest)
         return made
 
-    def _deleted_manifests(self, table: Table, removed: set[str]) -> list[ManifestFile]:
+    def _deleted_manifests(self, table: Table, removed: set[str], homes: dict[str, _Home],
+                           deletes: bool = False) -> list[ManifestFile]:
         by_spec: dict[int, list[_Home]] = {}
         for path in sorted(removed):
-            home = self._homes[path]
+            home = homes[path]
             by_spec.setdefault(home.entry.data_file.spec_id, []).append(home)
         made: list[ManifestFile] = []
-        for spec_id, homes in sorted(by_spec.items()):
+        for spec_id, listed in sorted(by_spec.items()):
             entries = [ManifestEntry.from_args(status=ManifestEntryStatus.DELETED, snapshot_id=self.snapshot_id,
                                                sequence_number=h.entry.sequence_number,
                                                file_sequence_number=h.entry.file_sequence_number,
-                                               data_file=h.entry.data_file) for h in homes]
-            key = ("deleted", spec_id, tuple((h.manifest_path, h.entry.data_file.file_path) for h in homes))
-            manifest = self._made(key, table, spec_id, entries)
+                                               data_file=h.entry.data_file) for h in listed]
+            key = ("deleted", deletes, spec_id, tuple((h.manifest_path, h.entry.data_file.file_path) for h in listed))
+            manifest = self._made(key, table, spec_id, entries, deletes)
             if manifest is not None:
                 made.append(manifest)
         return made
@@ -260,7 +304,20 @@ class Replacement:
                                            sequence_number=e.sequence_number,
                                            file_sequence_number=e.file_sequence_number, data_file=e.data_file)
                    for e in self._entries[manifest.manifest_path] if e.data_file.file_path not in leaving]
-        return self._made(("rewritten", manifest.manifest_path, leaving), table, manifest.partition_spec_id, staying)
+        return self._made(("rewritten", manifest.manifest_path, leaving), table, manifest.partition_spec_id, staying,
+                          manifest.content == ManifestContent.DELETES)
+
+
+def added_entry(snapshot_id: int, data_sequence_number: int | None, data_file: DataFile) -> ManifestEntry:
+    """An ADDED entry of `snapshot_id`; its data sequence number is `data_sequence_number` (None: the commit's).
+
+    The file sequence number is always the commit's (left None, inherited from the manifest list). An
+    explicit sequence number on an ADDED entry goes through `add_entry` as it is (`ManifestWriter.add`
+    would drop the file sequence number), and the manifest's minimum sequence number follows it.
+    """
+    return ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=snapshot_id,
+                                   sequence_number=data_sequence_number, file_sequence_number=None,
+                                   data_file=data_file)
 
 
 def _is_ancestor(table: Table, ancestor_id: int, snapshot_id: int) -> bool:
@@ -278,7 +335,7 @@ def _is_ancestor(table: Table, ancestor_id: int, snapshot_id: int) -> bool:
 POSITION_DELETE_PATH_FIELD_ID = 2147483546  # `file_path` of a position delete file (Iceberg spec, reserved id)
 
 
-def delete_info(delete: DataFile, unpartitioned: bool) -> DeleteInfo:
+def delete_info(delete: DataFile, unpartitioned: bool, sequence_number: int = 0) -> DeleteInfo:
     from pyiceberg.manifest import DataFileContent
 
     referenced = None
@@ -288,4 +345,5 @@ def delete_info(delete: DataFile, unpartitioned: bool) -> DeleteInfo:
         if lower is not None and lower == upper:
             referenced = lower.decode()
     scope = None if unpartitioned else (delete.spec_id, repr(delete.partition))
-    return DeleteInfo(delete.file_path, scope, referenced)
+    return DeleteInfo(delete.file_path, scope, referenced, sequence_number,
+                      delete.content == DataFileContent.EQUALITY_DELETES)

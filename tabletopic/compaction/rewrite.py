@@ -1,14 +1,21 @@
 """Compaction: rewrite a table's small files, per partition, into files near a target size.
 
-Step 1. Plan groups of small files from the current snapshot (compaction.plan.bin_pack).
-Step 2. Read each group with the table's current schema and write its rows as new files.
-Step 3. Commit one `replace` snapshot (compaction.replace.Replacement). If the table moved (a
-        writer appended), reload and rebase: only the manifests added since are read, what the
-        failed attempt wrote is reused. A group that can no longer go — a file it replaces is no
-        longer live (another compaction took it), or a delete file committed since may apply to
-        one (Spark deleted rows from it) — is abandoned and its new files deleted: the next run
-        plans again, with those deletes applied; the other groups go on. If the starting snapshot
-        is no longer an ancestor, or past `deadline_s`, everything is abandoned.
+Step 1. Plan groups from the live files of the current snapshot, S0 (catalog.reader.live_files):
+        small files per partition (compaction.plan.bin_pack), and every file of a partition where an
+        equality delete applies to one (an upsert table's: compaction.plan.compaction_groups).
+Step 2. Read each group as of S0 with the table's current schema and every delete that applies
+        (catalog.reader.read), and write its rows as new files.
+Step 3. Commit one `replace` snapshot (compaction.replace.Replacement). The new files carry S0's
+        data sequence number (Iceberg's `use-starting-sequence-number`): an equality delete an
+        upsert commits meanwhile applies to them as to the files they replace, so a key deleted
+        or updated meanwhile neither comes back nor loses its update. The equality deletes that
+        apply to no file any more leave in the same snapshot. If the table moved (a writer
+        committed), reload and rebase: only the manifests added since are read, what the failed
+        attempt wrote is reused. A group that can no longer go — a file it replaces is no longer
+        live (another compaction took it), or a position delete committed since may apply to one
+        (Spark deleted rows from it) — is abandoned and its new files deleted: the next run plans
+        again, with those deletes applied; the other groups go on. If the starting snapshot is no
+        longer an ancestor, or past `deadline_s`, everything is abandoned.
 The replace snapshot carries no offsets map; recovery finds the writers' offsets in its
 ancestry. A writer that loses a race against it simply retries its own commit.
 """
@@ -19,16 +26,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import pyarrow as pa
 import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table import Table
 
+from tabletopic.catalog import reader
 from tabletopic.commit.committer import write_data_files
-from tabletopic.compaction.plan import FileInfo, bin_pack
+from tabletopic.compaction.plan import DeleteInfo, FileInfo, compaction_groups, dangling_deletes
 from tabletopic.compaction.replace import Dropped, Group, Replacement
 from tabletopic.core.backoff import RetryPolicy
 
@@ -50,6 +55,7 @@ class CompactionResult:
     attempts: int = 0
     abandoned: bool = False  # nothing landed
     groups_abandoned: int = 0
+    deletes_removed: int = 0  # equality-delete files that applied to no data file any more
     manifests_read: list[int] = field(default_factory=list)  # per attempt: manifest files read to rebase it
 
 
@@ -57,27 +63,36 @@ def compact(catalog: Catalog, identifier: str, target_bytes: int, min_files: int
             deadline_s: float = DEADLINE_S) -> CompactionResult:
     result = CompactionResult()
     table = catalog.load_table(identifier)
-    if table.current_snapshot() is None:
+    start = table.current_snapshot()
+    if start is None:
         return result
-    tasks = {task.file.file_path: task for task in table.scan().plan_files()}
-    infos = [FileInfo(path, (task.file.spec_id, repr(task.file.partition)), task.file.file_size_in_bytes)
-             for path, task in tasks.items()]
-    planned = bin_pack(infos, target_bytes, min_files)
-    if not planned:
+    listing = reader.live_files(table, start)
+    live = {f.file.file_path: f for f in listing.data}
+    infos = [FileInfo(path, (f.spec_id, repr(f.file.partition)), f.file.file_size_in_bytes, f.data_sequence_number)
+             for path, f in live.items()]
+    specs = table.specs()
+    equality_deletes = [DeleteInfo(d.file.file_path,
+                                   None if specs[d.spec_id].is_unpartitioned() else (d.spec_id, repr(d.file.partition)),
+                                   sequence_number=d.data_sequence_number, equality=True)
+                        for d in listing.equality_deletes]
+    planned = compaction_groups(infos, equality_deletes, target_bytes, min_files)
+    if not planned and not dangling_deletes(equality_deletes, infos, ()):
         return result
     result.groups = len(planned)
     groups = []
     for files in planned:
-        rows = _read(table, [tasks[info.path] for info in files])
+        rows = reader.read(table, files=[live[info.path] for info in files], snapshot=start)
         groups.append(Group(files, write_data_files(table, rows), rows.num_rows))
-    replacement = Replacement(table, groups, {COMPACTION_ID_KEY: str(uuid.uuid4())})
+    replacement = Replacement(table, groups, {COMPACTION_ID_KEY: str(uuid.uuid4())},
+                              data_sequence_number=start.sequence_number, equality_deletes=equality_deletes,
+                              live_data=infos)
     deadline = time.monotonic() + deadline_s
     uncertain = False  # an attempt's outcome was unknown: its files may be referenced, never delete them
     for attempt in range(1, MAX_ATTEMPTS + 1):
         result.attempts = attempt
         _drop(table, replacement.rebase(table), result, delete=not uncertain)
         result.manifests_read.append(replacement.stats.manifests_read)
-        if not replacement.groups:
+        if not replacement.has_work():
             break
         try:
             replacement.commit(table)
@@ -109,9 +124,10 @@ def _landed(table: Table, replacement: Replacement, result: CompactionResult) ->
     result.files_removed = sum(len(group.removed) for group in replacement.groups)
     result.files_added = sum(len(group.added) for group in replacement.groups)
     result.rows = sum(group.rows for group in replacement.groups)
+    result.deletes_removed = len(replacement.deletes_dropped)
     log.info("compaction.done", table=".".join(table.name()), groups=len(replacement.groups),
              removed=result.files_removed, added=result.files_added, rows=result.rows, attempts=result.attempts,
-             groups_abandoned=result.groups_abandoned)
+             groups_abandoned=result.groups_abandoned, deletes_removed=result.deletes_removed)
     return result
 
 
@@ -128,7 +144,3 @@ def _delete(table: Table, paths: list[str]) -> None:
     for path in paths:
         table.io.delete(path)
 
-
-def _read(table: Table, tasks: list[FileScanTask]) -> pa.Table:
-    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
-    return scan.to_table(tasks)

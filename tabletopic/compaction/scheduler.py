@@ -3,7 +3,8 @@ when its triggers say so. Started by `tabletopic run` (unless `maintenance.enabl
 lower CPU priority; it never blocks a data commit (compaction rebases on the writers' appends).
 
 Triggers, per table, checked every `check_interval_seconds`: small files in the current
-snapshot (at least `min_small_files`, or a target file's worth of bytes in them) → compact;
+snapshot (at least `min_small_files`, or a target file's worth of bytes in them), or
+`max_delete_files` live equality-delete files in it (an upsert table) → compact;
 `max_manifests` manifests in it → merge them;
 every `expire_interval_seconds` → expire; every `orphans_interval_seconds` → orphan cleanup.
 Compaction (with manifest merging) and cleanup (expiry, orphans) run in two loops on two threads,
@@ -27,6 +28,7 @@ from typing import Any
 import structlog
 from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.reader import live_files
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.config import Config, MaintenanceConfig
 from tabletopic.resolver import has_patterns, resolve
@@ -46,6 +48,7 @@ class TableState:
 class SmallFiles:
     count: int = 0
     bytes: int = 0
+    delete_files: int = 0  # live equality-delete files: each commit of an upsert table adds some
 
 
 @dataclass
@@ -63,6 +66,8 @@ def due(now: float, state: TableState, small: SmallFiles, settings: MaintenanceC
     target = target_bytes or settings.target_file_size_bytes
     if small.count >= 2 and (small.count >= settings.min_small_files or small.bytes >= target):
         result.compact = f"{small.count} small files, {small.bytes} bytes"
+    elif small.delete_files >= settings.max_delete_files:
+        result.compact = f"{small.delete_files} equality-delete files"
     result.expire = now - state.last_expire >= settings.expire_interval_seconds
     result.orphans = now - state.last_orphans >= settings.orphans_interval_seconds
     return result
@@ -89,9 +94,9 @@ def small_files(catalog: Catalog, identifier: str, target_bytes: int) -> SmallFi
     table = load_if_exists(catalog, identifier)
     if table is None or table.current_snapshot() is None:
         return SmallFiles()
-    sizes = [task.file.file_size_in_bytes for task in table.scan().plan_files()]
-    small = [size for size in sizes if size < target_bytes * 3 // 4]
-    return SmallFiles(len(small), sum(small))
+    listing = live_files(table)  # not table.scan(): pyiceberg refuses to plan one over equality deletes
+    small = [f.file.file_size_in_bytes for f in listing.data if f.file.file_size_in_bytes < target_bytes * 3 // 4]
+    return SmallFiles(len(small), sum(small), len(listing.equality_deletes))
 
 
 def compaction_pass(catalog: Catalog, table: MaintainedTable, state: TableState, settings: MaintenanceConfig,

@@ -21,5 +21,6 @@ class Reason(StrEnum):
     TOO_MANY_COLUMNS = "too_many_columns"  # new fields past `max_columns` or the per-batch cap of new fields
     DECODER_ERROR = "decoder_error"  # the decoder or the schema evolution failed on the record (names the exception)
     MISSING_KEY = "missing_key"  # upsert table: no key, or a null key column (a delete with nothing to delete by)
+    KEY_MISMATCH = "key_mismatch"  # upsert table: a value's key column differs from the record's Kafka key
     BAD_ENVELOPE = "bad_envelope"  # Debezium: not an envelope, an unknown `op`, or c/r/u without `after`
     TRUNCATE_UNSUPPORTED = "truncate_unsupported"  # Debezium truncate (`t`): not applied, truncate the table by hand

@@ -69,6 +69,10 @@ class WriterSchemas:
         self._batch_json: dict[int, str | None] = {}  # the schema for the batch path, None: not batchable
         self._item_walkers: dict[int, avro_limits.ItemWalk | None] = {}
 
+    @property
+    def registry(self) -> SchemaRegistry:
+        return self._registry
+
     def parsed(self, schema_id: int) -> Any:
         """The parsed writer schema; raises UnknownSchemaId, UnreadableSchema or RegistryUnavailable."""
         schema = self._parsed.get(schema_id)

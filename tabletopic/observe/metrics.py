@@ -23,6 +23,8 @@ committed_offset = Gauge("tabletopic_committed_offset", "The table's next offset
                          ["table", "topic", "partition"], multiprocess_mode="livemostrecent")
 records_consumed = Counter("tabletopic_records_consumed", "Records read from Kafka", ["table"])
 bytes_consumed = Counter("tabletopic_bytes_consumed", "Value bytes read from Kafka", ["table"])
+equality_delete_files = Counter("tabletopic_equality_delete_files", "Equality-delete files committed (upsert)",
+                                ["table"])
 records_committed = Counter("tabletopic_records_committed", "Rows committed to the table", ["table"])
 bytes_committed = Counter("tabletopic_bytes_committed", "Data file bytes committed to the table", ["table"])
 commits = Counter("tabletopic_commits", "Commit rounds by outcome (committed, nothing, failed)", ["table", "outcome"])
@@ -62,8 +64,9 @@ def record_consumed(table: str, records: int, nbytes: int) -> None:
 
 
 def record_commit(table: str, rows: int, files: int, nbytes: int, attempts: int, conflicts: int,
-                  seconds: float) -> None:
-    commits.labels(table, "committed" if files or rows else "nothing").inc()
+                  seconds: float, delete_files: int = 0) -> None:
+    commits.labels(table, "committed" if files or rows or delete_files else "nothing").inc()
+    equality_delete_files.labels(table).inc(delete_files)
     records_committed.labels(table).inc(rows)
     bytes_committed.labels(table).inc(nbytes)
     commit_duration.labels(table).observe(seconds)

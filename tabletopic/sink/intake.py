@@ -8,6 +8,7 @@ or the registry are raised (decode/isolate.py). What to do with the bad ones is 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -33,8 +34,14 @@ class Intaken:
     bad: list[BadValue]  # the others, by index
 
 
+# Fills or checks what the records give besides their values (an upsert table's keys): the rows of `records`
+# → those rows, the indices kept, the bad ones (by index in `records`).
+Attach = Callable[[RecordChunk, pa.Table], tuple[pa.Table, list[int], list[BadValue]]]
+
+
 class Intake:
-    def __init__(self, spec: TableConfig, shape: TableShape) -> None:
+    def __init__(self, spec: TableConfig, shape: TableShape, attach: Attach | None = None) -> None:
+        self._attach = attach
         self.spec = spec
         self.identifier = spec.table
         self.shape = shape
@@ -87,10 +94,15 @@ class Intake:
         decoded = self.shape.decode(chunk)
         good = list(range(len(chunk))) if decoded.good is None else decoded.good
         assert self.shape.schema is not None
-        rows = assemble(chunk if len(good) == len(chunk) else chunk.select(good), decoded.rows, self.shape.schema,
-                        self.spec.metadata_columns)
+        records = chunk if len(good) == len(chunk) else chunk.select(good)
+        rows = assemble(records, decoded.rows, self.shape.schema, self.spec.metadata_columns)
+        attached: list[BadValue] = []
+        if self._attach is not None:
+            rows, kept, refused = self._attach(records, rows)
+            attached = [b.at(good[b.index]) for b in refused]
+            good = [good[i] for i in kept]
         rows, good, nulls = without_required_nulls(rows, good)
-        bad = [b.at(lo + b.index) for b in [*decoded.bad, *nulls]]
+        bad = [b.at(lo + b.index) for b in [*decoded.bad, *attached, *nulls]]
         return Part(rows, [lo + i for i in good], bad, decoded.dropped_fields)
 
     def _lowercased(self, chunk: RecordChunk, skip: set[int]) -> tuple[RecordChunk, list[BadValue]]:

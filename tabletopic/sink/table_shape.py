@@ -17,16 +17,19 @@ from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, check_caps, count_fields, plan_evolution
 from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
 from tabletopic.catalog.schema_check import check_schema
-from tabletopic.catalog.tables import create_table, load_if_exists, table_schema
+from tabletopic.catalog.tables import create_table, key_columns, load_if_exists, scope_problem, table_schema
 from tabletopic.config import TableConfig
 from tabletopic.core import metadata
 from tabletopic.core.records import RecordChunk
+from tabletopic.core.upsert_mode import upsert_mode
 from tabletopic.decode import raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.base import Decoded, Decoder, SchemaDrift
 from tabletopic.decode.json import JsonDecoder, infer_schema
+from tabletopic.decode.keys import KeyDecoder
 from tabletopic.decode.names import NameCollision
-from tabletopic.exceptions import SchemaError
+from tabletopic.exceptions import ConfigError, SchemaError
+from tabletopic.upsert.changes import check_key_type
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +49,8 @@ class TableShape:
         self._lowercase = spec.column_names == "lowercase"
         self.decoder: Decoder | None = None
         self.schema: pa.Schema | None = None
+        self.upsert = spec.upsert  # None: an append table
+        self.key_names: list[str] = []  # an upsert table's key columns, once it exists
         self._batch_room = spec.max_new_columns_per_batch  # fields the batch may still add after its first change
         self._batch_changed = False
         table = load_if_exists(catalog, spec.table)
@@ -56,7 +61,9 @@ class TableShape:
         return self.decoder is not None or load_if_exists(self._catalog, self.identifier) is not None
 
     def use(self, table: Table) -> None:
+        self._check_mode(table)
         self.schema = table.schema().as_arrow()
+        self.key_names = key_columns(table)
         with_metadata = self.spec.metadata_columns
         value_schema = pa.schema([f for f in self.schema if not (with_metadata and f.name in metadata.NAMES)])
         self.decoder = self._make_decoder(value_schema)
@@ -71,6 +78,37 @@ class TableShape:
                                max_items=self.spec.max_items)
         return raw.RawDecoder()
 
+    def _check_mode(self, table: Table) -> None:
+        """An existing table must be what the config says: its mode, its key and a spec that scopes deletes."""
+        where = f"tables[{self.identifier}]"
+        recorded = upsert_mode(table.metadata.properties)
+        if self.upsert is None:
+            if recorded is not None:
+                raise ConfigError(f"{where}.mode", f"{self.identifier} is an upsert table: say mode: upsert "
+                                                   "(appending to it would break its one row per key)")
+            return
+        if recorded is None:
+            raise ConfigError(f"{where}.mode", f"{self.identifier} exists as an append table, and an append table is "
+                                               "never converted: write the upsert table under a new name")
+        keys = key_columns(table)
+        if self.spec.key and set(keys) != set(self.spec.key):
+            raise ConfigError(f"{where}.key", f"{self.identifier} is keyed by {keys}, not {self.spec.key}")
+        if recorded.key_source != self.upsert.key_source or recorded.envelope != self.upsert.envelope:
+            raise ConfigError(f"{where}.key", f"{self.identifier} was made with {recorded}, the config says "
+                                              f"{self.upsert}")
+        for spec in table.specs().values():
+            if (problem := scope_problem(table.schema(), spec)) is not None:
+                raise ConfigError(f"{where}.partition_by", problem)
+
+    def key_schema_of(self, keys: pa.Table) -> pa.Schema:
+        """The key columns a new upsert table gets, from its first batch's decoded keys."""
+        for field in keys.schema:
+            try:
+                check_key_type(field.name, field.type)
+            except ValueError as exc:
+                raise SchemaError(field.name, str(exc)) from None
+        return keys.schema
+
     # --- creation ------------------------------------------------------------------------------
 
     def create_for(self, chunk: RecordChunk) -> None:
@@ -79,19 +117,50 @@ class TableShape:
         existing = self._load_if_exists()
         if existing is None:
             value_schema = self._value_schema_from(chunk)
-            schema = table_schema(value_schema, self.spec.metadata_columns)
+            key_schema = self._key_schema_for(chunk, value_schema)
+            schema = table_schema(value_schema, self.spec.metadata_columns, key_schema)
             check_schema(schema)
             added = count_fields(value_schema)
             check_caps(count_fields(schema) - added, added, ColumnCaps(self.spec.max_columns, None))
-            existing = self._create(schema)
+            existing = self._create(schema, key_schema.names if key_schema is not None else [])
             self._added(added)
         self.use(existing)
+
+    def _key_schema_for(self, chunk: RecordChunk, value_schema: pa.Schema) -> pa.Schema | None:
+        if self.upsert is None:
+            return None
+        if self.upsert.key_source == "value":
+            missing = [k for k in self.spec.key if k not in value_schema.names]
+            if missing:
+                raise SchemaError(missing[0], "a key column the record's value does not have")
+            return self.key_schema_of(pa.schema([value_schema.field(k) for k in self.spec.key]).empty_table())
+        return self.key_schema_of(self.key_decoder().decode(chunk.keys).table)
+
+    def create_for_keys(self, keys: pa.Table) -> None:
+        """An upsert table whose first batch holds only deletes: its key columns, no value columns yet."""
+        existing = self._load_if_exists()
+        if existing is None:
+            key_schema = self.key_schema_of(keys)
+            schema = table_schema(pa.schema([]), self.spec.metadata_columns, key_schema)
+            existing = self._create(schema, key_schema.names)
+        self.use(existing)
+
+    def key_decoder(self) -> KeyDecoder:
+        """The Kafka key's decoder, typed by the table's key columns once it exists."""
+        assert self.upsert is not None
+        schema = None
+        if self.schema is not None and self.upsert.key_source == "kafka-key":
+            schema = pa.schema([self.schema.field(k) for k in self.key_names])
+        registry = self._writer_schemas.registry if self._writer_schemas is not None else None
+        return KeyDecoder(self.upsert.key_format, registry, schema)
 
     def create_without_values(self) -> None:
         """The table of a first batch none of whose records gave a schema: its records are dead
         letters, and the offsets they used up must still be committed to a table."""
         existing = self._load_if_exists()
         if existing is None:
+            if self.upsert is not None:
+                return  # no key to type its key columns by: the table waits for a record that has one
             values = raw.SCHEMA if self.spec.format == "raw" else pa.schema([])
             existing = self._create(table_schema(values, self.spec.metadata_columns))
         self.use(existing)
@@ -108,8 +177,15 @@ class TableShape:
                 raise SchemaError("(value)", str(exc)) from None
         return raw.SCHEMA
 
-    def _create(self, schema: pa.Schema) -> Table:
-        return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
+    def _create(self, schema: pa.Schema, keys: list[str] | None = None) -> Table:
+        if self.upsert is None:
+            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
+        assert keys, "an upsert table is created with its key columns"
+        try:
+            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by,
+                                {**self.spec.properties, **self.upsert.properties()}, identifier_fields=keys)
+        except ConfigError as exc:
+            raise ConfigError(f"tables[{self.identifier}].{exc.key}", exc.reason) from None
 
     def _load_if_exists(self) -> Table | None:
         with catalog_call("load_table", self.identifier):

@@ -22,6 +22,7 @@ from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.sink.error_policy import FloodLimit, Verdict, decide
 from tabletopic.sink.intake import Intake, Intaken
+from tabletopic.sink.keyed_intake import KeyedIntake
 from tabletopic.sink.table_shape import TableShape
 from tabletopic.sink.writer import TableWriter
 
@@ -46,9 +47,12 @@ class TableSink:
         # and trims what it already holds instead of fencing (a fence would re-seek the siblings too).
         self.routed = routed
         self.identifier = spec.table
-        self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic, clock)
+        upsert = spec.upsert
+        self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic, clock,
+                                  upsert=upsert is not None)
         self.shape = TableShape(spec, catalog, writer_schemas, on_change=self.writer.conform)
-        self.intake = Intake(spec, self.shape)
+        self.intake: Intake | KeyedIntake = Intake(spec, self.shape) if upsert is None \
+            else KeyedIntake(spec, self.shape, upsert)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start
         limit = spec.max_dead_letters_per_minute
         self._dead_letter_rate = DeadLetterRate(limit) if spec.errors == "dlq" and limit is not None else None
@@ -69,6 +73,11 @@ class TableSink:
         if taken.bad:
             verdict = decide(self.spec.errors, self.identifier, chunk, taken.bad, last, self._flood_limit(now))
             self._act_on(verdict, chunk, taken, first, now)
+        if self.shape.schema is None:
+            # An upsert table none of whose records so far had a key to type its key columns: there is no
+            # table to hold the offsets yet; the records are read again after a restart, and their dead
+            # letters kept once (the dead-letter table trims by offset).
+            return
         self.buffer.add(tp, first, last, taken.rows, now)
 
     def _flood_limit(self, now: float) -> FloodLimit | None:

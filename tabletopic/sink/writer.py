@@ -23,6 +23,7 @@ from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.base import BadValue
 from tabletopic.exceptions import CommitError
 from tabletopic.observe import metrics
+from tabletopic.upsert.payload import UpsertPayload, with_flag
 
 log = structlog.get_logger(__name__)
 
@@ -30,15 +31,18 @@ log = structlog.get_logger(__name__)
 class TableWriter:
     def __init__(self, catalog: Catalog, identifier: str, group: str, writer_id: str, retry: RetryPolicy,
                  routed: bool, dead_letter_topic: DeadLetterTopic | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, upsert: bool = False) -> None:
+        """`upsert`: the rows carry the delete flag, and each commit replaces the rows of their keys."""
         self.identifier = identifier
+        self.upsert = upsert
         self._clock = clock  # the loop's: flush stamps are compared with its `now`
         self._catalog = catalog
         self._dead_letter_topic = dead_letter_topic
         self.buffer = TableBuffer()
         self.dead_letters = TableBuffer()
         self.committer = Committer(catalog, identifier, group, writer_id, retry,
-                                   offset_column=metadata.OFFSET if routed else None)
+                                   offset_column=metadata.OFFSET if routed else None,
+                                   payload=UpsertPayload(identifier) if upsert else None)
         self.dead_letter_committer = Committer(catalog, dead_letter.dlq_identifier(identifier), group, writer_id,
                                                retry, offset_column=metadata.OFFSET)
         # What the table holds, as this worker last saw it: for lag and freshness.
@@ -48,7 +52,8 @@ class TableWriter:
 
     def conform(self, schema: pa.Schema) -> None:
         """The buffered rows in the table's new schema."""
-        self.buffer.map_rows(lambda rows: conform_table(rows, schema))
+        target = with_flag(schema) if self.upsert else schema
+        self.buffer.map_rows(lambda rows: conform_table(rows, target))
 
     def add_dead_letters(self, chunk: RecordChunk, bad: list[BadValue], first: int, last: int, now: float) -> None:
         letters = dead_letter.dead_letter_rows(chunk, bad, dt.datetime.now(dt.UTC))
@@ -101,13 +106,14 @@ class TableWriter:
         self.committed.update({**outcome.replayed, **outcome.fenced, **outcome.committed})
         self.newest_record_ms = max_known(self.newest_record_ms, outcome.newest_record_ms)
         metrics.record_commit(self.identifier, outcome.rows, outcome.files, outcome.nbytes, outcome.attempts,
-                              outcome.conflicts, outcome.seconds)
+                              outcome.conflicts, outcome.seconds, outcome.deletes)
         log.info(
             "commit.done" if outcome.committed else "commit.nothing",
             table=self.identifier,
             snapshot_id=outcome.snapshot_id,
             rows=outcome.rows,
             files=outcome.files,
+            **({"delete_files": outcome.deletes} if self.upsert else {}),
             attempts=outcome.attempts,
             offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()},
         )

@@ -3,12 +3,10 @@
 
 from pathlib import Path
 
-import duckdb
 import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFileContent, ManifestContent
@@ -20,7 +18,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from tabletopic.commit.committer import write_data_files
 from tabletopic.commit.upsert_files import commit_upsert, write_equality_deletes
-from tabletopic.local.duckdb_extensions import extension_path
+from tests.iceberg_fixtures import duckdb_with_iceberg, sql_catalog
 
 ID_KEY = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=False),
                 identifier_field_ids=[1])
@@ -32,19 +30,12 @@ BUCKETS = 4
 
 @pytest.fixture
 def catalog(tmp_path):
-    catalog = SqlCatalog("test", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}")
-    catalog.create_namespace("ns")
-    return catalog
+    return sql_catalog(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def duck():
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false; SET autoload_known_extensions=false")
-    for extension in ("avro", "iceberg"):
-        con.execute(f"LOAD '{extension_path(extension, duckdb.__version__)}'")
-    yield con
-    con.close()
+    yield from duckdb_with_iceberg()
 
 
 def create(catalog, schema=ID_KEY, spec=UNPARTITIONED_PARTITION_SPEC, name="ns.t") -> Table:

@@ -1,0 +1,76 @@
+"""Debezium change events (JSON, with or without Kafka Connect's `schema`/`payload` wrapper) → the records of
+an upsert table: `c`/`r`/`u` become their `after` row under the same key, `d` becomes a tombstone of its key,
+and a bad envelope a dead letter with its reason (tabletopic/upsert/debezium.py decides which is which).
+
+Each `after` is written back as plain JSON, so the JSON decoder, schema evolution and every guard of the
+value path apply to it unchanged. A delete's key comes from the Kafka key, or from `before` without one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tabletopic.core.reasons import Reason
+from tabletopic.core.records import RecordChunk
+from tabletopic.decode.base import BadValue
+from tabletopic.decode.isolate import describe
+from tabletopic.decode.json_guard import is_too_deep, too_deep_message
+from tabletopic.upsert.debezium import BadEnvelope, ExtraColumns, parse_change, unwrap
+
+
+def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
+                   key_columns: Sequence[str] | None) -> tuple[RecordChunk, list[BadValue]]:
+    """`key_columns`: the table's, once it exists: a delete's key (from `before`) is cut to them."""
+    extra = ExtraColumns(cdc_columns.get("op"), cdc_columns.get("source_ts_ms"), cdc_columns.get("lsn"))
+    if key_columns is None:
+        key_columns = _key_columns_seen(chunk.keys)
+    keys: list[bytes | None] = list(chunk.keys)
+    values: list[bytes | None] = list(chunk.values)
+    bad: list[BadValue] = []
+    for index, (key, value) in enumerate(zip(chunk.keys, chunk.values, strict=True)):
+        deep = next((data for data in (value, key) if is_too_deep(data)), None)
+        if deep is not None:
+            bad.append(BadValue(index, too_deep_message(deep), Reason.TOO_DEEP))
+            continue
+        try:
+            event = _loads(value)
+            kafka_key = _loads(key)
+        except ValueError as exc:
+            bad.append(BadValue(index, describe(exc), Reason.MALFORMED_JSON))
+            continue
+        change = parse_change(event, kafka_key, key_columns=key_columns, extra=extra)
+        if isinstance(change, BadEnvelope):
+            bad.append(BadValue(index, change.detail, change.reason))
+            continue
+        if change.is_delete:
+            values[index] = None
+            if key is None or not isinstance(kafka_key, Mapping):  # the key came from `before`
+                keys[index] = _dumps(change.key)
+        else:
+            values[index] = _dumps(change.row)
+    return dataclasses.replace(chunk, keys=keys, values=values), bad
+
+
+def _key_columns_seen(keys: Sequence[bytes | None]) -> list[str] | None:
+    """Before the table exists, its key columns are the fields of the first Kafka key that is an object:
+    a delete without a key then takes them from `before`, not all of `before`'s columns."""
+    for key in keys:
+        if key is None or is_too_deep(key):
+            continue
+        try:
+            fields = unwrap(json.loads(key))
+        except ValueError:
+            continue
+        if isinstance(fields, Mapping) and fields:
+            return [str(name) for name in fields]
+    return None
+
+
+def _loads(data: bytes | None) -> Any:
+    return None if data is None else json.loads(data)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
