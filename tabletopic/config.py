@@ -471,6 +471,10 @@ def _validate_upsert(table: TableConfig, key: str) -> None:
     if table.topic_pattern is not None and "{topic}" not in table.table:
         raise ConfigError(f"{key}.table", "an upsert table fed by topic_pattern needs {topic} in its name "
                                           "(one table per topic)")
+    if table.column_names == "lowercase" and table.upsert is not None and table.upsert.key_format == "avro" \
+            and not table.key:
+        raise ConfigError(f"{key}.column_names", "lowercase is not applied to Avro keys: key by value columns "
+                                                 "(key: [...]) or keep as_is")
     if table.format == "raw" and table.key:
         raise ConfigError(f"{key}.key", "a raw value has no columns: leave key out to key by the Kafka key")
     if table.envelope == "debezium" and table.key:

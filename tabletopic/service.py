@@ -446,12 +446,12 @@ class Service:
     def _relieve_memory(self, now: float) -> None:
         """Keep buffered bytes under the process cap: flush early, else pause until commits catch up."""
         cap = self.config.commit.max_process_buffer_bytes
-        sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
+        sizes = {sink.identifier: sink.buffered_bytes for sink in self.sinks}  # dead letters count too
         if not self._gate.stands(gate.MEMORY):
             blocked = {name for name, health in self._health.items() if now < health.retry_at}
             for name in tables_to_flush_early(sizes, cap, blocked):
                 self._try_flush(self._sink_named[name], now)
-            sizes = {sink.identifier: sink.buffer.nbytes for sink in self.sinks}
+            sizes = {sink.identifier: sink.buffered_bytes for sink in self.sinks}
             if should_pause(sum(sizes.values()), cap):
                 self.consumer.pause(self._gate.close(gate.MEMORY))
                 log.warning("memory.paused", buffered_bytes=sum(sizes.values()), cap=cap)
@@ -460,7 +460,7 @@ class Service:
             log.info("memory.resumed", buffered_bytes=sum(sizes.values()), cap=cap)
         else:
             for sink in self.sinks:
-                if sink.buffer.nbytes:
+                if sink.buffered_bytes:
                     self._try_flush(sink, now)
 
     def _shutdown(self, code: int) -> int:

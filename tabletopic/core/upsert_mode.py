@@ -15,7 +15,9 @@ KEY_FORMAT = "tabletopic.key-format"  # how the Kafka key is decoded: json | avr
 ENVELOPE = "tabletopic.envelope"  # "none" | "debezium"
 
 KEY_COLUMN = "_key"  # the one key column a string or bytes Kafka key becomes
-DELETE_FLAG = "__tabletopic_delete"  # hidden bool column of buffered rows: true where the record deletes its key
+# Hidden bool column of buffered rows, true where the record deletes its key. Dots inside a name no decoder
+# gives a column (JSON refuses `..`, Avro names have no dots), so no value field can take its place.
+DELETE_FLAG = "__tabletopic..delete"
 
 KeySource = Literal["kafka-key", "value"]
 KeyFormat = Literal["json", "avro", "string", "bytes"]

@@ -44,6 +44,11 @@ def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
         if isinstance(change, BadEnvelope):
             bad.append(BadValue(index, change.detail, change.reason))
             continue
+        if change.is_delete and kafka_key is None and key_columns is None:
+            bad.append(BadValue(index, "a delete without a Kafka key before any record named the key columns: "
+                                       "its `before` cannot say which of its columns are the key",
+                                Reason.MISSING_KEY))
+            continue
         if change.is_delete:
             values[index] = None
             if key is None or not isinstance(kafka_key, Mapping):  # the key came from `before`

@@ -8,6 +8,8 @@ the state of another key. Tombstones leave the chunk before value decoding, so t
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,6 +19,7 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.core.upsert_mode import DELETE_FLAG, UpsertMode
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.keys import DecodedKeys
+from tabletopic.decode.names import lowercase_json
 from tabletopic.sink.envelope import debezium_chunk
 from tabletopic.sink.intake import Intake, Intaken
 from tabletopic.sink.rows import assemble
@@ -34,6 +37,8 @@ class KeyedIntake:
         envelope_bad: list[BadValue] = []
         if self.mode.envelope == "debezium":
             chunk, envelope_bad = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
+        if self.spec.column_names == "lowercase" and self.mode.key_format == "json":
+            chunk = _lowercase_keys(chunk)
         skip = {b.index for b in envelope_bad}
         tombstones = [i for i, value in enumerate(chunk.values) if value is None and i not in skip]
         keyed = [i for i in range(len(chunk)) if i not in skip and chunk.values[i] is not None]
@@ -41,13 +46,14 @@ class KeyedIntake:
         key_bad: list[BadValue] = []
         if self.mode.key_source == "kafka-key":
             key_bad = self._bad_keys(chunk, keyed)
-        deletes, delete_keys = self._delete_keys(chunk, tombstones, key_bad)
         skip |= {b.index for b in key_bad}
         values = [i for i in keyed if i not in skip]
         taken = self.values.read(chunk.select(values))
         good = [values[i] for i in taken.good]
         bad = [b.at(values[b.index]) for b in taken.bad]
         rows = taken.rows
+        # After the values: a table they created types the tombstones' keys (never a cast of a decoded key).
+        deletes, delete_keys = self._delete_keys(chunk, tombstones, key_bad)
         if deletes:
             if self.shape.schema is None:
                 self.shape.create_for_keys(delete_keys)
@@ -103,6 +109,12 @@ class KeyedIntake:
             rows = rows.set_column(rows.schema.get_field_index(name), rows.schema.field(name), key)
         kept = [i for i in range(rows.num_rows) if i not in refused]
         return rows.take(pa.array(kept, pa.int64())), kept, bad
+
+
+def _lowercase_keys(chunk: RecordChunk) -> RecordChunk:
+    """JSON keys with their field names in lower case, as `column_names: lowercase` makes the value's."""
+    keys = [None if key is None else lowercase_json(key, pa.schema([])) for key in chunk.keys]
+    return dataclasses.replace(chunk, keys=keys)
 
 
 def _with_flag(rows: pa.Table, deletes: bool) -> pa.Table:

@@ -93,7 +93,7 @@ class TableShape:
         keys = key_columns(table)
         if self.spec.key and set(keys) != set(self.spec.key):
             raise ConfigError(f"{where}.key", f"{self.identifier} is keyed by {keys}, not {self.spec.key}")
-        if recorded.key_source != self.upsert.key_source or recorded.envelope != self.upsert.envelope:
+        if recorded != self.upsert:  # another key format reads the same key bytes as another key
             raise ConfigError(f"{where}.key", f"{self.identifier} was made with {recorded}, the config says "
                                               f"{self.upsert}")
         for spec in table.specs().values():
@@ -149,7 +149,7 @@ class TableShape:
         """The Kafka key's decoder, typed by the table's key columns once it exists."""
         assert self.upsert is not None
         schema = None
-        if self.schema is not None and self.upsert.key_source == "kafka-key":
+        if self.schema is not None:  # a value-keyed table's tombstones name their key in the Kafka key
             schema = pa.schema([self.schema.field(k) for k in self.key_names])
         registry = self._writer_schemas.registry if self._writer_schemas is not None else None
         return KeyDecoder(self.upsert.key_format, registry, schema)

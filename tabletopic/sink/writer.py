@@ -80,7 +80,10 @@ class TableWriter:
         return self.buffer.nbytes + self.dead_letters.nbytes
 
     def is_flush_due(self, now: float, interval_s: float, max_bytes: int) -> bool:
-        return flush_due(now, self.buffer.opened_at, self._flush_started, interval_s, self.buffer.nbytes, max_bytes)
+        # Dead letters alone are due too: an upsert table that does not exist yet buffers nothing else.
+        opened = [t for t in (self.buffer.opened_at, self.dead_letters.opened_at) if t is not None]
+        return flush_due(now, min(opened, default=None), self._flush_started, interval_s, self.buffered_bytes,
+                         max_bytes)
 
     def flush(self, tps: Iterable[TopicPartition] | None = None) -> CommitOutcome | None:
         """Commit the dead letters, then the rows; on CommitError both go back to their buffers.
@@ -91,9 +94,17 @@ class TableWriter:
         wanted = None if tps is None else list(tps)
         letters = self.dead_letters.take(wanted)
         parts = self.buffer.take(wanted)
-        if not parts:
+        if not parts and not letters:
             return None
         self._flush_started = self._clock()
+        if not parts:  # an upsert table none of whose records had a key yet: no table to hold offsets
+            try:
+                self._commit_dead_letters(letters)
+            except CommitError:
+                self.dead_letters.put_back(letters, self._clock())
+                metrics.record_commit_failed(self.identifier)
+                raise
+            return None
         try:
             if letters:
                 self._commit_dead_letters(letters)

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 
 from tabletopic.core.metadata import OFFSET, PARTITION
 
-_ROW = "__tabletopic_row"
-_DELETE = "__tabletopic_delete"
+_ROW = "__tabletopic..row"  # dotted: no key column can be named so
+_DELETE = "__tabletopic..delete"
 
 
 @dataclass(frozen=True)

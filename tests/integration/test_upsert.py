@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from tabletopic.catalog import reader
-from tests.support import audit_cli, catalog_of, log_end, produce, wait_committed, writer_config
+from tests.support import audit_cli, catalog_of, create_topic_with, log_end, produce, wait_committed, writer_config
 
 PARTITIONS = 3
 
@@ -243,3 +244,83 @@ def test_an_append_table_is_never_converted(kafka, new_topic, spawn_writer, tmp_
     assert writer.wait_exit(120) == 2
     assert "never converted" in writer.log()
     assert pa.types.is_integer(catalog_of(append).load_table(table).schema().as_arrow().field("id").type)
+
+
+def _offsets_present(bootstrap: str, topic: str) -> list[int]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    try:
+        consumer.subscribe([topic])
+        offsets: list[int] = []
+        deadline = time.monotonic() + 20
+        idle = 0
+        while time.monotonic() < deadline and idle < 3:
+            message = consumer.poll(1.0)
+            if message is None:
+                idle += 1 if offsets else 0
+                continue
+            idle = 0
+            if message.error() is None:
+                offsets.append(message.offset())
+        return offsets
+    finally:
+        consumer.close()
+
+
+def test_a_compacted_topic_written_in_transactions(kafka, new_topic, spawn_writer, tmp_path):
+    """Offset gaps everywhere: records the log cleaner removed, commit markers and aborted transactions.
+    None of it stalls a partition, and only committed changes reach the table."""
+    from confluent_kafka import Producer
+
+    topic = f"up-compacted-{time.time_ns()}"
+    create_topic_with(kafka.bootstrap, topic, 1, {
+        "cleanup.policy": "compact", "segment.ms": "200", "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "100", "min.compaction.lag.ms": "0"})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": f"up-{topic}"})
+    producer.init_transactions()
+    committed: list[tuple[int, bytes, bytes | None, None]] = []
+    for batch in range(12):
+        producer.begin_transaction()
+        changes = [keyed({"id": (batch * 7 + i) % 10}, None if (batch + i) % 5 == 0 else
+                         {"id": (batch * 7 + i) % 10, "batch": batch, "i": i}, partitions=1) for i in range(20)]
+        for _, key, value, _ in changes:
+            producer.produce(topic, key=key, value=value)
+        producer.flush()
+        if batch % 3 == 2:
+            producer.abort_transaction()
+        else:
+            producer.commit_transaction()
+            committed += changes
+        time.sleep(0.3)  # segments roll, so the cleaner has closed ones to compact
+    # The cleaner runs every 15 s by default: wait until it has removed superseded records.
+    deadline = time.monotonic() + 120
+    while True:
+        producer.begin_transaction()  # a record that rolls the last segment
+        roll = keyed({"id": 99}, {"id": 99, "batch": -1, "i": -1}, partitions=1)
+        producer.produce(topic, key=roll[1], value=roll[2])
+        producer.commit_transaction()
+        committed.append(roll)
+        present = _offsets_present(kafka.bootstrap, topic)
+        if len(present) < len(committed):
+            break
+        assert time.monotonic() < deadline, "the log cleaner never compacted the topic"
+        time.sleep(5)
+    # After the last commit marker, a plain record: the table's offset then reaches the log end (a marker at the
+    # end leaves it one short, which issue 21 is about).
+    last = keyed({"id": 98}, {"id": 98, "batch": -2, "i": -2}, partitions=1)
+    produce(kafka.bootstrap, topic, [last])
+    committed.append(last)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "up.compacted", tmp_path / "wh",
+                           table_settings={"mode": "upsert"})
+    writer = spawn_writer(config)
+    catalog = catalog_of(config)
+    wait_committed(catalog, "up.compacted", "tests", log_end(kafka.bootstrap, topic, 1), writer=writer)
+    assert writer.stop() == 0
+    rows = reader.read(catalog.load_table("up.compacted"), columns=["id", "batch", "i"]).to_pylist()
+    assert {r["id"]: r for r in rows} == model(committed)
+    assert len(rows) == len(model(committed))
+    audit = audit_cli(config, topic, "up.compacted")
+    assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -94,3 +94,47 @@ def test_unreadable_file_is_a_config_error(tmp_path):
 
 def test_the_secret_folders_variable_is_not_a_config_override():
     assert env_overrides({"TABLETOPIC_SECRET_DIRS": "/a:/b", "TABLETOPIC_GROUP_ID": "g"}) == {"group_id": "g"}
+
+
+def _table(**settings):
+    return {**BASE, "tables": [{"table": "ns.e", "topic": "e", **settings}]}
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "says"),
+    [
+        ({"mode": "append", "envelope": "debezium"}, "tables[0].mode", "mode upsert"),
+        ({"mode": "upsert", "metadata_columns": False}, "tables[0].metadata_columns", "partition and offset"),
+        ({"mode": "upsert", "route_field": "r", "route_tables": {"a": "ns.a"}}, "tables[0].route_field", "unrouted"),
+        ({"mode": "upsert", "topics": ["e", "f"]}, "tables[0].topics", "one topic"),
+        ({"mode": "upsert", "key": ["id", "id"]}, "tables[0].key", "twice"),
+        ({"mode": "upsert", "key": ["_kafka_offset"]}, "tables[0].key", "metadata"),
+        ({"mode": "upsert", "format": "raw", "key": ["value"]}, "tables[0].key", "raw"),
+        ({"envelope": "debezium", "key": ["id"]}, "tables[0].key", "Kafka key"),
+        ({"envelope": "debezium", "format": "raw"}, "tables[0].envelope", "JSON"),
+        ({"cdc_columns": {"op": "_op"}}, "tables[0].cdc_columns", "debezium"),
+        ({"envelope": "debezium", "cdc_columns": {"txid": "_t"}}, "tables[0].cdc_columns.txid", "unknown"),
+        ({"key": ["id"]}, "tables[0].key", "mode: upsert"),
+        ({"mode": "upsert", "key": ["id"], "partition_by": ["day(_kafka_timestamp)"]}, "tables[0].partition_by[0]",
+         "not computed from the key"),
+        ({"mode": "upsert", "key_format": "string", "partition_by": ["bucket(4, id)"]}, "tables[0].partition_by[0]",
+         "bucket(16, _key)"),
+    ],
+)
+def test_upsert_settings_that_cannot_hold_are_refused(settings, key, says):
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=_table(**settings), environ={})
+    assert caught.value.key == key
+    assert says in caught.value.reason
+
+
+def test_upsert_settings_the_table_records():
+    [table] = load_config(flags=_table(envelope="debezium"), environ={}).tables
+    assert table.is_upsert
+    assert table.upsert is not None and table.upsert.properties() == {
+        "tabletopic.mode": "upsert", "tabletopic.key-source": "kafka-key", "tabletopic.key-format": "json",
+        "tabletopic.envelope": "debezium"}
+    [table] = load_config(flags=_table(mode="upsert", key=["id"], partition_by=["bucket(8, id)"]), environ={}).tables
+    assert table.upsert is not None and table.upsert.key_source == "value"
+    [table] = load_config(flags=_table(), environ={}).tables
+    assert table.upsert is None

@@ -44,3 +44,19 @@ def test_incompatible_changes_are_refused_with_their_reason():
 def test_additions_only_leaves_type_differences_to_the_records():
     plan = plan_evolution(schema(i=pa.int64()), schema(i=pa.float64(), j=pa.bool_()), additions_only=True)
     assert plan.changes == ["add j bool"] and plan.incompatible == []
+
+
+def test_a_key_column_never_changes_type_not_even_widened():
+    current = pa.schema([pa.field("id", pa.int32(), nullable=False), pa.field("v", pa.int32())])
+    incoming = pa.schema([pa.field("id", pa.int64()), pa.field("v", pa.int64())])
+    plan = plan_evolution(current, incoming, frozen=frozenset({"id"}))
+    assert len(plan.incompatible) == 1
+    assert plan.incompatible[0].startswith("id: a key column's type never changes")
+    assert not plan.needs_change
+    # Without the key, both widen; a narrower value for a key is cast as for any column.
+    assert plan_evolution(current, incoming).needs_change
+    narrower = pa.schema([pa.field("id", pa.int32())])
+    wide = pa.schema([pa.field("id", pa.int64(), nullable=False)])
+    assert plan_evolution(wide, narrower, frozen=frozenset({"id"})).incompatible == []
+    string = pa.schema([pa.field("id", pa.string())])
+    assert plan_evolution(wide, string, frozen=frozenset({"id"})).incompatible[0].startswith("id: a key column")
