@@ -388,6 +388,11 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigError("--reason", f"unknown reason code {args.reason!r}; one of {', '.join(map(str, Reason))}")
     registry = config.schema_registry
     writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
+    if specs[0].is_upsert:
+        # A dead letter is an older change of its key: applied now, it could overwrite a newer value or bring
+        # back a deleted key. Applying only the ones still latest per key needs the topic read: not yet.
+        raise ConfigError("--table", f"{args.table} is an upsert table, whose dead letters cannot be replayed yet: "
+                                     "produce a fixed record under its key again (the latest change wins)")
     report = replay(open_catalog(config.catalog), specs[0], config.group_id, writer_schemas, args.reason,
                     args.dry_run)
     verb = "would replay" if args.dry_run else "replayed"
@@ -550,6 +555,9 @@ def _backfill(args: argparse.Namespace, argv: list[str]) -> int:
     logs.configure(config.log_level, secrets=config.secret_values)
     target = backfill_target(config, args.topic, args.table, args.into)
     spec = target.spec
+    if target.live and spec.is_upsert:
+        raise ConfigError("--into", f"{args.table} is a live upsert table: a backfill would apply older changes "
+                                    "over newer ones. Backfill --into a new table (then it is a rebuild)")
     bounds = log_bounds(config.kafka, args.topic)
     if not bounds:
         raise ConfigError("--topic", f"topic {args.topic!r} not found")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -15,6 +17,10 @@ from tabletopic.catalog import reader
 from tests.support import audit_cli, catalog_of, create_topic_with, log_end, produce, wait_committed, writer_config
 
 PARTITIONS = 3
+
+
+def tabletopic(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tabletopic", *args], capture_output=True, text=True, timeout=300)
 
 
 def keyed(key: Any, value: dict | None, partitions: int = PARTITIONS) -> tuple[int, bytes, bytes | None, None]:
@@ -94,6 +100,15 @@ def test_updates_and_tombstones_leave_the_latest_value_per_key(kafka, new_topic,
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "every key holds its latest value" in audit.stdout
 
+    # A backfill into the live table would apply older changes over newer ones; into a new table it is a
+    # rebuild, and the rebuilt table equals the live one.
+    refused = tabletopic("backfill", "--config", str(config), "--topic", topic, "--table", table, "--from-offset", "0")
+    assert refused.returncode == 2 and "live upsert table" in refused.stderr, refused.stderr
+    rebuilt = tabletopic("backfill", "--config", str(config), "--topic", topic, "--table", table,
+                         "--into", "up.state_rebuilt", "--from-offset", "0")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert table_rows(catalog, "up.state_rebuilt", ["id", "v", "n"]) == expected
+
 
 def test_bad_keys_are_dead_letters_and_the_other_keys_go_on(kafka, new_topic, spawn_writer, tmp_path):
     topic = new_topic(1)
@@ -121,6 +136,10 @@ def test_bad_keys_are_dead_letters_and_the_other_keys_go_on(kafka, new_topic, sp
     assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [
         (1, "missing_key"), (2, "key_mismatch"), (3, "malformed_json"), (4, "missing_key"), (5, "type_mismatch"),
     ]
+    # An old change replayed now could overwrite a newer value: refused, and the dead letters stay.
+    replayed = tabletopic("dlq", "replay", "--config", str(config), "--table", table)
+    assert replayed.returncode == 2 and "upsert table" in replayed.stderr, replayed.stderr
+    assert catalog.load_table(f"{table}__dlq").scan().count() == 5
 
 
 def test_a_string_key_is_one_key_column(kafka, new_topic, spawn_writer, tmp_path):
