@@ -23,6 +23,7 @@ from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
     FileFormat,
+    ManifestContent,
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
@@ -39,14 +40,28 @@ from tabletopic.commit.committer import for_our_commit
 _ROW = "__tabletopic_row"
 
 
-def write_equality_deletes(table: Table, keys: pa.Table, key_field_ids: Sequence[int]) -> list[DataFile]:
+def specs_with_data(table: Table) -> list[PartitionSpec]:
+    """The default spec and every older one that still has data files in the current snapshot: after a
+    partition change, a key's older rows sit under the spec they were written with, and a delete reaches
+    only files of its own spec (or all, from an unpartitioned one)."""
+    specs = table.specs()
+    wanted = {table.metadata.default_spec_id}
+    snapshot = table.current_snapshot()
+    if snapshot is not None:
+        wanted |= {m.partition_spec_id for m in snapshot.manifests(table.io)
+                   if m.content == ManifestContent.DATA and (m.added_files_count or m.existing_files_count)}
+    return [specs[spec_id] for spec_id in sorted(wanted)]
+
+
+def write_equality_deletes(table: Table, keys: pa.Table, key_field_ids: Sequence[int],
+                           specs: Sequence[PartitionSpec] | None = None) -> list[DataFile]:
     """Parquet equality-delete files (field ids, bounds and counts, `equality_ids` = `key_field_ids`) holding
     `keys`, one row per key to delete; `keys` has a column per key field, named as in `table`'s schema.
 
-    Unpartitioned table: one file. Table partitioned only by transforms of key columns: one file per
-    partition the keys fall in, under the table's default spec. Any other spec raises ValueError: such a
-    delete must go global, under an unpartitioned spec of its own id (a later step), or the config refused.
-    Files of an older spec (partition evolution) are not reached either: also the global delete's job.
+    Per spec of `specs` (default: the table's default spec): unpartitioned, one file (it applies to every
+    data file, so it is the only one written); partitioned only by transforms of key columns, one file per
+    partition the keys fall in. Any other spec raises ValueError: such a delete would miss the key's rows
+    in other partitions (global deletes under a spec of their own are not written; the config is refused).
     Written outside any transaction, so a commit retried on a new base reuses them."""
     if not key_field_ids:
         raise ValueError("equality deletes need at least one key field")
@@ -60,13 +75,14 @@ def write_equality_deletes(table: Table, keys: pa.Table, key_field_ids: Sequence
     missing = [n for n in names if n not in keys.column_names]
     if missing:
         raise ValueError(f"the keys lack the key columns {missing}")
-    spec = table.spec()
-    outside = [f.name for f in spec.fields if f.source_id not in key_field_ids]
-    if outside:
-        raise ValueError(
-            f"{table.name()} is partitioned by {outside}, not computed from the key columns {names}: an equality "
-            f"delete in one partition would miss the key's rows in the others (a global delete is not written yet)"
-        )
+    specs = list(specs) if specs is not None else [table.spec()]
+    for spec in specs:
+        outside = [f.name for f in spec.fields if f.source_id not in key_field_ids]
+        if outside:
+            raise ValueError(
+                f"{table.name()} is partitioned by {outside} (spec {spec.spec_id}), not computed from the key "
+                f"columns {names}: an equality delete in one partition would miss the key's rows in the others"
+            )
     keys = keys.select(names)
     for name in names:
         if keys.column(name).null_count:
@@ -75,10 +91,11 @@ def write_equality_deletes(table: Table, keys: pa.Table, key_field_ids: Sequence
         return []
     delete_schema = schema.select(*names)
     keys = keys.cast(schema_to_pyarrow(delete_schema))
-    if spec.is_unpartitioned():
-        return [_write_delete_file(table, keys, delete_schema, key_field_ids, spec, None)]
+    unpartitioned = [spec for spec in specs if spec.is_unpartitioned()]
+    if unpartitioned:
+        return [_write_delete_file(table, keys, delete_schema, key_field_ids, unpartitioned[0], None)]
     return [_write_delete_file(table, part, delete_schema, key_field_ids, spec, key)
-            for key, part in _by_partition(keys, spec, schema)]
+            for spec in specs for key, part in _by_partition(keys, spec, schema)]
 
 
 def _by_partition(keys: pa.Table, spec: PartitionSpec, schema: Schema) -> list[tuple[PartitionKey, pa.Table]]:

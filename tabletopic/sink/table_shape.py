@@ -16,6 +16,7 @@ from pyiceberg.table import Table
 from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, check_caps, count_fields, plan_evolution
 from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
+from tabletopic.catalog.partition_evolution import follow_partition_by, partition_by_property
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, key_columns, load_if_exists, scope_problem, table_schema
 from tabletopic.config import TableConfig
@@ -55,6 +56,9 @@ class TableShape:
         self._batch_changed = False
         table = load_if_exists(catalog, spec.table)
         if table is not None:
+            self._check_mode(table)  # before any change: the wrong kind of table is refused as it is
+            table = follow_partition_by(catalog, spec.table, table, spec.partition_by,
+                                        f"tables[{spec.table}].partition_by")
             self.use(table)
 
     def exists(self) -> bool:
@@ -178,12 +182,13 @@ class TableShape:
         return raw.SCHEMA
 
     def _create(self, schema: pa.Schema, keys: list[str] | None = None) -> Table:
+        properties = {**self.spec.properties, **partition_by_property(self.spec.partition_by)}
         if self.upsert is None:
-            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, self.spec.properties)
+            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, properties)
         assert keys, "an upsert table is created with its key columns"
         try:
             return create_table(self._catalog, self.identifier, schema, self.spec.partition_by,
-                                {**self.spec.properties, **self.upsert.properties()}, identifier_fields=keys)
+                                {**properties, **self.upsert.properties()}, identifier_fields=keys)
         except ConfigError as exc:
             raise ConfigError(f"tables[{self.identifier}].{exc.key}", exc.reason) from None
 

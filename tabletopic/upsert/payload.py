@@ -12,7 +12,7 @@ import structlog
 from pyiceberg.table import Table
 
 from tabletopic.commit.committer import Written, write_data_files
-from tabletopic.commit.upsert_files import commit_upsert, write_equality_deletes
+from tabletopic.commit.upsert_files import commit_upsert, specs_with_data, write_equality_deletes
 from tabletopic.core.conform import conform_table
 from tabletopic.core.upsert_mode import DELETE_FLAG
 from tabletopic.upsert.changes import plan_upsert
@@ -45,8 +45,8 @@ class UpsertPayload:
                         keys=plan.keys_in_several_partitions,
                         why="Kafka orders a key's changes only within a partition: produce keyed records")
         data = plan.rows.drop_columns([DELETE_FLAG])
-        return Written(write_data_files(table, data), write_equality_deletes(table, plan.delete_keys, key_ids),
-                       rows=data.num_rows)
+        deletes = write_equality_deletes(table, plan.delete_keys, key_ids, specs_with_data(table))
+        return Written(write_data_files(table, data), deletes, rows=data.num_rows)
 
     def commit(self, table: Table, written: Written, properties: dict[str, str]) -> int | None:
         return commit_upsert(table, written.files, written.deletes, properties)
