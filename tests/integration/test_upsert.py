@@ -343,3 +343,57 @@ def test_a_compacted_topic_written_in_transactions(kafka, new_topic, spawn_write
     assert len(rows) == len(model(committed))
     audit = audit_cli(config, topic, "up.compacted")
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+AVRO_KEY = {"type": "record", "name": "AccountKey", "namespace": "tests",
+            "fields": [{"name": "account", "type": "string"}, {"name": "region", "type": "int"}]}
+AVRO_VALUE = {"type": "record", "name": "Balance", "namespace": "tests",
+              "fields": [{"name": "account", "type": "string"}, {"name": "balance", "type": "long"},
+                         {"name": "memo", "type": ["null", "string"], "default": None}]}
+
+
+def test_avro_keys_and_values_through_the_registry(kafka, registry, new_topic, spawn_writer, tmp_path):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic = new_topic(1)
+    table = "up.avro"
+    client = SchemaRegistryClient({"url": registry.url})
+    try:
+        keys = AvroSerializer(client, json.dumps(AVRO_KEY), conf={"auto.register.schemas": True})
+        values = AvroSerializer(client, json.dumps(AVRO_VALUE), conf={"auto.register.schemas": True})
+        key_context = SerializationContext(topic, MessageField.KEY)
+        value_context = SerializationContext(topic, MessageField.VALUE)
+        rng = random.Random(3)
+        changes = []
+        for n in range(400):
+            key = {"account": f"a{rng.randrange(30)}", "region": rng.randrange(2)}
+            value = None if rng.random() < 0.2 else {"account": key["account"], "balance": n, "memo": None}
+            changes.append((key, value))
+        records = [(0, keys(k, key_context), None if v is None else values(v, value_context), None)
+                   for k, v in changes]
+    finally:
+        client.close()
+    produce(kafka.bootstrap, topic, records)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           schema_registry={"url": registry.url},
+                           table_settings={"format": "avro", "mode": "upsert", "partition_by": ["bucket(4, account)"]})
+    writer = spawn_writer(config)
+    catalog = catalog_of(config)
+    wait_committed(catalog, table, "tests", {(topic, 0): len(records)}, writer=writer)
+    assert writer.stop() == 0
+    expected: dict[tuple[str, int], int] = {}
+    for key, value in changes:
+        if value is None:
+            expected.pop((key["account"], key["region"]), None)
+        else:
+            expected[(key["account"], key["region"])] = value["balance"]
+    loaded = catalog.load_table(table)
+    schema = loaded.schema()
+    assert [schema.find_column_name(i) for i in schema.identifier_field_ids] == ["account", "region"]
+    rows = reader.read(loaded, columns=["account", "region", "balance"]).to_pylist()
+    assert {(r["account"], r["region"]): r["balance"] for r in rows} == expected
+    assert len(rows) == len(expected)
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
