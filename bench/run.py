@@ -92,6 +92,8 @@ class Bench:
     catalog_section: dict[str, Any] = field(default_factory=dict)
     kafka_settings: dict[str, str] = field(default_factory=dict)  # extra librdkafka settings for the writers
     catalog: Catalog | None = None
+    table_settings: dict[str, Any] = field(default_factory=dict)  # merged into the table's config entry
+    prepare: Callable[[Catalog, str, str], None] | None = None  # creates the table; default prepare_table
 
     @property
     def catalog_kind(self) -> str:
@@ -108,7 +110,7 @@ class Bench:
             "maintenance": {"enabled": False},
             "http": {"enabled": False},
             "log_level": "info",
-            "tables": [{"table": table, "topic": topic, "format": fmt}],
+            "tables": [{"table": table, "topic": topic, "format": fmt, **self.table_settings}],
         }
         if self.registry is not None:
             config["schema_registry"] = {"url": self.registry.url}
@@ -172,7 +174,7 @@ def throughput(bench: Bench, produced: dataset.Produced, workers: int, stop_when
     name = f"{fmt}_w{workers}_{'stop' if stop_when_consumed else 'interval'}_{uuid.uuid4().hex[:6]}"
     table, group = f"bench.{name}", f"bench-{name}"
     catalog = bench.open()
-    prepare_table(catalog, table, fmt)
+    (bench.prepare or prepare_table)(catalog, table, fmt)
     config = bench.config(name, produced.topic, table, fmt, workers, bench.commit_interval_s)
     metrics_dir = bench.work / f"metrics-{name}"
     metrics_dir.mkdir()
