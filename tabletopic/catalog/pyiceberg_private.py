@@ -64,7 +64,8 @@ from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update import UpdateTableMetadata
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
-from pyiceberg.typedef import EMPTY_DICT
+from pyiceberg.typedef import EMPTY_DICT, TableVersion
+from pyiceberg.types import IntegerType, ListType, NestedField, StructType
 
 PYICEBERG_VERSION = "0.12.0"
 
@@ -198,6 +199,28 @@ class ReplaceSnapshot(PreparedSnapshot):
 # -- delete manifests
 
 
+EQUALITY_IDS_FIELD_ID = 135
+
+
+def _with_int_equality_ids(schema: Schema) -> Schema:
+    """The manifest entry schema with `data_file.equality_ids` as the spec's list<int>: pyiceberg 0.12 writes
+    list<long> (apache/iceberg-python#3840), which Iceberg's Java readers (Spark, Trino) fail to load with a
+    ClassCastException once a delete file carries ids. pyiceberg reads both."""
+    entry_fields = []
+    for field in schema.fields:
+        if isinstance(field.field_type, StructType) and field.field_type.field(EQUALITY_IDS_FIELD_ID) is not None:
+            data_file = field.field_type
+            fixed = [
+                NestedField(f.field_id, f.name, ListType(f.field_type.element_id, IntegerType(), element_required=True),
+                            required=f.required, doc=f.doc)
+                if f.field_id == EQUALITY_IDS_FIELD_ID and isinstance(f.field_type, ListType) else f
+                for f in data_file.fields
+            ]
+            field = NestedField(field.field_id, field.name, StructType(*fixed), required=field.required, doc=field.doc)
+        entry_fields.append(field)
+    return Schema(*entry_fields, schema_id=schema.schema_id)
+
+
 class _DeleteManifestWriter(ManifestWriterV2):
     # pyiceberg 0.12's V2 writer records every manifest as `data`, in the manifest list and in its header.
     def content(self) -> ManifestContent:
@@ -206,6 +229,9 @@ class _DeleteManifestWriter(ManifestWriterV2):
     @property
     def _meta(self) -> dict[str, str]:
         return {**super()._meta, "content": "deletes"}
+
+    def _with_partition(self, format_version: TableVersion) -> Schema:
+        return _with_int_equality_ids(super()._with_partition(format_version))
 
 
 def new_manifest_writer(table: Table, spec_id: int, snapshot_id: int, written: list[str],
