@@ -13,7 +13,8 @@ What tabletopic needs and pyiceberg 0.12 has no public call for:
   up (`_OverwriteFiles`, `_SnapshotProducer`, their hooks and attributes);
 - snapshots of manifests written beforehand under a given operation: `replace` for compaction,
   `overwrite`/`delete` for upserts (new rows and equality deletes in one snapshot);
-- delete manifests: pyiceberg writes data manifests only (`ManifestWriterV2._meta`);
+- delete manifests: pyiceberg writes data manifests only (`ManifestWriterV2._meta`), and declares their
+  `equality_ids` list<long> where the spec (and Java's readers) say list<int> (`ManifestWriter._with_partition`);
 - the spec id a data file carries only when one was set (`DataFile._spec_id`: the public property
   raises when unset, as it is on the files `_dataframe_to_data_files` writes).
 
@@ -24,8 +25,10 @@ On an upgrade, re-check:
 - `Catalog._convert_schema_if_needed(arrow_schema)`: still a static method, returning a `Schema`;
 - `ManifestWriterV2`: that `content()` alone sets the content recorded in the manifest list
   (`to_manifest_file`) and the `_meta` property the `content` key of the Avro header, and that it
-  still writes `equality_ids` (field 135 of `DATA_FILE_TYPE[2]`); whether `write_manifest` now takes
-  a content (then use it and drop `_DeleteManifestWriter`);
+  still writes `equality_ids` (field 135 of `DATA_FILE_TYPE[2]`); that `_with_partition(format_version)`
+  still builds both the file and the record schema (and whether #3842 made field 136 an int: then drop
+  `_with_int_equality_ids`); whether `write_manifest` now takes a content (then use it and drop
+  `_DeleteManifestWriter`);
 - `_SnapshotProducer`: the constructor; that `_commit` calls the hooks `_manifests`,
   `_deleted_entries`, `_existing_manifests` and `_summary(snapshot_properties)`; that
   `_SnapshotProducer._summary` totals the summary by `_operation` (it totals overwrites, not
