@@ -10,18 +10,31 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.isolate import describe
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
+from tabletopic.upsert.connect_schema import arrow_schema, json_ready, row_fields
 from tabletopic.upsert.debezium import BadEnvelope, ExtraColumns, parse_change, unwrap
 
 
+@dataclass
+class Unwrapped:
+    chunk: RecordChunk  # `after` as each value, a tombstone for each delete
+    bad: list[BadValue]
+    # The columns the newest embedded Connect schema of the chunk declares (upsert/connect_schema.py), for
+    # the table's creation and evolution; None when no value carried one.
+    declared: pa.Schema | None
+
+
 def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
-                   key_columns: Sequence[str] | None) -> tuple[RecordChunk, list[BadValue]]:
+                   key_columns: Sequence[str] | None) -> Unwrapped:
     """`key_columns`: the table's, once it exists: a delete's key (from `before`) is cut to them."""
     extra = ExtraColumns(cdc_columns.get("op"), cdc_columns.get("source_ts_ms"), cdc_columns.get("lsn"))
     if key_columns is None:
@@ -29,6 +42,7 @@ def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
     keys: list[bytes | None] = list(chunk.keys)
     values: list[bytes | None] = list(chunk.values)
     bad: list[BadValue] = []
+    newest_fields: list[Mapping[str, Any]] | None = None
     for index, (key, value) in enumerate(zip(chunk.keys, chunk.values, strict=True)):
         deep = next((data for data in (value, key) if is_too_deep(data)), None)
         if deep is not None:
@@ -54,8 +68,21 @@ def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
             if key is None or not isinstance(kafka_key, Mapping):  # the key came from `before`
                 keys[index] = _dumps(change.key)
         else:
-            values[index] = _dumps(change.row)
-    return dataclasses.replace(chunk, keys=keys, values=values), bad
+            fields = row_fields(event.get("schema")) if isinstance(event, Mapping) else None
+            row = change.row or {}
+            if fields is not None:
+                newest_fields = fields
+                row = json_ready(row, fields)
+            values[index] = _dumps(row)
+    declared = None if newest_fields is None else _with_extra(arrow_schema(newest_fields), extra)
+    return Unwrapped(dataclasses.replace(chunk, keys=keys, values=values), bad, declared)
+
+
+def _with_extra(schema: pa.Schema, extra: ExtraColumns) -> pa.Schema:
+    for name, data_type in ((extra.op, pa.string()), (extra.source_ts_ms, pa.int64()), (extra.lsn, pa.int64())):
+        if name is not None and name not in schema.names:
+            schema = schema.append(pa.field(name, data_type))
+    return schema
 
 
 def _key_columns_seen(keys: Sequence[bytes | None]) -> list[str] | None:

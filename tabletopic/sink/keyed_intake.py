@@ -36,7 +36,10 @@ class KeyedIntake:
     def read(self, chunk: RecordChunk) -> Intaken:
         envelope_bad: list[BadValue] = []
         if self.mode.envelope == "debezium":
-            chunk, envelope_bad = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
+            unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
+            chunk, envelope_bad = unwrapped.chunk, unwrapped.bad
+            if unwrapped.declared is not None:
+                self.shape.declared = unwrapped.declared
         if self.spec.column_names == "lowercase" and self.mode.key_format == "json":
             chunk = _lowercase_keys(chunk)
         skip = {b.index for b in envelope_bad}

@@ -52,6 +52,9 @@ class TableShape:
         self.schema: pa.Schema | None = None
         self.upsert = spec.upsert  # None: an append table
         self.key_names: list[str] = []  # an upsert table's key columns, once it exists
+        # Column types the records' own schema declares (Debezium's embedded Connect schema): they win over
+        # what JSON inference would make of the values, at creation and for new columns.
+        self.declared: pa.Schema | None = None
         self._batch_room = spec.max_new_columns_per_batch  # fields the batch may still add after its first change
         self._batch_changed = False
         table = load_if_exists(catalog, spec.table)
@@ -171,7 +174,7 @@ class TableShape:
 
     def _value_schema_from(self, chunk: RecordChunk) -> pa.Schema:
         if self.spec.format == "json":
-            return infer_schema(chunk.values)
+            return self._with_declared(infer_schema(chunk.values))
         if self.spec.format == "avro":
             assert self._writer_schemas is not None
             writer = first_writer_schema(self._writer_schemas, chunk.values)
@@ -219,6 +222,7 @@ class TableShape:
         # Checked first against the schema this writer knows, so that a flood of new fields is refused
         # without a catalog round trip per bisection step; evolve() checks again on the fresh table.
         known = pa.schema([f for f in self.schema if f.name not in metadata.NAMES])
+        drift = SchemaDrift(self._with_declared(drift.incoming), drift.additions_only)
         plan = plan_evolution(known, drift.incoming, drift.additions_only)
         caps = self._caps(alone)
         if plan.needs_change:
@@ -229,6 +233,15 @@ class TableShape:
             log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible[:LOGGED_CHANGES],
                         reason_count=len(plan.incompatible))
         self.use(table)
+
+    def _with_declared(self, inferred: pa.Schema) -> pa.Schema:
+        """`inferred` with the declared type of each column the records' schema declares and the table does
+        not have yet (a column's type is never changed by a declaration: its records are judged against it)."""
+        if self.declared is None:
+            return inferred
+        existing = set(self.schema.names) if self.schema is not None else set()
+        declared = {f.name: f for f in self.declared if f.name not in existing}
+        return pa.schema([declared.get(f.name, f).with_nullable(True) for f in inferred])
 
     def _caps(self, alone: bool) -> ColumnCaps:
         """The caps on a change for one record (`alone`) or for a range of them. A batch's first

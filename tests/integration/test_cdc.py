@@ -5,6 +5,7 @@ plain pyiceberg scan (no deletes left to apply) gives the same rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyiceberg.manifest import ManifestContent
 from pyiceberg.table import Table
 
@@ -124,3 +126,51 @@ def _live_delete_manifests(table: Table) -> list[str]:
     assert snapshot is not None
     return [m.manifest_path for m in snapshot.manifests(table.io)
             if m.content == ManifestContent.DELETES and (m.added_files_count or m.existing_files_count)]
+
+
+def test_debezium_logical_types_become_typed_columns(
+    kafka: LocalKafka, postgres: LocalPostgres, debezium_connect: LocalConnect, spawn_writer: Callable[..., Writer],
+    tmp_path: Path,
+) -> None:
+    """Dates, timestamps with and without a zone, and decimals arrive as Connect logical types over numbers and
+    strings: the table's columns are date, timestamp, timestamptz and the decimal's exact text, values equal
+    the source's; a column added later by ALTER TABLE is typed the same way."""
+    run = uuid.uuid4().hex[:8]
+    src = f"cdc_types_{run}"
+    postgres.psql(f"CREATE TABLE {src} (id bigint PRIMARY KEY, born date, seen timestamp(6), "
+                  f"at timestamptz, price numeric(10, 2)); "
+                  f"INSERT INTO {src} VALUES (1, '1999-12-31', '2026-01-02 03:04:05.123456', "
+                  f"'2026-01-02 03:04:05.5+02', 12.50), (2, NULL, NULL, NULL, NULL);")
+    connector = start_cdc_connector(debezium_connect, postgres, src, f"cdc-types-{run}", f"cdc_types_{run}")
+    table = "cdc.types"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, connector.topic, table, tmp_path / "wh",
+                           table_settings={"envelope": "debezium", "cdc_columns": {"op": "_op"}})
+    catalog = catalog_of(config)
+    try:
+        changes = [(f"UPDATE {src} SET price = 13.75, born = '2000-02-29' WHERE id = 2", 1),
+                   (f"ALTER TABLE {src} ADD COLUMN due date", 0),
+                   (f"UPDATE {src} SET due = '2026-12-01' WHERE id = 1", 1)]
+        end = apply_changes(postgres, src, changes, 2, kafka.bootstrap, debezium_connect, connector.name,
+                            connector.topic)
+        writer = spawn_writer(config)
+        wait_committed(catalog, table, "tests", end, writer=writer)
+        assert writer.stop() == 0
+    finally:
+        debezium_connect.delete_connector(connector.name)
+    loaded = catalog.load_table(table)
+    schema = loaded.schema().as_arrow()
+    assert schema.field("born").type == pa.date32()
+    assert schema.field("due").type == pa.date32()
+    assert schema.field("seen").type == pa.timestamp("us")
+    assert schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert pa.types.is_large_string(schema.field("price").type)
+    if catalog.table_exists(f"{table}__dlq"):
+        letters = catalog.load_table(f"{table}__dlq").scan().to_arrow().select(["reason", "message"])
+        raise AssertionError(f"no change may be a dead letter: {letters.to_pylist()}")
+    rows = reader.read(loaded, columns=["id", "born", "seen", "at", "price", "due", "_op"]).sort_by("id").to_pylist()
+    assert rows == [
+        {"id": 1, "born": dt.date(1999, 12, 31), "seen": dt.datetime(2026, 1, 2, 3, 4, 5, 123456),
+         "at": dt.datetime(2026, 1, 2, 1, 4, 5, 500000, tzinfo=dt.UTC), "price": "12.50",
+         "due": dt.date(2026, 12, 1), "_op": "u"},
+        {"id": 2, "born": dt.date(2000, 2, 29), "seen": None, "at": None, "price": "13.75", "due": None, "_op": "u"},
+    ]
