@@ -454,8 +454,8 @@ def _validate_upsert(table: TableConfig, key: str) -> None:
             raise ConfigError(f"{key}.cdc_columns.{name}", f"unknown: expected {', '.join(CDC_COLUMNS)}")
     if table.cdc_columns and table.envelope != "debezium":
         raise ConfigError(f"{key}.cdc_columns", "needs envelope: debezium")
-    if table.envelope == "debezium" and table.format != "json":
-        raise ConfigError(f"{key}.envelope", f"debezium envelopes are read from JSON values (format is {table.format})")
+    if table.envelope == "debezium" and table.format == "raw":
+        raise ConfigError(f"{key}.envelope", "debezium envelopes are read from json or avro values (format is raw)")
     if not table.is_upsert:
         for name in ("key", "key_format"):
             if getattr(table, name):

@@ -31,7 +31,7 @@ from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.exceptions import SchemaError, SourceUnavailable
-from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
+from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -61,7 +61,7 @@ class WriterSchemas:
     """Parsed writer schemas by id, and whether their records hold values fastavro gives as objects
     that have no column type of their own (times of day, UUIDs)."""
 
-    def __init__(self, registry: SchemaRegistry) -> None:
+    def __init__(self, registry: SchemaTexts) -> None:
         self._registry = registry
         self._parsed: dict[int, Any] = {}
         self._unreadable: dict[int, UnreadableSchema] = {}
@@ -70,7 +70,7 @@ class WriterSchemas:
         self._item_walkers: dict[int, avro_limits.ItemWalk | None] = {}
 
     @property
-    def registry(self) -> SchemaRegistry:
+    def registry(self) -> SchemaTexts:
         return self._registry
 
     def parsed(self, schema_id: int) -> Any:

@@ -44,7 +44,7 @@ from tabletopic.decode.avro import (
 )
 from tabletopic.decode.base import BadValue
 from tabletopic.exceptions import SchemaError
-from tabletopic.kafka.registry import SchemaRegistry, UnknownSchemaId
+from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 
 _MIN_BLOCK_BYTES = 1 << 20
 _CONNECT_WRAPPER = frozenset({"schema", "payload"})
@@ -70,7 +70,7 @@ class KeyDecoder:
     """`schema`: the table's key columns once the table exists (their nullability is ignored: bad rows are
     null in the output). `registry` is needed for Avro keys."""
 
-    def __init__(self, key_format: KeyFormat, registry: SchemaRegistry | None = None,
+    def __init__(self, key_format: KeyFormat, registry: SchemaTexts | None = None,
                  schema: pa.Schema | None = None) -> None:
         if key_format == "avro" and registry is None:
             raise ValueError("Avro keys need the schema registry")

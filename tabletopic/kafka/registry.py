@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -31,6 +32,12 @@ UNKNOWN_ID_TTL_S = 30.0
 _MAX_UNKNOWN_IDS = 10_000  # remembered at most (the oldest forgotten first): random ids cost memory too
 _NUMERIC_KEYS = {"timeout", "cache.capacity", "cache.latest.ttl.sec", "max.retries", "retries.wait.ms",
                  "retries.max.wait.ms"}
+
+
+class SchemaTexts(Protocol):
+    """Where writer schemas come from by id: the registry, or a view over it (decode/debezium_avro.py)."""
+
+    def schema_text(self, schema_id: int) -> str: ...
 
 
 class SchemaRegistry:

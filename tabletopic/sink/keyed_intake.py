@@ -20,7 +20,7 @@ from tabletopic.core.upsert_mode import DELETE_FLAG, UpsertMode
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.keys import DecodedKeys
 from tabletopic.decode.names import lowercase_json
-from tabletopic.sink.envelope import debezium_chunk
+from tabletopic.sink.envelope import debezium_avro_chunk, debezium_chunk
 from tabletopic.sink.intake import Intake, Intaken
 from tabletopic.sink.rows import assemble
 from tabletopic.sink.table_shape import TableShape
@@ -36,7 +36,12 @@ class KeyedIntake:
     def read(self, chunk: RecordChunk) -> Intaken:
         envelope_bad: list[BadValue] = []
         if self.mode.envelope == "debezium":
-            unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
+            if self.spec.format == "avro":
+                assert self.shape.envelope_schemas is not None and self.shape.row_schemas is not None
+                unwrapped = debezium_avro_chunk(chunk, self.shape.envelope_schemas, self.shape.row_schemas,
+                                                self.spec.cdc_columns)
+            else:
+                unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
             chunk, envelope_bad = unwrapped.chunk, unwrapped.bad
             if unwrapped.declared is not None:
                 self.shape.declared = unwrapped.declared
@@ -110,6 +115,8 @@ class KeyedIntake:
                     bad.append(BadValue(index, f"the value's {name!r} differs from the record's key",
                                         Reason.KEY_MISMATCH))
             rows = rows.set_column(rows.schema.get_field_index(name), rows.schema.field(name), key)
+        if not refused:
+            return rows, list(range(rows.num_rows)), bad
         kept = [i for i in range(rows.num_rows) if i not in refused]
         return rows.take(pa.array(kept, pa.int64())), kept, bad
 

@@ -26,6 +26,7 @@ from tabletopic.core.upsert_mode import upsert_mode
 from tabletopic.decode import raw
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.base import Decoded, Decoder, SchemaDrift
+from tabletopic.decode.debezium_avro import AfterRowSchemas
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.keys import KeyDecoder
 from tabletopic.decode.names import NameCollision
@@ -46,6 +47,10 @@ class TableShape:
         self.identifier = spec.table
         self._catalog = catalog
         self._writer_schemas = writer_schemas
+        # Debezium Avro: the envelopes' schemas, and the rows' (each envelope's `after`, under a derived id).
+        self.envelope_schemas = writer_schemas
+        if writer_schemas is not None and spec.envelope == "debezium" and spec.format == "avro":
+            self._writer_schemas = WriterSchemas(AfterRowSchemas(writer_schemas.registry, spec.cdc_columns))
         self._on_change = on_change
         self._lowercase = spec.column_names == "lowercase"
         self.decoder: Decoder | None = None
@@ -63,6 +68,11 @@ class TableShape:
             table = follow_partition_by(catalog, spec.table, table, spec.partition_by,
                                         f"tables[{spec.table}].partition_by")
             self.use(table)
+
+    @property
+    def row_schemas(self) -> WriterSchemas | None:
+        """The writer schemas the table's rows are decoded with."""
+        return self._writer_schemas
 
     def exists(self) -> bool:
         return self.decoder is not None or load_if_exists(self._catalog, self.identifier) is not None

@@ -397,3 +397,81 @@ def test_avro_keys_and_values_through_the_registry(kafka, registry, new_topic, s
     assert len(rows) == len(expected)
     audit = audit_cli(config, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _envelope_schema(value_fields: list[dict]) -> dict:
+    value = {"type": "record", "name": "Value", "namespace": "pg.public.items", "fields": value_fields}
+    source = {"type": "record", "name": "Source", "namespace": "io.debezium.connector.postgresql",
+              "fields": [{"name": "ts_ms", "type": "long"}, {"name": "lsn", "type": ["null", "long"], "default": None}]}
+    return {"type": "record", "name": "Envelope", "namespace": "pg.public.items", "fields": [
+        {"name": "before", "type": ["null", value], "default": None},
+        {"name": "after", "type": ["null", "Value"], "default": None},  # named once, in `before`, as Debezium does
+        {"name": "source", "type": source},
+        {"name": "op", "type": "string"},
+        {"name": "ts_ms", "type": ["null", "long"], "default": None},
+    ]}
+
+
+def test_debezium_avro_envelopes_through_the_registry(kafka, registry, new_topic, spawn_writer, tmp_path):
+    from datetime import UTC, datetime
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic = new_topic(1)
+    table = "up.cdc_avro"
+    v1 = [{"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+          {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}], "default": None}]
+    v2 = [*v1, {"name": "note", "type": ["null", "string"], "default": None}]
+    at = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+    def event(op: str, before: dict | None, after: dict | None) -> dict:
+        return {"before": before, "after": after, "source": {"ts_ms": 1767225600000, "lsn": 7}, "op": op,
+                "ts_ms": 1767225600001}
+
+    client = SchemaRegistryClient({"url": registry.url})
+    try:
+        conf = {"auto.register.schemas": True}
+        key = AvroSerializer(client, json.dumps({"type": "record", "name": "Key", "namespace": "pg.public.items",
+                                                 "fields": [{"name": "id", "type": "long"}]}), conf=conf)
+        first = AvroSerializer(client, json.dumps(_envelope_schema(v1)), conf=conf)
+        second = AvroSerializer(client, json.dumps(_envelope_schema(v2)), conf=conf)
+        keys, values = SerializationContext(topic, MessageField.KEY), SerializationContext(topic, MessageField.VALUE)
+
+        def k(n: int) -> bytes:
+            return key({"id": n}, keys)
+
+        records = [
+            (0, k(1), first(event("r", None, {"id": 1, "name": "a", "at": at}), values), None),
+            (0, k(2), first(event("c", None, {"id": 2, "name": "b", "at": None}), values), None),
+            (0, k(1), first(event("u", None, {"id": 1, "name": "a2", "at": at}), values), None),
+            (0, k(2), first(event("d", {"id": 2, "name": "b", "at": None}, None), values), None),
+            (0, k(2), None, None),  # the tombstone after the delete
+            (0, k(9), first(event("t", None, None), values), None),  # truncate: a dead letter
+            (0, k(9), first(event("x", None, {"id": 9, "name": "?", "at": None}), values), None),  # unknown op
+            (0, k(3), second(event("c", None, {"id": 3, "name": "c", "at": None, "note": "new column"}), values),
+             None),
+            (0, None, second(event("c", None, {"id": 4, "name": "d", "at": None, "note": None}), values), None),
+        ]
+    finally:
+        client.close()
+    produce(kafka.bootstrap, topic, records)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh",
+                           schema_registry={"url": registry.url},
+                           table_settings={"format": "avro", "envelope": "debezium", "cdc_columns": {"op": "_op"}})
+    writer = spawn_writer(config)
+    catalog = catalog_of(config)
+    wait_committed(catalog, table, "tests", {(topic, 0): len(records)}, writer=writer)
+    assert writer.stop() == 0
+    loaded = catalog.load_table(table)
+    assert loaded.schema().as_arrow().field("at").type == pa.timestamp("us", tz="UTC")
+    rows = reader.read(loaded, columns=["id", "name", "at", "note", "_op"]).sort_by("id").to_pylist()
+    assert rows == [{"id": 1, "name": "a2", "at": at, "note": None, "_op": "u"},
+                    {"id": 3, "name": "c", "at": None, "note": "new column", "_op": "c"}]
+    letters = catalog.load_table(f"{table}__dlq").scan().to_arrow().sort_by("_kafka_offset").to_pylist()
+    assert [(r["_kafka_offset"], r["reason"]) for r in letters] == [
+        (5, "truncate_unsupported"), (6, "bad_envelope"), (8, "missing_key")]
+    assert letters[0]["_kafka_value"] == records[5][2]  # the dead letter keeps the envelope as it came
+    audit = audit_cli(config, topic, table)
+    assert audit.returncode == 0, audit.stdout + audit.stderr

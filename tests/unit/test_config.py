@@ -111,7 +111,7 @@ def _table(**settings):
         ({"mode": "upsert", "key": ["_kafka_offset"]}, "tables[0].key", "metadata"),
         ({"mode": "upsert", "format": "raw", "key": ["value"]}, "tables[0].key", "raw"),
         ({"envelope": "debezium", "key": ["id"]}, "tables[0].key", "Kafka key"),
-        ({"envelope": "debezium", "format": "raw"}, "tables[0].envelope", "JSON"),
+        ({"envelope": "debezium", "format": "raw"}, "tables[0].envelope", "json or avro"),
         ({"cdc_columns": {"op": "_op"}}, "tables[0].cdc_columns", "debezium"),
         ({"envelope": "debezium", "cdc_columns": {"txid": "_t"}}, "tables[0].cdc_columns.txid", "unknown"),
         ({"key": ["id"]}, "tables[0].key", "mode: upsert"),
