@@ -24,6 +24,7 @@ from tabletopic.decode.base import BadValue
 from tabletopic.decode.debezium_avro import AFTER_ROW_ID_OFFSET, NotAnEnvelope
 from tabletopic.decode.isolate import describe
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
+from tabletopic.decode.keys import KeyDecoder
 from tabletopic.kafka.registry import UnknownSchemaId
 from tabletopic.upsert.connect_schema import arrow_schema, json_ready, row_fields
 from tabletopic.upsert.debezium import BadEnvelope, ExtraColumns, parse_change, unwrap
@@ -113,22 +114,23 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def debezium_avro_chunk(chunk: RecordChunk, envelopes: WriterSchemas, rows: WriterSchemas,
+def debezium_avro_chunk(chunk: RecordChunk, envelopes: KeyDecoder, rows: WriterSchemas,
                         cdc_columns: Mapping[str, str]) -> Unwrapped:
     """Avro envelopes (wire format, writer schema from the registry) → each `after` framed under its derived
     schema id (decode/debezium_avro.py, `rows`), a delete as a tombstone under the record's own key. A delete
-    without a Kafka key is a dead letter: its key would have to be written back in the key's Avro schema."""
+    without a Kafka key is a dead letter: its key would have to be written back in the key's Avro schema.
+    `envelopes` reads an envelope whole (wire format, registry, the value path's guards)."""
     extra = ExtraColumns(cdc_columns.get("op"), cdc_columns.get("source_ts_ms"), cdc_columns.get("lsn"))
     values: list[bytes | None] = list(chunk.values)
     bad: list[BadValue] = []
     for index, (key, value) in enumerate(zip(chunk.keys, chunk.values, strict=True)):
         if value is None:
             continue  # a tombstone: the key decides
-        decoded = _avro_event(value, envelopes)
-        if isinstance(decoded, BadValue):
-            bad.append(decoded.at(index))
+        event = envelopes.record(value)
+        if isinstance(event, BadValue):
+            bad.append(event.at(index))
             continue
-        schema_id, event = decoded
+        schema_id = schema_id_of(value)
         change = parse_change(event, None if key is None else {}, extra=extra)
         if isinstance(change, BadEnvelope):
             bad.append(BadValue(index, change.detail, change.reason, schema_id))
@@ -151,27 +153,3 @@ def debezium_avro_chunk(chunk: RecordChunk, envelopes: WriterSchemas, rows: Writ
             continue
         values[index] = body.getvalue()
     return Unwrapped(dataclasses.replace(chunk, values=values), bad, None)
-
-
-def _avro_event(value: bytes, envelopes: WriterSchemas) -> tuple[int, dict[str, Any]] | BadValue:
-    try:
-        schema_id = schema_id_of(value)
-    except ValueError as exc:
-        return BadValue(0, str(exc), Reason.NOT_WIRE_FORMAT)
-    try:
-        writer = envelopes.parsed(schema_id)
-    except UnknownSchemaId:
-        return BadValue(0, f"schema id {schema_id} is unknown to the registry", Reason.UNKNOWN_SCHEMA_ID, schema_id)
-    except UnreadableSchema as exc:
-        return BadValue(0, str(exc), Reason.INCOMPATIBLE_SCHEMA, schema_id)
-    body = io.BytesIO(value)
-    body.seek(HEADER.size)
-    try:
-        event = fastavro.schemaless_reader(body, writer, None)
-    except Exception as exc:
-        return BadValue(0, f"undecodable Avro (schema id {schema_id}): {describe(exc)}", Reason.UNDECODABLE_AVRO,
-                        schema_id)
-    if body.tell() != len(value) or not isinstance(event, dict):
-        return BadValue(0, f"undecodable Avro (schema id {schema_id}): not one record", Reason.UNDECODABLE_AVRO,
-                        schema_id)
-    return schema_id, event

@@ -37,8 +37,8 @@ class KeyedIntake:
         envelope_bad: list[BadValue] = []
         if self.mode.envelope == "debezium":
             if self.spec.format == "avro":
-                assert self.shape.envelope_schemas is not None and self.shape.row_schemas is not None
-                unwrapped = debezium_avro_chunk(chunk, self.shape.envelope_schemas, self.shape.row_schemas,
+                assert self.shape.envelope_reader is not None and self.shape.row_schemas is not None
+                unwrapped = debezium_avro_chunk(chunk, self.shape.envelope_reader, self.shape.row_schemas,
                                                 self.spec.cdc_columns)
             else:
                 unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)

@@ -47,9 +47,10 @@ class TableShape:
         self.identifier = spec.table
         self._catalog = catalog
         self._writer_schemas = writer_schemas
-        # Debezium Avro: the envelopes' schemas, and the rows' (each envelope's `after`, under a derived id).
-        self.envelope_schemas = writer_schemas
+        # Debezium Avro: a reader of whole envelopes, and the rows' schemas (each `after`, under a derived id).
+        self.envelope_reader: KeyDecoder | None = None
         if writer_schemas is not None and spec.envelope == "debezium" and spec.format == "avro":
+            self.envelope_reader = KeyDecoder("avro", writer_schemas.registry)
             self._writer_schemas = WriterSchemas(AfterRowSchemas(writer_schemas.registry, spec.cdc_columns))
         self._on_change = on_change
         self._lowercase = spec.column_names == "lowercase"
