@@ -26,7 +26,7 @@ from tabletopic.decode.isolate import describe
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.keys import KeyDecoder
 from tabletopic.kafka.registry import UnknownSchemaId
-from tabletopic.upsert.connect_schema import arrow_schema, json_ready, row_fields
+from tabletopic.upsert.connect_schema import BadLogicalValue, arrow_schema, json_ready, row_fields
 from tabletopic.upsert.debezium import BadEnvelope, ExtraColumns, parse_change, unwrap
 
 
@@ -39,9 +39,10 @@ class Unwrapped:
     declared: pa.Schema | None
 
 
-def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
-                   key_columns: Sequence[str] | None) -> Unwrapped:
-    """`key_columns`: the table's, once it exists: a delete's key (from `before`) is cut to them."""
+def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str], key_columns: Sequence[str] | None,
+                   columns: Mapping[str, pa.DataType]) -> Unwrapped:
+    """`key_columns`: the table's, once it exists: a delete's key (from `before`) is cut to them. `columns`:
+    the table's column types (none before it exists), which logical-typed values are converted for."""
     extra = ExtraColumns(cdc_columns.get("op"), cdc_columns.get("source_ts_ms"), cdc_columns.get("lsn"))
     if key_columns is None:
         key_columns = _key_columns_seen(chunk.keys)
@@ -77,8 +78,12 @@ def debezium_chunk(chunk: RecordChunk, cdc_columns: Mapping[str, str],
             fields = row_fields(event.get("schema")) if isinstance(event, Mapping) else None
             row = change.row or {}
             if fields is not None:
+                try:
+                    row = json_ready(row, fields, columns, keep=change.key or {})
+                except BadLogicalValue as exc:
+                    bad.append(BadValue(index, str(exc), Reason.BAD_ENVELOPE))
+                    continue
                 newest_fields = fields
-                row = json_ready(row, fields)
             values[index] = _dumps(row)
     declared = None if newest_fields is None else _with_extra(arrow_schema(newest_fields), extra)
     return Unwrapped(dataclasses.replace(chunk, keys=keys, values=values), bad, declared)
@@ -131,6 +136,10 @@ def debezium_avro_chunk(chunk: RecordChunk, envelopes: KeyDecoder, rows: WriterS
             bad.append(event.at(index))
             continue
         schema_id = schema_id_of(value)
+        if schema_id >= AFTER_ROW_ID_OFFSET:  # no registry gives such ids (int32); its rows' id could not be framed
+            bad.append(BadValue(index, f"schema id {schema_id} is beyond the ids a Debezium table can serve",
+                                Reason.UNKNOWN_SCHEMA_ID, schema_id))
+            continue
         change = parse_change(event, None if key is None else {}, extra=extra)
         if isinstance(change, BadEnvelope):
             bad.append(BadValue(index, change.detail, change.reason, schema_id))

@@ -41,7 +41,8 @@ class KeyedIntake:
                 unwrapped = debezium_avro_chunk(chunk, self.shape.envelope_reader, self.shape.row_schemas,
                                                 self.spec.cdc_columns)
             else:
-                unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None)
+                columns = {} if self.shape.schema is None else {f.name: f.type for f in self.shape.schema}
+                unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None, columns)
             chunk, envelope_bad = unwrapped.chunk, unwrapped.bad
             if unwrapped.declared is not None:
                 self.shape.declared = unwrapped.declared

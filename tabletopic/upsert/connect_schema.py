@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -43,9 +43,12 @@ def row_fields(envelope_schema: Any, field: str = "after") -> list[Mapping[str, 
 
 
 def arrow_type(schema: Mapping[str, Any]) -> pa.DataType | None:
-    """The column type a Connect schema declares; None where the JSON decoder's inference should decide."""
+    """The column type a Connect schema declares; None where the JSON decoder's inference should decide
+    (and for anything this does not understand: a schema is input too)."""
     name = schema.get("name")
     kind = schema.get("type")
+    name = name if isinstance(name, str) else None
+    kind = kind if isinstance(kind, str) else None
     if name in _DATES:
         return pa.date32()
     if name in _MILLIS or name in _MICROS:
@@ -56,12 +59,11 @@ def arrow_type(schema: Mapping[str, Any]) -> pa.DataType | None:
         return pa.string()
     if kind in _PRIMITIVES:
         return _PRIMITIVES[kind]
-    if kind == "struct":
-        children = [(f.get("field"), arrow_type(f), f.get("optional", True)) for f in schema.get("fields") or []
-                    if isinstance(f, Mapping)]
-        if not children or any(not isinstance(n, str) or t is None for n, t, _ in children):
+    if kind == "struct" and isinstance(schema.get("fields"), list):
+        children = [(f.get("field"), arrow_type(f)) for f in schema["fields"] if isinstance(f, Mapping)]
+        if not children or any(not isinstance(n, str) or t is None for n, t in children):
             return None
-        return pa.struct([pa.field(n, t, nullable=True) for n, t, _ in children])
+        return pa.struct([pa.field(n, t, nullable=True) for n, t in children])
     if kind == "array" and isinstance(schema.get("items"), Mapping):
         item = arrow_type(schema["items"])
         return None if item is None else pa.list_(item)
@@ -78,30 +80,54 @@ def arrow_schema(fields: Sequence[Mapping[str, Any]]) -> pa.Schema:
     return pa.schema(declared)
 
 
-def json_ready(row: Mapping[str, Any], fields: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+class BadLogicalValue(ValueError):
+    """A value its Connect schema's logical type cannot read: the record is a dead letter, never stored raw."""
+
+
+def json_ready(row: Mapping[str, Any], fields: Sequence[Mapping[str, Any]],
+               columns: Mapping[str, pa.DataType], keep: Collection[str] = ()) -> dict[str, Any]:
     """`row` with its logical-typed values in the JSON form their column parses: ISO timestamps, decimals as
-    their exact text; dates stay days since the epoch (what a date column parses). A value not of the
-    declared form is left as it is (the decoder judges)."""
+    their exact text; dates stay days since the epoch (what a date column parses). Converted only where the
+    table has no such column yet or has it with the declared type (`columns`: the table's): a column made
+    from the bare numbers (schemas off, at first) keeps getting them. `keep`: fields never converted (the
+    key's: the Kafka key carries them in their bare form). Raises BadLogicalValue."""
     converted = dict(row)
     for field in fields:
         name = field.get("field")
-        if not isinstance(name, str) or converted.get(name) is None:
+        if not isinstance(name, str) or name in keep or converted.get(name) is None:
             continue
-        converted[name] = _converted(converted[name], field)
+        existing = columns.get(name)
+        if existing is not None and not _same_kind(existing, arrow_type(field)):
+            continue
+        converted[name] = _converted(name, converted[name], field)
     return converted
 
 
-def _converted(value: Any, schema: Mapping[str, Any]) -> Any:
+def _same_kind(existing: pa.DataType, declared: pa.DataType | None) -> bool:
+    if declared is None:
+        return False
+    if pa.types.is_string(declared):
+        return pa.types.is_string(existing) or pa.types.is_large_string(existing)
+    return bool(existing.equals(declared))
+
+
+MAX_DECIMAL_SCALE = 1000
+
+
+def _converted(column: str, value: Any, schema: Mapping[str, Any]) -> Any:
     name = schema.get("name")
     try:
         if name in _MILLIS and isinstance(value, int):
             return (_EPOCH + dt.timedelta(milliseconds=value)).isoformat(timespec="microseconds")
         if name in _MICROS and isinstance(value, int):
             return (_EPOCH + dt.timedelta(microseconds=value)).isoformat(timespec="microseconds")
-        if name == _DECIMAL and isinstance(value, str):
-            scale = int((schema.get("parameters") or {}).get("scale", 0))
+        if name == _DECIMAL:
+            parameters = schema.get("parameters")
+            scale = int(parameters.get("scale", 0)) if isinstance(parameters, Mapping) else 0
+            if not isinstance(value, str) or abs(scale) > MAX_DECIMAL_SCALE:
+                raise ValueError(f"a decimal of scale {scale} as {type(value).__name__}")
             unscaled = int.from_bytes(base64.b64decode(value, validate=True), "big", signed=True)
-            return str(Decimal(unscaled).scaleb(-scale))
-    except (ValueError, OverflowError):
-        return value
+            return format(Decimal(unscaled).scaleb(-scale), "f")
+    except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        raise BadLogicalValue(f"{column}: {value!r:.40} is no {name} ({exc})") from None
     return value

@@ -133,3 +133,45 @@ def test_a_first_batch_delete_with_no_key_anywhere_is_a_dead_letter(catalog):
     writer.flush()
     assert letters(catalog) == [(0, "missing_key")]
     assert not catalog.table_exists("ns.t")
+
+
+def _with_schema(op: str, after: dict, fields: list[dict]) -> bytes:
+    schema = {"type": "struct", "fields": [{"type": "struct", "field": "after", "fields": fields},
+                                           {"type": "string", "field": "op"}]}
+    return j({"schema": schema, "payload": {"op": op, "after": after, "before": None}})
+
+
+DECIMAL_ID = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "0"},
+              "field": "id"}
+TIMESTAMP = {"type": "int64", "name": "io.debezium.time.Timestamp", "field": "ts"}
+
+
+def test_a_decimal_primary_key_stays_in_the_form_its_kafka_key_has(catalog):
+    writer = sink(catalog, mode=None, envelope="debezium")
+    value = _with_schema("c", {"id": "AQ==", "v": "x"}, [DECIMAL_ID, {"type": "string", "field": "v"}])
+    writer.ingest(chunk([j({"id": "AQ=="})], [value]), now=0.0)
+    writer.flush()
+    assert state(catalog, "id", "v") == [("AQ==", "x")]
+    assert letters(catalog) == []
+
+
+def test_a_column_first_made_of_bare_numbers_keeps_taking_them(catalog):
+    writer = sink(catalog, mode=None, envelope="debezium")
+    writer.ingest(chunk([j({"id": 1})], [j({"op": "c", "after": {"id": 1, "ts": 5}})]), now=0.0)
+    writer.flush()
+    later = _with_schema("u", {"id": 1, "ts": 6}, [{"type": "int64", "field": "id"}, TIMESTAMP])
+    writer.ingest(chunk([j({"id": 1})], [later], first=1), now=1.0)
+    writer.flush()
+    assert state(catalog, "id", "ts") == [(1, 6)]
+    assert letters(catalog) == []
+
+
+def test_a_schema_that_cannot_read_its_value_makes_a_dead_letter_not_a_crash(catalog):
+    writer = sink(catalog, mode=None, envelope="debezium")
+    hostile = dict(DECIMAL_ID, field="p", parameters={"scale": "100000000"})
+    values = [_with_schema("c", {"id": 1, "p": "AQ=="}, [{"type": "int64", "field": "id"}, hostile]),
+              j({"op": "c", "after": {"id": 2, "p": "2"}})]
+    writer.ingest(chunk([j({"id": 1}), j({"id": 2})], values), now=0.0)
+    writer.flush()
+    assert state(catalog, "id", "p") == [(2, "2")]
+    assert letters(catalog) == [(0, "bad_envelope")]
