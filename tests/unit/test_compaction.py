@@ -5,6 +5,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 
 from tabletopic.commit.committer import table_offsets
+from tabletopic.commit.upsert_files import commit_upsert
 from tabletopic.compaction.expire import CARRIED_FROM_KEY, PER_SNAPSHOT_KEYS, expire
 from tabletopic.compaction.replace import commit_replace
 from tabletopic.compaction.rewrite import compact
@@ -12,6 +13,7 @@ from tabletopic.config import TableConfig
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.records import RecordChunk
 from tabletopic.sink import TableSink
+from tests.iceberg_fixtures import position_delete_file
 
 
 @pytest.fixture
@@ -202,56 +204,8 @@ class CatalogWithDeleteMeanwhile:
 
 def commit_position_delete(table, data_file, positions):
     """A file-scoped position delete file for rows of `data_file`, in a delete manifest, as Spark writes them."""
-    import uuid
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyiceberg.manifest import (
-        DataFile,
-        DataFileContent,
-        FileFormat,
-        ManifestContent,
-        ManifestEntry,
-        ManifestEntryStatus,
-        ManifestWriterV2,
-    )
-    from pyiceberg.table.snapshots import Operation
-    from pyiceberg.table.update.snapshot import _FastAppendFiles
-
-    path_id, pos_id = 2147483546, 2147483545  # the spec's reserved field ids of position delete files
-    schema = pa.schema([pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": str(path_id)}),
-                        pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": str(pos_id)})])
-    location = f"{table.location()}/data/delete-{uuid.uuid4()}.parquet"
-    with table.io.new_output(location).create() as out:
-        pq.write_table(pa.table({"file_path": [data_file.file_path] * len(positions), "pos": positions},
-                                schema=schema), out)
-    named = data_file.file_path.encode()
-    delete = DataFile.from_args(
-        content=DataFileContent.POSITION_DELETES, file_path=location, file_format=FileFormat.PARQUET,
-        partition=data_file.partition, record_count=len(positions),
-        file_size_in_bytes=len(table.io.new_input(location)),
-        lower_bounds={path_id: named}, upper_bounds={path_id: named}, spec_id=data_file.spec_id)
-
-    class DeleteManifestWriter(ManifestWriterV2):
-        def content(self):
-            return ManifestContent.DELETES
-
-        @property
-        def _meta(self):
-            return {**super()._meta, "content": "deletes"}
-
-    class RowDelta(_FastAppendFiles):
-        def _manifests(self):
-            writer = DeleteManifestWriter(self.spec(data_file.spec_id), self.schema(), self.new_manifest_output(),
-                                          self._snapshot_id, "deflate")
-            with writer:
-                writer.add(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=self._snapshot_id,
-                                                   data_file=delete))
-            return [*super()._manifests(), writer.to_manifest_file()]
-
-    transaction = table.transaction()
-    RowDelta(operation=Operation.DELETE, transaction=transaction, io=table.io).commit()
-    transaction.commit_transaction()
+    delete = position_delete_file(table, data_file.file_path, positions, data_file.partition, data_file.spec_id)
+    commit_upsert(table, [], [delete], {})  # a `delete` snapshot of one delete manifest
 
 
 def test_compaction_abandons_when_rows_of_a_file_it_replaces_are_deleted_meanwhile(catalog):

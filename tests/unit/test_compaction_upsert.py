@@ -4,12 +4,10 @@ read back by tabletopic's delete-aware reader and by DuckDB (pyiceberg 0.12 refu
 from __future__ import annotations
 
 import random
-import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -25,7 +23,7 @@ from tabletopic.compaction.plan import DeleteInfo, FileInfo, compaction_groups, 
 from tabletopic.compaction.rewrite import compact
 from tabletopic.compaction.scheduler import SmallFiles, TableState, due, small_files
 from tabletopic.config import MaintenanceConfig
-from tests.iceberg_fixtures import duckdb_with_iceberg, sql_catalog
+from tests.iceberg_fixtures import duckdb_with_iceberg, position_delete_file, sql_catalog
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=False),
                 identifier_field_ids=[1])
@@ -194,20 +192,7 @@ def test_a_position_delete_committed_meanwhile_on_a_replaced_file_takes_its_grou
 
 def commit_position_delete(table: Table, data_file: DataFile, positions: list[int]) -> None:
     """A position delete file naming rows of `data_file`, committed in a delete manifest of its own snapshot."""
-    path_id, pos_id = 2147483546, 2147483545  # the spec's reserved field ids of position delete files
-    schema = pa.schema([pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": str(path_id)}),
-                        pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": str(pos_id)})])
-    location = f"{table.location()}/data/pos-delete-{uuid.uuid4()}.parquet"
-    with table.io.new_output(location).create() as out:
-        pq.write_table(pa.table({"file_path": [data_file.file_path] * len(positions), "pos": positions},
-                                schema=schema), out)
-    named = data_file.file_path.encode()
-    delete = DataFile.from_args(
-        content=DataFileContent.POSITION_DELETES, file_path=location, file_format=FileFormat.PARQUET,
-        partition=data_file.partition, record_count=len(positions),
-        file_size_in_bytes=len(table.io.new_input(location)),
-        lower_bounds={path_id: named}, upper_bounds={path_id: named})
-    delete.spec_id = data_file.spec_id
+    delete = position_delete_file(table, data_file.file_path, positions, data_file.partition, data_file.spec_id)
     commit_upsert(table, [], [delete], {})
 
 

@@ -7,7 +7,6 @@ import itertools
 import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from tabletopic.catalog.pyiceberg_private import ReplaceSnapshot, new_manifest_w
 from tabletopic.catalog.reader import Listing, LiveFile, data_file_sizes, deletes_for, live_files, read
 from tabletopic.commit.committer import write_data_files
 from tabletopic.commit.upsert_files import commit_upsert, write_equality_deletes
-from tests.iceberg_fixtures import duckdb_with_iceberg, sql_catalog
+from tests.iceberg_fixtures import duckdb_with_iceberg, position_delete_file, sql_catalog
 
 ID_KEY = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=False),
                 identifier_field_ids=[1])
@@ -150,27 +149,11 @@ def test_a_position_delete_removes_its_rows_from_its_file_only(catalog, duck):
     table = reload(table)
     first = min(live_files(table).data, key=lambda f: f.data_sequence_number)
     table = upsert(table, {"id": [9], "v": ["z"]}, {"id": [9]})  # an equality delete as well
-    commit_upsert(table, [], [position_delete(table, first.file.file_path, [0, 2])], {})
+    commit_upsert(table, [], [position_delete_file(table, first.file.file_path, [0, 2])], {})
     table = reload(table)
     assert len(live_files(table).position_deletes) == 1
     expected = {(2, "b"), (4, "d"), (5, "e"), (9, "z")}
     assert as_set(read(table)) == expected == duck_rows(duck, table)
-
-
-def position_delete(table: Table, data_path: str, positions: list[int]) -> DataFile:
-    path = f"{table.location()}/data/pos-deletes-{uuid.uuid4()}.parquet"
-    schema = pa.schema([
-        pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"}),
-        pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"}),
-    ])
-    pq.write_table(pa.table({"file_path": [data_path] * len(positions), "pos": positions}, schema=schema),
-                   path.removeprefix("file://"))
-    delete = DataFile.from_args(content=DataFileContent.POSITION_DELETES, file_path=path,
-                                file_format=FileFormat.PARQUET, partition=Record(),
-                                record_count=len(positions), file_size_in_bytes=table.io.new_input(path).__len__(),
-                                sort_order_id=None, key_metadata=None)
-    delete.spec_id = 0
-    return delete
 
 
 @pytest.mark.parametrize("explicit", [True, False])
