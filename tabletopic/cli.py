@@ -287,9 +287,7 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         reports = audit(open_catalog(config.catalog), args.table, args.topic, config.group_id, config.kafka, starts)
     except AuditError as exc:
-        structlog.get_logger().error("audit.failed", error=str(exc))
-        print(f"tabletopic audit: {exc}", file=sys.stderr)
-        return 3
+        return _audit_failed(exc)
     for line in format_report(reports):
         print(line)
     ok = all(r.ok for r in reports)
@@ -299,6 +297,13 @@ def _audit(args: argparse.Namespace) -> int:
     done = "audit: OK, nothing missing, nothing duplicated" + (", values equal" if args.values else "")
     print(done if ok else "audit: FAILED")
     return 0 if ok else 1
+
+
+def _audit_failed(exc: AuditError) -> int:
+    """Exit 3: the audit could not be made (not: it found a difference)."""
+    structlog.get_logger().error("audit.failed", error=str(exc))
+    print(f"tabletopic audit: {exc}", file=sys.stderr)
+    return 3
 
 
 def _audit_upsert(args: argparse.Namespace, config: Config) -> int | None:
@@ -321,9 +326,7 @@ def _audit_upsert(args: argparse.Namespace, config: Config) -> int | None:
     try:
         report = audit_keys(catalog, args.table, args.topic, config.group_id, config.kafka, client)
     except AuditError as exc:
-        structlog.get_logger().error("audit.failed", error=str(exc))
-        print(f"tabletopic audit: {exc}", file=sys.stderr)
-        return 3
+        return _audit_failed(exc)
     for line in format_keys(report):
         print(line)
     print("audit: OK, every key holds its latest value" if report.ok else "audit: FAILED")

@@ -29,7 +29,7 @@ from tests.engines.dataset import canonical
 from tests.engines.test_upsert_engines import (
     ENGINES,
     Engines,
-    compact_cli,
+    compact_every_delete,
     fresh_rows,
     live_files,
     spark,  # noqa: F401  (a module fixture, which Engines opens)
@@ -117,10 +117,7 @@ def test_before_compaction_the_engine_reads_the_source(cdc_table: CdcTable, open
 
 @pytest.fixture(scope="module")
 def compacted(cdc_table: CdcTable) -> CdcTable:
-    compaction = compact_cli(cdc_table.config, cdc_table.name)
-    assert compaction.returncode == 0, compaction.stdout + compaction.stderr
-    after = catalog_of(cdc_table.config).load_table(cdc_table.name)
-    assert live_files(after, ManifestContent.DELETES) == 0, "compaction applied every delete"
+    compact_every_delete(cdc_table.config, cdc_table.name)
     return cdc_table
 
 

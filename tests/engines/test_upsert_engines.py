@@ -237,12 +237,17 @@ def test_the_delete_aware_reader_reads_the_model(upsert_table: UpsertTable) -> N
     assert_state(reader.read(loaded, columns=COLUMNS).to_pylist(), upsert_table.expected, "reader.read")
 
 
+def compact_every_delete(config: Path, name: str) -> None:
+    """`tabletopic compact` exits 0 and leaves no live delete file."""
+    compaction = compact_cli(config, name)
+    assert compaction.returncode == 0, compaction.stdout + compaction.stderr
+    after = catalog_of(config).load_table(name)
+    assert live_files(after, ManifestContent.DELETES) == 0, "compaction applied every delete"
+
+
 @pytest.fixture(scope="module")
 def compacted(upsert_table: UpsertTable) -> UpsertTable:
-    compaction = compact_cli(upsert_table.config, upsert_table.name)
-    assert compaction.returncode == 0, compaction.stdout + compaction.stderr
-    after = catalog_of(upsert_table.config).load_table(upsert_table.name)
-    assert live_files(after, ManifestContent.DELETES) == 0, "compaction applied every delete"
+    compact_every_delete(upsert_table.config, upsert_table.name)
     return upsert_table
 
 
