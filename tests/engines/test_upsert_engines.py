@@ -264,19 +264,29 @@ def test_after_compaction_the_engine_reads_the_model(compacted: UpsertTable, eng
 
 # --- 2. Spark's rewrite_data_files races a live upsert writer ---
 
-RACE_CHANGES = 24_000
+RACE_LEAST_CHANGES = 24_000
 RACE_BATCH = 800
+RACE_DEADLINE_S = 300
 
 
-def feed_in_batches(bootstrap: str, topic: str, records: list[Record], pause_s: float) -> threading.Thread:
+def feed_until(bootstrap: str, topic: str, stop: threading.Event,
+               pause_s: float) -> tuple[threading.Thread, list[Record]]:
+    """Produces batches of changes, a pause between them, until `stop` is set and at least
+    RACE_LEAST_CHANGES are out; the list holds every record produced, in order."""
+    produced: list[Record] = []
+
     def run() -> None:
-        for start in range(0, len(records), RACE_BATCH):
-            produce(bootstrap, topic, records[start:start + RACE_BATCH])
+        rng = random.Random(4)
+        while len(produced) < RACE_LEAST_CHANGES or not stop.is_set():
+            first = len(produced)
+            batch = [change(n, rng.randrange(KEYS), rng.random() < 0.2) for n in range(first, first + RACE_BATCH)]
+            produce(bootstrap, topic, batch)
+            produced.extend(batch)
             time.sleep(pause_s)
 
     thread = threading.Thread(target=run)
     thread.start()
-    return thread
+    return thread, produced
 
 
 def raced_rewrites(table: Table) -> list[int]:
@@ -305,27 +315,31 @@ def test_spark_rewrite_racing_live_upserts_loses_no_update_and_resurrects_no_key
     table, topic = "engines.upsert_spark_compacted", "engines-upsert-spark-compacted"
     create_topic(kafka.bootstrap, topic, PARTITIONS)
     config = lake_config(tmp_path / "c.yaml", kafka, rest_catalog, topic, table, commit={"interval_seconds": 0.5})
-    records = history(4, 0, RACE_CHANGES)
-    producer = feed_in_batches(kafka.bootstrap, topic, records, 0.5)
+    stop_feeding = threading.Event()
+    producer, records = feed_until(kafka.bootstrap, topic, stop_feeding, 0.5)
     writer = Writer(config)
     iceberg = catalog_of(config)
     rewritten: list[int] = []
     raced: list[int] = []
     try:
         writer.wait_for("commit.done", timeout=120)
-        # Rewrite until one rewrite has raced an upsert commit (most do: the writer commits every 0.5 s).
-        while producer.is_alive() and not (raced and len(rewritten) >= 2):
+        # Rewrite until one rewrite has raced an upsert commit (most do: the writer commits every 0.5 s), the
+        # producer feeding the writer until then, however slow the machine makes Spark.
+        deadline = time.monotonic() + RACE_DEADLINE_S
+        while time.monotonic() < deadline and not (raced and len(rewritten) >= 2):
             spark.session.sql(f"REFRESH TABLE lake.{table}")
             result = spark.session.sql(
                 f"CALL lake.system.rewrite_data_files(table => '{table}', options => map('min-input-files', '2'))"
             ).collect()
             rewritten.append(result[0]["rewritten_data_files_count"])
             raced = raced_rewrites(iceberg.load_table(table))
+        stop_feeding.set()
         producer.join()
         wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300,
                        writer=writer)
         assert writer.stop() == 0, writer.log()
     finally:
+        stop_feeding.set()
         writer.kill()
         producer.join()
     assert sum(rewritten) > 0, rewritten
