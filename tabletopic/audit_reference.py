@@ -24,6 +24,7 @@ from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json_check import Misfit, NeedsParser, json_checker, parser_type
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.names import NameCollision, lowercase_json
+from tabletopic.decode.renames import Renames, rename_json, source_schema
 
 
 @dataclass
@@ -40,9 +41,10 @@ class ValueReference(Protocol):
 
 
 class JsonReference:
-    def __init__(self, value_schema: pa.Schema, lowercase: bool = False) -> None:
+    def __init__(self, value_schema: pa.Schema, lowercase: bool = False, renames: Renames | None = None) -> None:
         self.schema = value_schema
         self._lowercase = lowercase
+        self._renames = dict(renames or {})
         self._check = json_checker(pa.struct(list(value_schema)), "(value)")
         self._parser_schema = pa.schema([pa.field(f.name, parser_type(f.type)) for f in value_schema])
 
@@ -67,7 +69,8 @@ class JsonReference:
         if is_too_deep(value):  # the writer dead-letters it too; json.loads would recurse out of the stack
             raise Misfit(too_deep_message(value))
         if self._lowercase:
-            value = lowercase_json(value, self.schema)
+            value = lowercase_json(value, source_schema(self.schema, self._renames))
+        value = rename_json(value, self._renames)  # RenameCollision (a ValueError): the writer dead-letters it too
         parsed = json.loads(value)
         if not isinstance(parsed, dict):
             raise Misfit(f"a JSON {type(parsed).__name__}, not an object")
@@ -104,8 +107,9 @@ class JsonReference:
 class AvroReference:
     """The writer's per-record Avro path (fastavro, one value at a time), never the native batch reader."""
 
-    def __init__(self, schemas: WriterSchemas, value_schema: pa.Schema, lowercase: bool = False) -> None:
-        self._decoder = AvroDecoder(schemas, value_schema, lowercase=lowercase)
+    def __init__(self, schemas: WriterSchemas, value_schema: pa.Schema, lowercase: bool = False,
+                 renames: Renames | None = None) -> None:
+        self._decoder = AvroDecoder(schemas, value_schema, lowercase=lowercase, renames=renames)
 
     def decode_values(self, chunk: RecordChunk) -> tuple[pa.Table, list[int], dict[int, str]]:
         decoded = self._decoder._decode_each(chunk.values)
@@ -120,15 +124,17 @@ class RawReference:
 
 
 def reference_for(
-    fmt: str, value_schema: pa.Schema, lowercase: bool = False, writer_schemas: WriterSchemas | None = None
+    fmt: str, value_schema: pa.Schema, lowercase: bool = False, writer_schemas: WriterSchemas | None = None,
+    renames: Renames | None = None,
 ) -> ValueReference:
-    """The reference decode for a table of format `fmt` whose value columns are `value_schema`."""
+    """The reference decode for a table of format `fmt` whose value columns are `value_schema`; `renames`: its
+    `rename_columns` as the decoders apply them (decode/renames.py column_renames)."""
     if fmt == "json":
-        return JsonReference(value_schema, lowercase)
+        return JsonReference(value_schema, lowercase, renames)
     if fmt == "avro":
         if writer_schemas is None:
             raise ValueError("an Avro table needs the schema registry")
-        return AvroReference(writer_schemas, value_schema, lowercase)
+        return AvroReference(writer_schemas, value_schema, lowercase, renames)
     return RawReference()
 
 

@@ -30,6 +30,7 @@ from tabletopic.core.conform import conform_array
 from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.decode.avro import WriterSchemas
+from tabletopic.decode.renames import column_renames
 from tabletopic.kafka.record_reader import read_partition
 
 # Differences a report names (the count covers all).
@@ -196,14 +197,15 @@ def _short(value: Any) -> str:
 def audit_values(
     catalog: Catalog, identifier: str, topic: str, kafka_settings: Mapping[str, str], fmt: str,
     ranges: Mapping[int, tuple[int, int]], sample: float = 1.0, lowercase: bool = False,
-    writer_schemas: WriterSchemas | None = None,
+    writer_schemas: WriterSchemas | None = None, rename_columns: Mapping[str, str] | None = None,
 ) -> ValueReport:
     """Compare the records of `ranges` (partition -> first offset, end) with the table and its dead letters;
-    `fmt`, `lowercase`: the table's format and column-name folding."""
+    `fmt`, `lowercase`, `rename_columns`: the table's format, column-name folding and renames."""
     table = catalog.load_table(identifier)
     schema = table.schema().as_arrow()
     value_schema = pa.schema([f for f in schema if f.name not in metadata.NAMES])
-    reference = reference_for(fmt, value_schema, lowercase, writer_schemas)
+    reference = reference_for(fmt, value_schema, lowercase, writer_schemas,
+                              column_renames(rename_columns or {}, lowercase))
     dead_letter_table = load_if_exists(catalog, dead_letter.dlq_identifier(identifier))
     report = ValueReport(sample=sample)
     for partition, (start, end) in sorted(ranges.items()):

@@ -156,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--workers", type=int, default=1, help="processes, each reading a share of the partitions")
     backfill.add_argument("--partition-ends", help=argparse.SUPPRESS)  # PARTITION:OFFSET,… from a parent's plan
 
+    rebuild = commands.add_parser(
+        "rebuild", help="a new version of a table built from the log beside the live one, then cut over")
+    _add_connection_flags(rebuild)
+    rebuild.add_argument("--table", required=True, help="NAMESPACE.TABLE; the config gives the new version's settings")
+    since = rebuild.add_mutually_exclusive_group()
+    since.add_argument("--from-earliest", action="store_true", help="from the log's start (the default)")
+    since.add_argument("--from-timestamp", help="ISO-8601: from the first record at or after it")
+    rebuild.add_argument("--max-records-per-second", type=float,
+                         help="read no faster (default: no limit), to leave the live writer its share of the machine")
+    rebuild.add_argument("--freeze-seconds", type=float, default=120.0,
+                         help="how long a cutover may hold the live writer's commits before it lets go (default 120)")
+    rebuild.add_argument("--no-cutover", action="store_true", help="build and catch up, leave the live table as it is")
+    rebuild.add_argument("--metrics-port", type=int, help="serve the rebuild's progress as Prometheus metrics here")
+    act = rebuild.add_mutually_exclusive_group()
+    act.add_argument("--rollback", action="store_true",
+                     help="swap back to NS.T__previous (the config must be the one it was written under)")
+    act.add_argument("--drop-previous", action="store_true", help="drop NS.T__previous and its dead letters")
+    act.add_argument("--abandon", action="store_true", help="drop an unfinished NS.T__rebuild")
+    act.add_argument("--show", action="store_true", help="print the settings the table records from its rebuild")
+
     status = commands.add_parser("status", help="per table: lag, freshness, last commit, snapshots, small files")
     _add_connection_flags(status)
     status.add_argument("--output", choices=("text", "json"), default="text")
@@ -195,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "backfill":
             return _backfill(args, argv)
+        if args.command == "rebuild":
+            return _rebuild(args)
         if args.command == "compact":
             return _compact(args)
         if args.command == "maintain":
@@ -293,7 +315,8 @@ def _audit(args: argparse.Namespace) -> int:
     ok = all(r.ok for r in reports)
     if values_spec is not None:
         fmt, lowercase = values_spec
-        ok = _audit_values(args, config, reports, fmt, lowercase) and ok
+        renames = listed.rename_columns if listed is not None else {}
+        ok = _audit_values(args, config, reports, fmt, lowercase, renames) and ok
     done = "audit: OK, nothing missing, nothing duplicated" + (", values equal" if args.values else "")
     print(done if ok else "audit: FAILED")
     return 0 if ok else 1
@@ -355,7 +378,8 @@ def _values_spec(args: argparse.Namespace, listed: Any) -> tuple[str, bool]:
     return listed.format, listed.column_names == "lowercase"
 
 
-def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: str, lowercase: bool) -> bool:
+def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: str, lowercase: bool,
+                  renames: dict[str, str] | None = None) -> bool:
     from tabletopic.audit_values import audit_values, format_values
     from tabletopic.catalog.loader import open_catalog
     from tabletopic.decode.avro import WriterSchemas
@@ -369,7 +393,7 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
         writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties))
     ranges = {r.partition: (r.log_start, r.committed) for r in reports if r.committed is not None}
     report = audit_values(open_catalog(config.catalog), args.table, args.topic, config.kafka, fmt, ranges,
-                          args.sample or 1.0, lowercase, writer_schemas)
+                          args.sample or 1.0, lowercase, writer_schemas, renames)
     for line in format_values(report):
         print(line)
     return report.ok
@@ -545,6 +569,48 @@ def _timestamp_ms(flag: str, text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from tabletopic.catalog.loader import open_catalog
+    from tabletopic.rebuild import manage
+    from tabletopic.rebuild.cutover import SwapRefused
+    from tabletopic.rebuild.run import RebuildRequest, rebuild
+
+    config = load_config(args.config or os.environ.get("TABLETOPIC_CONFIG"), _connection_flags(args))
+    logs.configure(config.log_level, secrets=config.secret_values)
+    catalog = open_catalog(config.catalog)
+    try:
+        if args.rollback:
+            done = manage.rollback(catalog, config, args.table, args.freeze_seconds)
+        elif args.drop_previous:
+            done = manage.drop_previous(catalog, args.table)
+        elif args.abandon:
+            done = manage.abandon(catalog, args.table)
+        elif args.show:
+            done = manage.show(catalog, args.table)
+        else:
+            if args.metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(args.metrics_port, addr="127.0.0.1")
+            registry = config.schema_registry
+            writer_schemas = None
+            if registry.url:
+                from tabletopic.decode.avro import WriterSchemas
+                from tabletopic.kafka.registry import SchemaRegistry
+
+                writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties))
+            request = RebuildRequest(
+                args.table,
+                _timestamp_ms("--from-timestamp", args.from_timestamp) if args.from_timestamp else None,
+                args.max_records_per_second, args.freeze_seconds, cutover=not args.no_cutover)
+            done = rebuild(catalog, config, request, writer_schemas)
+    except SwapRefused as exc:
+        print(f"tabletopic rebuild: refused: {exc}", file=sys.stderr)
+        return 1
+    print(done)
+    return 0
 
 
 def _backfill(args: argparse.Namespace, argv: list[str]) -> int:

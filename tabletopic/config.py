@@ -49,7 +49,8 @@ Envelope = Literal["none", "debezium"]
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
 # Variables of ours that are not config keys: the download cache, the config file, a worker's supervisor.
-NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID", SECRET_DIRS_ENV})
+NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID", "TABLETOPIC_FAILPOINT",
+                           SECRET_DIRS_ENV})
 
 DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_GROUP = "tabletopic"
@@ -124,6 +125,8 @@ class TableConfig:
     commit_interval_seconds: float | None = None  # this table's own commit.interval_seconds
     target_file_size_bytes: int | None = None  # this table's own maintenance.target_file_size_bytes
     column_names: ColumnNames = "as_is"  # `lowercase`: field names folded, so userId and UserID are one column
+    # Top-level value fields under another column name (source field -> column); after `column_names` folding.
+    rename_columns: dict[str, str] = field(default_factory=dict)
     # `upsert`: the table holds the latest value per key, a tombstone deletes its key (docs/upsert.md).
     # None: upsert with `envelope: debezium`, else append.
     mode: TableMode | None = None
@@ -283,6 +286,12 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+
+def table_config_from(data: Mapping[str, Any], where: str) -> TableConfig:
+    """A table's settings as a mapping (its YAML, or what a table records of them) → TableConfig."""
+    table: TableConfig = _build(TableConfig, data, where)
+    return table
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -414,6 +423,7 @@ def validate(config: Config) -> None:
                 parse_term(term)
             except ValueError as exc:
                 raise ConfigError(f"{key}.partition_by[{term_index}]", str(exc)) from None
+        _validate_renames(table, key)
         _validate_upsert(table, key)
     if config.commit.interval_seconds <= 0:
         raise ConfigError("commit.interval_seconds", "must be above 0")
@@ -444,6 +454,46 @@ def validate(config: Config) -> None:
 
 
 CDC_COLUMNS = ("op", "source_ts_ms", "lsn")
+
+
+def _validate_renames(table: TableConfig, key: str) -> None:
+    """`rename_columns`: each field onto a column of its own, never a metadata column; the key names the columns."""
+    if not table.rename_columns:
+        return
+    where = f"{key}.rename_columns"
+    if table.format == "raw":
+        raise ConfigError(where, f"{table.table}: a raw value has no fields to rename (format is raw)")
+    lowercase = table.column_names == "lowercase"
+    sources: dict[str, str] = {}  # as matched (folded with lowercase) -> as written
+    for source in table.rename_columns:
+        folded = source.lower() if lowercase else source
+        if folded in sources:
+            raise ConfigError(where, f"{table.table}: {sources[folded]!r} and {source!r} are one field once "
+                                     "folded (column_names: lowercase)")
+        sources[folded] = source
+    targets: dict[str, str] = {}
+    for source, target in table.rename_columns.items():
+        if not source or not target.strip():
+            raise ConfigError(f"{where}.{source}", f"{table.table}: an empty name ({source!r} -> {target!r})")
+        if target in METADATA_NAMES:
+            raise ConfigError(f"{where}.{source}", f"{table.table}: {target} is a Kafka metadata column")
+        if target in table.cdc_columns.values():
+            raise ConfigError(f"{where}.{source}", f"{table.table}: {target} is a cdc_columns column")
+        if target == KEY_COLUMN and table.upsert is not None and table.upsert.key_format in ("string", "bytes"):
+            raise ConfigError(f"{where}.{source}", f"{table.table}: {target} is the Kafka key's column")
+        if target in sources or target == source:
+            raise ConfigError(f"{where}.{source}", f"{table.table}: {target!r} is itself a renamed field: rename "
+                                                   "each field straight to its column")
+        if target in targets:
+            raise ConfigError(f"{where}.{source}", f"{table.table}: {targets[target]!r} and {source!r} would both "
+                                                   f"become column {target!r}")
+        targets[target] = source
+    for column in table.key:
+        renamed = sources.get(column.lower() if lowercase else column)
+        if renamed is not None:
+            raise ConfigError(f"{key}.key", f"{table.table}: {column!r} is renamed to "
+                                            f"{table.rename_columns[renamed]!r} by rename_columns: the key names "
+                                            "the renamed column")
 
 
 def _validate_upsert(table: TableConfig, key: str) -> None:

@@ -29,6 +29,15 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.catalog.loader import open_catalog
+from tabletopic.catalog.projection import (
+    Cutover,
+    ProjectionChanged,
+    TableFrozen,
+    hash_of,
+    projection_differences,
+    recorded_projection,
+    under_projection,
+)
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit import faults, gate
 from tabletopic.commit.committer import CommitOutcome, table_offsets
@@ -62,6 +71,8 @@ FAULT_RETRY_S = 60.0
 # most; topics left undecided meanwhile are claimed again after a backoff that grows up to CLAIM_RETRY_MAX_S.
 LIST_TOPICS_TIMEOUT_S = 5.0
 CLAIM_RETRY_MAX_S = 30.0
+# How often a table a rebuild's cutover froze tries its commit again.
+FROZEN_RETRY_S = 1.0
 
 
 @dataclass
@@ -121,19 +132,67 @@ class Service:
         self._unclaimed: set[str] = set()  # pattern topics left undecided: the topics could not be listed
         self._claim_failures = 0  # listings failed in a row
         self._claim_retry_at = 0.0
+        self._frozen_by: dict[str, str] = {}  # table -> the cutover whose freeze was said
 
     def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
-        dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic, spec.table)
-                             if spec.dead_letter_topic else None)
-        sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
-                         dead_letter_topic, routed=routed, clock=self._clock)
-        sink.committer.topic_ids = self._read_ids
+        sink = self._make_sink(spec, routed)
         self.sinks.append(sink)
         if not routed:
             self._sink_of_topic.update(dict.fromkeys(topics, sink))
         self._sink_named[sink.identifier] = sink
         self._health[sink.identifier] = TableHealth()
         return sink
+
+    def _make_sink(self, spec: TableConfig, routed: bool) -> TableSink:
+        spec = self._projected(spec)
+        dead_letter_topic = (DeadLetterTopic(self.config.kafka, spec.dead_letter_topic, spec.table)
+                             if spec.dead_letter_topic else None)
+        sink = TableSink(spec, self._catalog, self.config.group_id, self.writer_id, self._retry, self._writer_schemas,
+                         dead_letter_topic, routed=routed, clock=self._clock)
+        sink.committer.topic_ids = self._read_ids
+        return sink
+
+    def _projected(self, spec: TableConfig) -> TableConfig:
+        """`spec`, its rows made under the projection its table records (a rebuild's), if the table has one."""
+        table = load_if_exists(self._catalog, spec.table)
+        recorded = recorded_projection(table.metadata.properties) if table is not None else None
+        if recorded is None or recorded.hash == hash_of(spec):
+            return spec
+        log.warning("table.projection_from_table", table=spec.table, projection=recorded.hash,
+                    differences=projection_differences(spec, recorded),
+                    why="the table was rebuilt under these settings (tabletopic rebuild): its rows are made that way",
+                    fix="put the table's settings in the config (`tabletopic rebuild --show --table T` prints them)")
+        return under_projection(spec, recorded)
+
+    def _adopt_projection(self, old: TableSink, change: ProjectionChanged) -> None:
+        """A rebuild's cutover or rollback put a table made under another projection in this one's place:
+        its sink is made again under that projection and its partitions read again from where the table
+        stands (what the old sink buffered is dropped: its rows are of the old projection)."""
+        new = self._make_sink(old.spec, old.routed)
+        self.sinks[self.sinks.index(old)] = new
+        self._sink_of_topic.update({t: new for t, each in self._sink_of_topic.items() if each is old})
+        self._sink_named[new.identifier] = new
+        self._routes.update({t: (field, tables, new) for t, (field, tables, default) in self._routes.items()
+                             if default is old})
+        mine = self._partitions_of(new)
+        offsets: OffsetMap = {}
+        for topic in sorted({t for t, _ in mine}):
+            offsets.update(self._positions.starts_for(topic, [tp for tp in mine if tp[0] == topic]))
+        self._positions.reposition(mine, offsets)
+        self._frozen_by.pop(new.identifier, None)
+        log.warning("table.projection_adopted", table=new.identifier, projection=change.recorded, was=change.mine,
+                    offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
+
+    def _hold_for_cutover(self, sink: TableSink, freeze: TableFrozen) -> None:
+        """A rebuild's cutover froze the table: its commits wait (its rows stay buffered) until the cutover
+        has swapped the table, or its freeze lapsed."""
+        retry_at = self._clock() + FROZEN_RETRY_S
+        self._health[sink.identifier].retry_at = retry_at
+        self._held[sink.identifier] = retry_at
+        self.consumer.pause(self._gate.close(gate.held(sink.identifier), self._topics_of(sink)))
+        if self._frozen_by.get(sink.identifier) != freeze.by:
+            self._frozen_by[sink.identifier] = freeze.by
+            log.warning("table.frozen_for_cutover", table=sink.identifier, cutover=freeze.by, until=freeze.until)
 
     def _add_routed(self, spec: TableConfig) -> None:
         plain = dataclasses.replace(spec, route_field=None, route_tables={})
@@ -370,6 +429,9 @@ class Service:
         if isinstance(exc, DeadLetterFlood):
             self._on_dead_letter_flood(sink, chunk, exc)
             return True
+        if isinstance(exc, ProjectionChanged):
+            self._adopt_projection(sink, exc)
+            return True
         registry_outage = isinstance(exc, SourceUnavailable) and not isinstance(exc, CatalogCallFailed)
         fault = None if registry_outage else faults.permanent(exc)  # judged on its cause (`__cause__`) too
         # A failed catalog call, whatever it raised (catalog/calls.py), and a schema change that kept losing
@@ -416,6 +478,12 @@ class Service:
             self._flush(sink)
         except PermanentFault as fault:
             self._halt_on_fault(sink, fault)
+            return
+        except TableFrozen as freeze:
+            self._hold_for_cutover(sink, freeze)
+            return
+        except ProjectionChanged as change:
+            self._adopt_projection(sink, change)
             return
         except CommitError as exc:
             health.failures += 1
@@ -490,7 +558,10 @@ class Service:
 
     def _flush_all(self) -> None:
         for sink in self.sinks:
-            self._flush(sink)
+            try:
+                self._flush(sink)
+            except Cutover as exc:  # its records are read again from where the table (or its successor) stands
+                log.warning("table.left_to_cutover", table=sink.identifier, reason=str(exc))
 
     def _flush(self, sink: TableSink, tps: list[TopicPartition] | None = None) -> None:
         if self._positions.recreated_under_us(sink):
@@ -548,7 +619,7 @@ class Service:
             if mine:
                 try:
                     self._flush(sink, mine)  # what was read before is good
-                except CommitError as exc:
+                except (CommitError, Cutover) as exc:
                     log.warning("table.commit_failed", table=sink.identifier, error=str(exc))  # read again
         topics = sorted({t for t, _ in tps})
         current_ids = self._positions.current_ids(topics)
@@ -572,7 +643,7 @@ class Service:
                 continue
             try:
                 self._flush(sink, mine)
-            except CommitError as exc:
+            except (CommitError, Cutover) as exc:
                 # The next owner starts from the table, so nothing is lost by letting go.
                 log.warning("revoke.commit_failed", table=sink.identifier, error=str(exc))
             sink.drop(mine)

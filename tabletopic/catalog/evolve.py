@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import structlog
 from pyiceberg.catalog import Catalog
@@ -26,7 +28,7 @@ def value_schema(table: Table) -> pa.Schema:
 
 def evolve(
     catalog: Catalog, identifier: str, incoming: pa.Schema, additions_only: bool = False,
-    caps: ColumnCaps | None = None,
+    caps: ColumnCaps | None = None, guard: Callable[[Table], None] | None = None,
 ) -> tuple[Table, EvolutionPlan, int]:
     """Change the table to hold `incoming` if the plan allows it; returns the table as it now is, the
     plan and how many fields the change added. With `caps`, a change past them raises TooManyColumns
@@ -35,10 +37,13 @@ def evolve(
     Each attempt plans against the freshly loaded table, so a writer that lost the race to
     another one evolving the same way finds nothing left to do. A schema change never moves
     the snapshot, so it never conflicts with a data commit (and the reverse). The change is one
-    schema update, committed whole or not at all.
+    schema update, committed whole or not at all. `guard(table)` may refuse the change by raising,
+    on each freshly loaded table.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         table = _load(catalog, identifier)
+        if guard is not None:
+            guard(table)
         current = value_schema(table)
         schema = table.schema()
         keys = frozenset(schema.find_column_name(i) or "" for i in schema.identifier_field_ids)

@@ -22,6 +22,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
+from tabletopic.catalog.projection import PROJECTION_HASH_KEY, Cutover, check_cutover
 from tabletopic.catalog.pyiceberg_private import check_arrow_schema, data_files_from_arrow
 from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer
@@ -167,6 +168,9 @@ class Committer:
         # own commits). Offsets never go back but by a reset (or a rollback): a table found below it
         # asks for a range this writer has read past, so the batch is fenced and read again from there.
         self.seen: OffsetMap = {}
+        # The projection hash the rows are made under (catalog/projection.py), recorded with each commit; a
+        # table recording another refuses the commit (ProjectionChanged). None: dead letters, no projection.
+        self.projection: str | None = None
 
     def load(self) -> Table:
         return self.catalog.load_table(self.identifier)
@@ -206,6 +210,8 @@ class Committer:
                     outcome.committed, outcome.newest_record_ms = attempted, newest
                     self.seen.update(attempted)
                     return outcome
+                # A rebuild's cutover freezing the table, or a table made under another projection.
+                check_cutover(self.identifier, table.metadata.properties, self.projection, time.time())
                 committed = table_offsets(table, self.group)
                 recorded_ids = table_topic_ids(table, self.group)
                 # Step 2.
@@ -258,6 +264,7 @@ class Committer:
                     WRITER_ID_KEY: self.writer_id,
                     **_topic_ids_property(self.group, recorded_ids, {tp[0] for tp in to_commit}, self.topic_ids),
                     **({NEWEST_RECORD_KEY: str(newest)} if newest is not None else {}),
+                    **({PROJECTION_HASH_KEY: self.projection} if self.projection is not None else {}),
                 }
                 log.info("commit.started", table=self.identifier, commit_id=commit_id, attempt=outcome.attempts)
                 outcome.snapshot_id = self.payload.commit(table, written, properties)
@@ -272,6 +279,8 @@ class Committer:
                 log.info("commit.conflict", table=self.identifier, attempt=outcome.attempts, error=str(exc))
             except CommitStateUnknownException as exc:
                 log.warning("commit.state_unknown", table=self.identifier, commit_id=commit_id, error=str(exc))
+            except Cutover:
+                raise  # not a failure of the commit: the service holds the table or adopts its projection
             except Exception as exc:
                 fault = faults.permanent(exc)
                 if fault is not None:  # refused credentials, a missing bucket: retrying cannot help

@@ -22,6 +22,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
+from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY
 from tabletopic.commit.committer import append_files
 from tabletopic.compaction.files import referenced_files
 from tabletopic.compaction.plan import SnapshotInfo, keys_to_carry, snapshots_to_expire
@@ -40,7 +41,7 @@ CARRIED_FROM_KEY = "tabletopic.carried-from"  # {key: id of the snapshot its val
 # takes from the newest ancestor carrying it (offsets maps, the newest record's time, ...).
 PER_SNAPSHOT_KEYS = frozenset({
     "tabletopic.commit-id", "tabletopic.writer-id", "tabletopic.offsets-reset", "tabletopic.compaction-id",
-    "tabletopic.manifest-merge-id", "tabletopic.replay-id", CARRIED_FROM_KEY,
+    "tabletopic.manifest-merge-id", "tabletopic.replay-id", FREEZE_SUMMARY_KEY, CARRIED_FROM_KEY,
 })
 
 

@@ -24,3 +24,4 @@ class Reason(StrEnum):
     KEY_MISMATCH = "key_mismatch"  # upsert table: a value's key column differs from the record's Kafka key
     BAD_ENVELOPE = "bad_envelope"  # Debezium: not an envelope, an unknown `op`, or c/r/u without `after`
     TRUNCATE_UNSUPPORTED = "truncate_unsupported"  # Debezium truncate (`t`): not applied, truncate the table by hand
+    RENAME_COLLISION = "rename_collision"  # rename_columns: the value holds a renamed field and its target name

@@ -30,6 +30,7 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
+from tabletopic.decode.renames import RenameCollision, Renames, rename_record, rename_table, renamed_schema
 from tabletopic.exceptions import SchemaError, SourceUnavailable
 from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 
@@ -111,24 +112,30 @@ class AvroDecoder:
     """
 
     def __init__(self, schemas: WriterSchemas, arrow_schema: pa.Schema, lowercase: bool = False,
-                 max_items: int = DEFAULT_MAX_ITEMS) -> None:
+                 max_items: int = DEFAULT_MAX_ITEMS, renames: Renames | None = None) -> None:
+        """`renames`: the table's `rename_columns` (decode/renames.py column_renames), applied after `lowercase`."""
         self._schemas = schemas
         self._max_items = max_items
         self.schema = arrow_schema
         self._lowercase = lowercase
+        self._renames = dict(renames or {})
         self._plans: dict[int, EvolutionPlan] = {}
         self._renamers: dict[int, Rename | None] = {}
+        self._collisions: dict[int, str] = {}  # schema ids holding a renamed field and its target
 
     def _plan(self, schema_id: int) -> EvolutionPlan:
         plan = self._plans.get(schema_id)
         if plan is None:
             try:
                 writer = self._schemas.parsed(schema_id)
-                incoming = writer_arrow_schema(writer, self._lowercase)
+                incoming = writer_arrow_schema(writer, self._lowercase, self._renames)
                 self._renamers[schema_id] = avro_renamer(writer) if self._lowercase else None
                 plan = plan_evolution(self.schema, incoming)
             except (UnknownSchemaId, SourceUnavailable):
                 raise
+            except RenameCollision as exc:  # every record of this schema holds both fields
+                self._collisions[schema_id] = str(exc)
+                plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
             except (UnreadableSchema, SchemaError, NameCollision) as exc:
                 plan = EvolutionPlan(self.schema, incompatible=[str(exc)])
             except Exception as exc:  # a schema nobody foresaw: its records are dead letters, never a crash loop
@@ -168,7 +175,7 @@ class AvroDecoder:
                 return None
             try:
                 read = avro_batch.read_batch(text, self._schemas.parsed(schema_id), [bodies[i] for i in indexes])
-                parts.append(conform_table(read, self.schema))
+                parts.append(conform_table(rename_table(read, self._renames), self.schema))
             except Exception:  # the per-record path finds and names the records at fault
                 return None
             order.extend(indexes)
@@ -236,6 +243,9 @@ class AvroDecoder:
             plan = self._plan(schema_id)
         except UnknownSchemaId:
             raise BadValue(index, f"unknown schema id {schema_id}", Reason.UNKNOWN_SCHEMA_ID, schema_id) from None
+        if schema_id in self._collisions:
+            raise BadValue(index, f"schema id {schema_id}: {self._collisions[schema_id]}", Reason.RENAME_COLLISION,
+                           schema_id)
         if plan.incompatible:
             raise BadValue(index, f"schema id {schema_id}: " + "; ".join(plan.incompatible),
                            Reason.INCOMPATIBLE_SCHEMA, schema_id)
@@ -265,7 +275,13 @@ class AvroDecoder:
         if self._schemas.needs_fixing(schema_id):
             record = _as_column_values(record)
         rename = self._renamers.get(schema_id)
-        return rename(record) if rename is not None else record
+        record = rename(record) if rename is not None else record
+        if not self._renames:
+            return record
+        try:
+            return rename_record(record, self._renames)
+        except RenameCollision as exc:
+            raise BadValue(index, str(exc), Reason.RENAME_COLLISION, schema_id) from None
 
 
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
@@ -296,13 +312,14 @@ def first_writer_schema(schemas: WriterSchemas, values: Sequence[bytes | None]) 
     return None
 
 
-def writer_arrow_schema(writer: Any, lowercase: bool) -> pa.Schema:
-    """The Arrow schema of a writer schema, its names folded to lower case if the table asks for it."""
+def writer_arrow_schema(writer: Any, lowercase: bool, renames: Renames | None = None) -> pa.Schema:
+    """The Arrow schema of a writer schema, its names folded to lower case if the table asks for it, then its
+    top-level fields renamed (RenameCollision: it has a renamed field and its target)."""
     schema = avro_to_arrow(writer)
     if lowercase:
         avro_renamer(writer)  # raises NameCollision for fields that fold together
-        return lowercase_schema(schema)
-    return schema
+        schema = lowercase_schema(schema)
+    return renamed_schema(schema, renames) if renames else schema
 
 
 def avro_to_arrow(schema: Any) -> pa.Schema:

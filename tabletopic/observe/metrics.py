@@ -154,3 +154,18 @@ def _set_samples(families: Iterable[Any], name: str) -> Iterator[dict[str, str]]
             for sample in family.samples:
                 if sample.value >= 1:
                     yield sample.labels
+
+
+rebuild_behind = Gauge("tabletopic_rebuild_behind_records",
+                       "Offsets the rebuild still has to read to reach what the live table holds", ["table"],
+                       multiprocess_mode="livemostrecent")
+rebuild_eta = Gauge("tabletopic_rebuild_eta_seconds", "Estimated time for the rebuild to catch up (-1: not closing)",
+                    ["table"], multiprocess_mode="livemostrecent")
+rebuild_records = Counter("tabletopic_rebuild_records", "Records the rebuild has read", ["table"])
+
+
+def record_rebuild(table: str, behind: int, eta_s: float | None, read: int) -> None:
+    rebuild_behind.labels(table).set(behind)
+    rebuild_eta.labels(table).set(-1 if eta_s is None else eta_s)
+    if read:
+        rebuild_records.labels(table).inc(read)

@@ -21,6 +21,7 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.isolate import Part, describe, is_infrastructure, isolate
 from tabletopic.decode.names import NameCollision, lowercase_json
+from tabletopic.decode.renames import column_renames, renamed_json_chunk, source_schema
 from tabletopic.sink.rows import assemble, culprit, oversized, without_required_nulls
 from tabletopic.sink.table_shape import TableShape
 
@@ -46,12 +47,16 @@ class Intake:
         self.identifier = spec.table
         self.shape = shape
         self._lowercase = spec.column_names == "lowercase"
+        self._renames = column_renames(spec.rename_columns, self._lowercase)
 
     def read(self, chunk: RecordChunk) -> Intaken:
         pre_bad = oversized(chunk, self.spec.max_record_bytes)
         work = chunk
         if self._lowercase and self.spec.format == "json":
             work, collisions = self._lowercased(chunk, {b.index for b in pre_bad})
+            pre_bad += collisions
+        if self._renames and self.spec.format == "json":  # after folding: the sources are folded names
+            work, collisions = renamed_json_chunk(work, self._renames, {b.index for b in pre_bad})
             pre_bad += collisions
         positions = list(range(len(chunk)))
         if pre_bad:
@@ -106,7 +111,7 @@ class Intake:
         return Part(rows, [lo + i for i in good], bad, decoded.dropped_fields)
 
     def _lowercased(self, chunk: RecordChunk, skip: set[int]) -> tuple[RecordChunk, list[BadValue]]:
-        schema = self.shape.schema if self.shape.schema is not None else pa.schema([])
+        schema = source_schema(self.shape.schema, self._renames) if self.shape.schema is not None else pa.schema([])
         values: list[bytes | None] = []
         bad: list[BadValue] = []
         for index, value in enumerate(chunk.values):

@@ -20,6 +20,7 @@ from tabletopic.core.upsert_mode import DELETE_FLAG, UpsertMode
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.keys import DecodedKeys
 from tabletopic.decode.names import lowercase_json
+from tabletopic.decode.renames import column_renames, renamed_json_keys, source_names
 from tabletopic.sink.envelope import debezium_avro_chunk, debezium_chunk
 from tabletopic.sink.intake import Intake, Intaken
 from tabletopic.sink.rows import assemble
@@ -32,6 +33,7 @@ class KeyedIntake:
         self.shape = shape
         self.mode = mode
         self.values = Intake(spec, shape, attach=self._attach_keys)
+        self._renames = column_renames(spec.rename_columns, spec.column_names == "lowercase")
 
     def read(self, chunk: RecordChunk) -> Intaken:
         envelope_bad: list[BadValue] = []
@@ -41,13 +43,19 @@ class KeyedIntake:
                 unwrapped = debezium_avro_chunk(chunk, self.shape.envelope_reader, self.shape.row_schemas,
                                                 self.spec.cdc_columns)
             else:
+                # `after` and `before` hold the fields under their source names: renamed after this step.
                 columns = {} if self.shape.schema is None else {f.name: f.type for f in self.shape.schema}
-                unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, self.shape.key_names or None, columns)
+                columns = dict(zip(source_names(list(columns), self._renames), columns.values(), strict=True))
+                key_names = source_names(self.shape.key_names, self._renames)
+                unwrapped = debezium_chunk(chunk, self.spec.cdc_columns, key_names or None, columns)
             chunk, envelope_bad = unwrapped.chunk, unwrapped.bad
             if unwrapped.declared is not None:
                 self.shape.declared = unwrapped.declared
         if self.spec.column_names == "lowercase" and self.mode.key_format == "json":
             chunk = _lowercase_keys(chunk)
+        if self._renames and self.mode.key_format == "json":
+            chunk, collisions = renamed_json_keys(chunk, self._renames, {b.index for b in envelope_bad})
+            envelope_bad += collisions
         skip = {b.index for b in envelope_bad}
         tombstones = [i for i, value in enumerate(chunk.values) if value is None and i not in skip]
         keyed = [i for i in range(len(chunk)) if i not in skip and chunk.values[i] is not None]

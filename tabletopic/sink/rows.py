@@ -11,6 +11,7 @@ from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.isolate import describe
+from tabletopic.decode.renames import RenameCollision
 from tabletopic.exceptions import SchemaError
 
 
@@ -26,6 +27,8 @@ def culprit(index: int, exc: Exception) -> BadValue:
     """The bad value of a record its decoding, schema change or table creation raised on."""
     if isinstance(exc, TooManyColumns):
         return BadValue(index, str(exc), Reason.TOO_MANY_COLUMNS)
+    if isinstance(exc, RenameCollision):  # a new table's first writer schema holds a renamed field and its target
+        return BadValue(index, str(exc), Reason.RENAME_COLLISION)
     if isinstance(exc, SchemaError):  # our own check of a new table's or column's schema
         return BadValue(index, str(exc), Reason.INCOMPATIBLE_SCHEMA)
     return BadValue(index, describe(exc), Reason.DECODER_ERROR)

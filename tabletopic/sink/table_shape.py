@@ -17,6 +17,7 @@ from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, check_caps, count_fields, plan_evolution
 from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
 from tabletopic.catalog.partition_evolution import follow_partition_by, partition_by_property
+from tabletopic.catalog.projection import ProjectionChanged, hash_of, recorded_projection
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, key_columns, load_if_exists, scope_problem, table_schema
 from tabletopic.config import TableConfig
@@ -30,6 +31,7 @@ from tabletopic.decode.debezium_avro import AfterRowSchemas
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.keys import KeyDecoder
 from tabletopic.decode.names import NameCollision
+from tabletopic.decode.renames import column_renames
 from tabletopic.exceptions import ConfigError, SchemaError
 from tabletopic.upsert.changes import check_key_type
 
@@ -54,6 +56,7 @@ class TableShape:
             self._writer_schemas = WriterSchemas(AfterRowSchemas(writer_schemas.registry, spec.cdc_columns))
         self._on_change = on_change
         self._lowercase = spec.column_names == "lowercase"
+        self._renames = column_renames(spec.rename_columns, self._lowercase)
         self.decoder: Decoder | None = None
         self.schema: pa.Schema | None = None
         self.upsert = spec.upsert  # None: an append table
@@ -63,8 +66,10 @@ class TableShape:
         self.declared: pa.Schema | None = None
         self._batch_room = spec.max_new_columns_per_batch  # fields the batch may still add after its first change
         self._batch_changed = False
+        self.projection = hash_of(spec)
         table = load_if_exists(catalog, spec.table)
         if table is not None:
+            self._check_projection(table)  # a rebuilt table's projection is never changed by an older config
             self._check_mode(table)  # before any change: the wrong kind of table is refused as it is
             table = follow_partition_by(catalog, spec.table, table, spec.partition_by,
                                         f"tables[{spec.table}].partition_by")
@@ -79,6 +84,7 @@ class TableShape:
         return self.decoder is not None or load_if_exists(self._catalog, self.identifier) is not None
 
     def use(self, table: Table) -> None:
+        self._check_projection(table)
         self._check_mode(table)
         self.schema = table.schema().as_arrow()
         self.key_names = key_columns(table)
@@ -92,9 +98,14 @@ class TableShape:
             return JsonDecoder(value_schema, self.spec.json_drift)
         if self.spec.format == "avro":
             assert self._writer_schemas is not None, "config validation requires a registry for avro"
-            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase,
+            return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase, renames=self._renames,
                                max_items=self.spec.max_items)
         return raw.RawDecoder()
+
+    def _check_projection(self, table: Table) -> None:
+        recorded = recorded_projection(table.metadata.properties)
+        if recorded is not None and recorded.hash != self.projection:
+            raise ProjectionChanged(self.identifier, recorded.hash, self.projection)
 
     def _check_mode(self, table: Table) -> None:
         """An existing table must be what the config says: its mode, its key and a spec that scopes deletes."""
@@ -190,7 +201,7 @@ class TableShape:
             assert self._writer_schemas is not None
             writer = first_writer_schema(self._writer_schemas, chunk.values)
             try:
-                return pa.schema([]) if writer is None else writer_arrow_schema(writer, self._lowercase)
+                return pa.schema([]) if writer is None else writer_arrow_schema(writer, self._lowercase, self._renames)
             except NameCollision as exc:
                 raise SchemaError("(value)", str(exc)) from None
         return raw.SCHEMA
@@ -238,7 +249,8 @@ class TableShape:
         caps = self._caps(alone)
         if plan.needs_change:
             check_caps(count_fields(self.schema), count_fields(plan.target) - count_fields(known), caps)
-        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only, caps)
+        table, plan, added = evolve(self._catalog, self.identifier, drift.incoming, drift.additions_only, caps,
+                                    guard=self._check_projection)
         self._added(added)
         if plan.incompatible:
             log.warning("schema.refused", table=self.identifier, reasons=plan.incompatible[:LOGGED_CHANGES],

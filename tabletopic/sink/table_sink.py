@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 import structlog
 from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.projection import hash_of
 from tabletopic.commit.buffer import TableBuffer
 from tabletopic.commit.committer import CommitOutcome, Committer
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
@@ -50,6 +51,7 @@ class TableSink:
         upsert = spec.upsert
         self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic, clock,
                                   upsert=upsert is not None)
+        self.writer.committer.projection = hash_of(spec)
         self.shape = TableShape(spec, catalog, writer_schemas, on_change=self.writer.conform)
         self.intake: Intake | KeyedIntake = Intake(spec, self.shape) if upsert is None \
             else KeyedIntake(spec, self.shape, upsert)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import structlog
 from pyiceberg.catalog import Catalog
 
+from tabletopic.catalog.projection import Cutover, check_cutover
 from tabletopic.catalog.tables import create_table, load_if_exists
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
 from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
@@ -100,19 +101,21 @@ class TableWriter:
         if not parts:  # an upsert table none of whose records had a key yet: no table to hold offsets
             try:
                 self._commit_dead_letters(letters)
-            except CommitError:
+            except (CommitError, Cutover) as exc:
                 self.dead_letters.put_back(letters, self._clock())
-                metrics.record_commit_failed(self.identifier)
+                if isinstance(exc, CommitError):
+                    metrics.record_commit_failed(self.identifier)
                 raise
             return None
         try:
             if letters:
                 self._commit_dead_letters(letters)
             outcome = self.committer.commit(parts)
-        except CommitError:
+        except (CommitError, Cutover) as exc:  # a cutover holds the table: its rows wait, or are read again
             self.dead_letters.put_back(letters, self._clock())
             self.buffer.put_back(parts, self._clock())
-            metrics.record_commit_failed(self.identifier)
+            if isinstance(exc, CommitError):
+                metrics.record_commit_failed(self.identifier)
             raise
         self.committed.update({**outcome.replayed, **outcome.fenced, **outcome.committed})
         self.newest_record_ms = max_known(self.newest_record_ms, outcome.newest_record_ms)
@@ -133,6 +136,10 @@ class TableWriter:
     def _commit_dead_letters(self, letters: dict[TopicPartition, PartitionBuffer]) -> None:
         identifier = self.dead_letter_committer.identifier
         if load_if_exists(self._catalog, identifier) is None:
+            # Never made while a rebuild's cutover moves the tables: it would stand where the new version's goes.
+            table = load_if_exists(self._catalog, self.identifier)
+            if table is not None:
+                check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())
             create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {})
         outcome = self.dead_letter_committer.commit(letters)
         log.info("dead_letters.committed", table=identifier, rows=outcome.rows,

@@ -78,7 +78,8 @@ def test_expiry_after_compaction_deletes_replaced_files_and_keeps_the_offsets(ca
     table = catalog.load_table("ns.t")
     assert [s.summary.operation.value for s in table.metadata.snapshots] == ["append"]
     assert CARRIED_FROM_KEY in table.current_snapshot().summary.additional_properties
-    assert result.carried == 2 and result.expired == 7  # the offsets map and the newest record's time
+    # the offsets map, the newest record's time and the projection the rows were made under
+    assert result.carried == 3 and result.expired == 7
     assert not any(os.path.exists(p.removeprefix("file://")) for p in old_data)
     assert all(os.path.exists(p.removeprefix("file://")) for p in referenced_files(table))
     assert table.scan().count() == 300
@@ -175,6 +176,7 @@ def test_a_tagged_old_snapshot_is_kept_and_does_not_stop_expiry(catalog):
 
 
 def test_per_snapshot_keys_name_the_keys_that_describe_one_snapshot_only():
+    from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY, PROJECTION_HASH_KEY
     from tabletopic.commit.committer import NEWEST_RECORD_KEY
     from tabletopic.commit.offsets import COMMIT_ID_KEY, WRITER_ID_KEY, offsets_key, topic_ids_key
     from tabletopic.compaction.expire import is_state_key
@@ -184,8 +186,9 @@ def test_per_snapshot_keys_name_the_keys_that_describe_one_snapshot_only():
     from tabletopic.replay import REPLAY_ID_KEY
 
     assert {COMMIT_ID_KEY, WRITER_ID_KEY, RESET_KEY, COMPACTION_ID_KEY, MERGE_ID_KEY, REPLAY_ID_KEY,
-            CARRIED_FROM_KEY} == PER_SNAPSHOT_KEYS
+            FREEZE_SUMMARY_KEY, CARRIED_FROM_KEY} == PER_SNAPSHOT_KEYS
     assert is_state_key(offsets_key("g")) and is_state_key(NEWEST_RECORD_KEY) and is_state_key(topic_ids_key("g"))
+    assert is_state_key(PROJECTION_HASH_KEY)
 
 
 class CatalogWithDeleteMeanwhile:

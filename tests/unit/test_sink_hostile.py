@@ -162,10 +162,10 @@ def test_with_errors_fail_the_first_record_the_decoder_raises_on_is_named(catalo
 def test_a_schema_change_that_raises_leaves_the_table_unchanged_and_refuses_only_its_records(catalog, monkeypatch):
     real = shape_module.evolve
 
-    def evolve(catalog_, identifier, incoming, additions_only=False, caps=None):
+    def evolve(catalog_, identifier, incoming, additions_only=False, caps=None, guard=None):
         if "bad" in incoming.names:
             raise ValueError("Cannot add column: bad")  # as pyiceberg does on a change it cannot make
-        return real(catalog_, identifier, incoming, additions_only, caps)
+        return real(catalog_, identifier, incoming, additions_only, caps, guard)
 
     monkeypatch.setattr(shape_module, "evolve", evolve)
     json_sink = sink(catalog)
@@ -191,10 +191,10 @@ def test_a_table_creation_that_raises_on_one_records_schema_creates_it_from_the_
             raise ValueError("Invalid schema, field 'bad'")  # as pyiceberg does on a schema it cannot take
         return real_create(catalog_, identifier, schema, partition_by, properties)
 
-    def evolve(catalog_, identifier, incoming, additions_only=False, caps=None):
+    def evolve(catalog_, identifier, incoming, additions_only=False, caps=None, guard=None):
         if "bad" in incoming.names:
             raise ValueError("Invalid schema, field 'bad'")
-        return real_evolve(catalog_, identifier, incoming, additions_only, caps)
+        return real_evolve(catalog_, identifier, incoming, additions_only, caps, guard)
 
     monkeypatch.setattr(shape_module, "create_table", create_table)
     monkeypatch.setattr(shape_module, "evolve", evolve)

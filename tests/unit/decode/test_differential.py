@@ -15,9 +15,11 @@ from confluent_kafka.schema_registry import Schema, SchemaReference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, avro_to_arrow
 from tabletopic.decode.json import JsonDecoder
+from tabletopic.decode.renames import rename_json, rename_record, renamed_schema
 from tabletopic.kafka.registry import SchemaRegistry
 from tests.unit.decode.deadline import within
 
@@ -127,6 +129,10 @@ def avro_values(draw: st.DrawFn) -> tuple[list[bytes | None], list[str]]:
 
 
 AVRO_DECODER = AvroDecoder(WriterSchemas(REGISTRY), avro_to_arrow(PARSED[FULL_ID]), max_items=MAX_ITEMS)
+# rename_columns: the same table with three top-level columns under other names (nested `x` and `q` keep theirs).
+RENAMES = {"id": "event_id", "n": "count", "lines": "rows"}
+RENAMED_DECODER = AvroDecoder(WriterSchemas(REGISTRY), renamed_schema(avro_to_arrow(PARSED[FULL_ID]), RENAMES),
+                              max_items=MAX_ITEMS, renames=RENAMES)
 
 
 def test_the_avro_batch_path_gives_what_the_per_record_path_gives() -> None:
@@ -160,6 +166,15 @@ def check_avro_batches(batch: tuple[list[bytes | None], list[str]]) -> None:
     assert [(b.index, b.code) for b in decoded.bad] == [(b.index, b.code) for b in reference.bad]
     assert (decoded.good if decoded.good is not None else list(range(len(values)))) == good
 
+    # Renamed: both paths give the reference's rows under the new names, and the same dead letters.
+    renamed = RENAMED_DECODER._decode_each(values)
+    assert renamed.rows.to_pylist() == [rename_record(row, RENAMES) for row in reference.rows.to_pylist()]
+    assert [(b.index, b.code) for b in renamed.bad] == [(b.index, b.code) for b in reference.bad]
+    renamed_fast = RENAMED_DECODER._decode_batch(values)
+    if renamed_fast is not None:
+        assert renamed_fast.to_pylist() == renamed.rows.to_pylist()
+        assert renamed_fast.schema.equals(renamed.rows.schema)
+
 
 def test_the_fast_path_takes_clean_avro_batches() -> None:
     """So the property above compares two paths, not one with itself."""
@@ -167,6 +182,20 @@ def test_the_fast_path_takes_clean_avro_batches() -> None:
         "id": i, "n": 1, "ok": True, "note": None, "d": 1.5, "s": "x", "at": 0, "day": 0, "tags": ["a"],
         "inner": {"x": 1, "y": None}, "lines": [{"q": 1, "k": "k"}]})) for i in range(6)]
     assert AVRO_DECODER._decode_batch(values) is not None
+    assert RENAMED_DECODER._decode_batch(values) is not None
+
+
+def test_a_writer_schema_with_a_renamed_field_and_its_target_makes_each_record_a_rename_collision() -> None:
+    onto_existing = {"n": "s"}  # `s` is a field of its own: each record would hold both
+    decoder = AvroDecoder(WriterSchemas(REGISTRY), avro_to_arrow(PARSED[FULL_ID]), renames=onto_existing)
+    values: list[bytes | None] = [_wire(FULL_ID, _body(FULL_ID, {
+        "id": i, "n": 1, "ok": True, "note": None, "d": 1.5, "s": "x", "at": 0, "day": 0, "tags": [],
+        "inner": {"x": 1, "y": None}, "lines": []})) for i in range(3)]
+    assert decoder._decode_batch(values) is None
+    decoded = decoder.decode(chunk(values))
+    assert decoded.rows.num_rows == 0
+    assert [(b.index, b.code) for b in decoded.bad] == [(i, Reason.RENAME_COLLISION) for i in range(3)]
+    assert "'n'" in decoded.bad[0].reason and "'s'" in decoded.bad[0].reason
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -183,6 +212,7 @@ json_records = st.fixed_dictionaries({}, optional={
 })
 JSON_KINDS = ("object", "object", "object", "object", "pretty", "spaced", "blank", "null", "two", "trailing",
               "truncated", "not_an_object", "wrong_type")
+JSON_RENAMES = {"id": "event_id", "inner": "nested"}
 JSON_ALWAYS_BAD = ("two", "trailing", "truncated", "not_an_object", "wrong_type")
 
 
@@ -249,3 +279,10 @@ def check_json_batches(batch: tuple[list[bytes | None], list[str]]) -> None:
     assert (decoded.good if decoded.good is not None else list(range(len(values)))) == good
     assert [b.index for b in decoded.bad] == bad
     assert decoded.rows.to_pylist() == rows
+
+    # Renamed (as intake renames before decoding): the same records good, their rows under the new names.
+    renamed_values = [None if v is None else rename_json(v, JSON_RENAMES) for v in values]
+    renamed = JsonDecoder(renamed_schema(JSON_SCHEMA, JSON_RENAMES)).decode(chunk(renamed_values), allow_drift=False)
+    assert (renamed.good if renamed.good is not None else list(range(len(values)))) == good
+    assert [b.index for b in renamed.bad] == bad
+    assert renamed.rows.to_pylist() == [rename_record(row, JSON_RENAMES) for row in rows]
