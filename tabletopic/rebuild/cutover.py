@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import structlog
 from pyiceberg.catalog import Catalog
@@ -164,24 +165,30 @@ def take_lease(catalog: Catalog, live: str, owner: str, ttl_s: float) -> None:
     it is held is refused. A lease lapses after `ttl_s`, or at once when its holder ran on this host and
     is gone (a killed rebuild resumed here). Two rebuilds started in the same instant may both run until
     the next renewal; the offsets protocol keeps even that from doubling a record."""
-    table = catalog.load_table(live)
-    text = table.metadata.properties.get(LEASE_KEY)
-    if text:
-        lease = json.loads(text)
-        if lease["owner"] != owner and float(lease["until"]) > time.time() and _alive(lease):
-            raise SwapRefused(f"a rebuild of {live} is running ({lease['owner']} on {lease.get('host')}, its lease "
-                              f"runs until {time.strftime('%H:%M:%S', time.localtime(float(lease['until'])))}); two "
-                              f"at once are refused")
+    holder = lease_holder(catalog.load_table(live))
+    if holder is not None and holder["owner"] != owner:
+        raise SwapRefused(f"a rebuild of {live} is running ({holder['owner']} on {holder.get('host')}, its lease "
+                          f"runs until {time.strftime('%H:%M:%S', time.localtime(float(holder['until'])))}); two "
+                          f"at once are refused")
     set_properties(catalog, live, {LEASE_KEY: json.dumps({"owner": owner, "host": socket.gethostname(),
                                                           "pid": os.getpid(), "until": time.time() + ttl_s})})
 
 
-def _alive(lease: Mapping[str, object]) -> bool:
+def lease_holder(table: Table) -> dict[str, Any] | None:
+    """The table's rebuild lease while it holds: not lapsed, and not of a process on this host that is gone."""
+    text = table.metadata.properties.get(LEASE_KEY)
+    if not text:
+        return None
+    lease: dict[str, Any] = json.loads(text)
+    return lease if float(lease["until"]) > time.time() and _alive(lease) else None
+
+
+def _alive(lease: Mapping[str, Any]) -> bool:
     """Whether a lease's holder may still run: unknown for another host, looked up for this one."""
     if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
         return True
     try:
-        os.kill(int(lease["pid"]), 0)  # type: ignore[call-overload]
+        os.kill(int(lease["pid"]), 0)
     except ProcessLookupError:
         return False
     except PermissionError:

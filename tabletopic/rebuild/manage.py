@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -93,9 +92,9 @@ def abandon(catalog: Catalog, table: str) -> str:
         raise SwapRefused(f"the cutover of {table} has begun: complete it (tabletopic rebuild --table {table}), then "
                           f"roll back if need be")
     live = load_if_exists(catalog, table)
-    lease = live.metadata.properties.get(cutover.LEASE_KEY) if live is not None else None
-    if lease and float(json.loads(lease)["until"]) > time.time():
-        raise SwapRefused(f"a rebuild of {table} is running ({json.loads(lease)['owner']}): stop it first")
+    holder = cutover.lease_holder(live) if live is not None else None
+    if holder is not None:
+        raise SwapRefused(f"a rebuild of {table} is running ({holder['owner']} on {holder.get('host')}): stop it first")
     dropped = [name for name in (rebuild_name(table), dlq_name(rebuild_name(table))) if _purge(catalog, name)]
     return f"dropped {', '.join(dropped)}" if dropped else f"there was no rebuild of {table} to drop"
 

@@ -1,0 +1,211 @@
+"""`tabletopic rebuild` at its edges: a cutover killed after its freeze or after its journal (the freeze
+lapses, the live writer goes on in the old table, a rerun cuts over exactly once), dead letters rebuilt
+with their table, an upsert table rebuilt as the current state per key, a second rebuild of a table
+refused, and a log that lost history to retention refused before anything is built.
+
+A real broker and the embedded SQLite catalog with a local warehouse (the catalog-specific paths are in
+test_rebuild.py, on the REST catalog over S3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tabletopic.catalog import reader
+from tabletopic.local.kafka import LocalKafka
+from tests.support import (
+    Writer,
+    audit_cli,
+    audit_values_cli,
+    catalog_of,
+    log_end,
+    produce,
+    wait_committed,
+    writer_config,
+)
+
+PARTITIONS = 4
+TABLE = "shop.items"
+RENAMED = {"partition_by": ["bucket(4, n)"], "rename_columns": {"name": "label"}}
+
+
+def value(n: int) -> bytes:
+    return json.dumps({"n": n, "name": f"item-{n}"}).encode()
+
+
+def rebuild(config: Path, *flags: str, failpoint: str | None = None, timeout: float = 300
+            ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"TABLETOPIC_FAILPOINT": failpoint} if failpoint else {})}
+    return subprocess.run([sys.executable, "-m", "tabletopic", "rebuild", "--config", str(config), "--table", TABLE,
+                           *flags], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def configs(tmp_path: Path, kafka: LocalKafka, topic: str, new: dict[str, Any],
+            old: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    old_path = writer_config(tmp_path / "old.yaml", kafka.bootstrap, topic, TABLE, tmp_path / "wh",
+                             table_settings=old or {})
+    new_path = writer_config(tmp_path / "new.yaml", kafka.bootstrap, topic, TABLE, tmp_path / "wh",
+                             table_settings={**(old or {}), **new})
+    return old_path, new_path
+
+
+def wait_until(condition: Any, writer: Writer, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, writer.log()
+        assert writer.process.poll() is None, writer.log()
+        time.sleep(0.2)
+
+
+def test_a_cutover_killed_after_its_freeze_leaves_the_old_table_live_then_a_rerun_cuts_over_with_dead_letters(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(20_000)))
+    produce(kafka.bootstrap, topic, [(1, None, b"{not json", None)])
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        killed = rebuild(new, "--freeze-seconds", "25", failpoint="cutover.frozen")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        # Frozen: the live writer's commits wait; once the freeze lapses they go on into the old table.
+        produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(20_000, 21_000)))
+        writer.wait_for("table.frozen_for_cutover", timeout=60)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=120,
+                       writer=writer)
+        assert not iceberg.table_exists(f"{TABLE}__previous")
+
+        done = rebuild(new)
+        assert done.returncode == 0, done.stderr[-3000:]
+        # An idle writer learns of the swap at its next commit.
+        produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(21_000, 22_000)))
+        writer.wait_for("table.projection_adopted", timeout=60)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        assert iceberg.load_table(TABLE).scan().count() == 22_000
+        assert "label" in [f.name for f in iceberg.load_table(TABLE).schema().fields]
+        # The bad record is a dead letter of the new version too; the old version's letters went with it.
+        for name in (f"{TABLE}__dlq", f"{TABLE}__previous__dlq"):
+            letters = iceberg.load_table(name).scan().to_arrow().to_pylist()
+            assert [(r["_kafka_partition"], r["reason"]) for r in letters] == [(1, "malformed_json")], (name, letters)
+        audit = audit_values_cli(new, topic, TABLE)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def test_a_cutover_killed_after_its_journal_whose_freeze_lapsed_is_abandoned_and_done_again(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(10_000)))
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        killed = rebuild(new, "--freeze-seconds", "20", failpoint="cutover.stamped")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert iceberg.table_exists(f"{TABLE}__rebuild") and iceberg.table_exists(TABLE)
+        # The freeze lapses and the live writer takes new records into the old table: the journal is stale.
+        produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(10_000, 11_000)))
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=120,
+                       writer=writer)
+
+        done = rebuild(new)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "cutover.abandoned" in done.stderr, done.stderr[-3000:]
+        produce(kafka.bootstrap, topic, ((None, None, value(n), None) for n in range(11_000, 11_500)))
+        writer.wait_for("table.projection_adopted", timeout=60)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        assert iceberg.load_table(TABLE).scan().count() == 11_500
+        audit = audit_values_cli(new, topic, TABLE)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def keyed(n: int, key: int, deleted: bool) -> tuple[int, bytes, bytes | None, None]:
+    raw = None if deleted else json.dumps({"id": key, "qty": n}).encode()
+    return key % PARTITIONS, json.dumps({"id": key}).encode(), raw, None
+
+
+def test_an_upsert_table_rebuilt_under_a_new_spec_holds_the_latest_value_per_key(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, {"partition_by": ["bucket(8, id)"]}, old={"mode": "upsert"})
+    records = [keyed(n, (n * 7919) % 500, n % 11 == 0) for n in range(12_000)]
+    produce(kafka.bootstrap, topic, records)
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        done = rebuild(new)
+        assert done.returncode == 0, done.stderr[-3000:]
+        later = [keyed(n, (n * 31) % 600, n % 5 == 0) for n in range(12_000, 14_000)]
+        produce(kafka.bootstrap, topic, later)
+        writer.wait_for("table.projection_adopted", timeout=60)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        expected: dict[int, int] = {}
+        for _, raw_key, raw_value, _ in [*records, *later]:
+            key = json.loads(raw_key)["id"]
+            if raw_value is None:
+                expected.pop(key, None)
+            else:
+                expected[key] = json.loads(raw_value)["qty"]
+        rows = reader.read(iceberg.load_table(TABLE), columns=("id", "qty")).to_pylist()
+        assert len(rows) == len(expected) and {r["id"]: r["qty"] for r in rows} == expected
+        assert "bucket[8]" in str(iceberg.load_table(TABLE).spec())
+        audit = audit_cli(new, topic, TABLE)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def test_a_second_rebuild_of_a_table_is_refused_and_a_log_short_of_the_history_is_refused_before_building(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    produce(kafka.bootstrap, topic, ((p, None, value(n), None) for n in range(8_000) for p in [n % PARTITIONS]))
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        slow = subprocess.Popen([sys.executable, "-m", "tabletopic", "rebuild", "--config", str(new), "--table", TABLE,
+                                 "--max-records-per-second", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "tabletopic.rebuild.lease" not in iceberg.load_table(TABLE).metadata.properties:
+                assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()[1][-3000:]
+                time.sleep(0.2)
+            second = rebuild(new)
+            assert second.returncode == 1 and "two at once are refused" in second.stderr, second.stderr[-3000:]
+        finally:
+            slow.kill()
+            slow.communicate()
+        abandon = rebuild(new, "--abandon")
+        assert abandon.returncode == 0 and not iceberg.table_exists(f"{TABLE}__rebuild"), abandon.stderr
+
+        # Retention took the first records of partition 2: the log no longer holds all the table has.
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        for future in admin.delete_records([TopicPartition(topic, 2, 100)]).values():
+            future.result(timeout=30)
+        refused = rebuild(new)
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        assert "partition 2: 100 rows below offset 100" in refused.stderr, refused.stderr[-3000:]
+        assert not iceberg.table_exists(f"{TABLE}__rebuild")
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
