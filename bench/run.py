@@ -255,8 +255,8 @@ def with_ceiling(run: dict[str, Any], stages: StageResult) -> None:
 
 
 class PacedProducer(threading.Thread):
-    """Produces `values` (cycled) at `rate` records/s for `seconds`, each stamped with its produce time;
-    keeps each record's stamp by (partition, offset) from the delivery reports."""
+    """Produces `values` (cycled) at `rate` records/s for `seconds` (or until `stop()`), each stamped with its
+    produce time; keeps each record's stamp by (partition, offset) from the delivery reports."""
 
     def __init__(self, bootstrap: str, topic: str, values: list[bytes], rate: float, seconds: float,
                  partitions: int) -> None:
@@ -267,6 +267,10 @@ class PacedProducer(threading.Thread):
         self.stamps: dict[int, dict[int, int]] = {p: {} for p in range(partitions)}
         self.sent = 0
         self.failed = 0
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def _delivered(self, error: Any, message: Message) -> None:
         if error is not None:
@@ -278,7 +282,7 @@ class PacedProducer(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         values = cycle(self.values)
-        while (elapsed := time.monotonic() - started) < self.seconds:
+        while (elapsed := time.monotonic() - started) < self.seconds and not self._stopped.is_set():
             due = int(self.rate * elapsed)
             now_ms = int(time.time() * 1000)
             for value in islice(values, max(0, due - self.sent)):
@@ -293,6 +297,47 @@ class PacedProducer(threading.Thread):
             self.producer.poll(0)
             time.sleep(0.005)
         self.producer.flush(60)
+
+
+Snapshots = list[tuple[float, float, dict[tuple[str, int], int]]]  # (poll time, snapshot time, offsets)
+
+
+def watch_until_covered(catalog: Catalog, table: str, group: str, producer: PacedProducer, writer: WriterProcess,
+                        timeout_s: float) -> Snapshots:
+    """Polls `table` every 0.25 s until, the producer finished, a snapshot covers every record it sent:
+    each new snapshot as it was first seen."""
+    seen: Snapshots = []
+    last_snapshot: int | None = None
+    ends: dict[tuple[str, int], int] | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        loaded = catalog.load_table(table)
+        snapshot = loaded.current_snapshot()
+        if snapshot is not None and snapshot.snapshot_id != last_snapshot:
+            last_snapshot = snapshot.snapshot_id
+            seen.append((time.time(), snapshot.timestamp_ms / 1000, table_offsets(loaded, group)))
+        if ends is None and not producer.is_alive():
+            ends = {(producer.topic, p): max(stamps) + 1 for p, stamps in producer.stamps.items() if stamps}
+        if ends is not None and seen and all(seen[-1][2].get(tp, 0) >= n for tp, n in ends.items()):
+            return seen
+        if not writer.alive():
+            raise RuntimeError(f"{table}: the writer exited\n{writer.log_tail()}")
+        time.sleep(0.25)
+    raise TimeoutError(f"{table}: the table never caught up with the producer\n{writer.log_tail()}")
+
+
+def record_latencies(producer: PacedProducer, seen: Snapshots) -> tuple[np.ndarray, np.ndarray]:
+    """Per record sent: (the first poll that saw a snapshot covering it, that snapshot's own time) - its stamp."""
+    visible: list[np.ndarray] = []
+    by_commit: list[np.ndarray] = []
+    for partition, stamps in producer.stamps.items():
+        offsets = np.fromiter(stamps.keys(), dtype=np.int64, count=len(stamps))
+        produced_s = np.fromiter(stamps.values(), dtype=np.float64, count=len(stamps)) / 1000
+        bounds = np.array([offs.get((producer.topic, partition), 0) for _, _, offs in seen], dtype=np.int64)
+        index = np.searchsorted(bounds, offsets, side="right")  # the first snapshot past the offset
+        visible.append(np.array([s[0] for s in seen])[index] - produced_s)
+        by_commit.append(np.array([s[1] for s in seen])[index] - produced_s)
+    return np.concatenate(visible), np.concatenate(by_commit)
 
 
 def freshness(bench: Bench, fmt: str, workers: int, rate: float, seconds: float, interval_s: float) -> dict[str, Any]:
@@ -317,38 +362,10 @@ def freshness(bench: Bench, fmt: str, workers: int, rate: float, seconds: float,
             time.sleep(0.1)
         producer = PacedProducer(bench.kafka.bootstrap, topic, values, rate, seconds, partitions)
         producer.start()
-        seen: list[tuple[float, float, dict[tuple[str, int], int]]] = []  # (poll time, snapshot time, offsets)
-        last_snapshot: int | None = None
-        ends: dict[tuple[str, int], int] | None = None
-        deadline = time.monotonic() + seconds + 3 * interval_s + 120
-        while time.monotonic() < deadline:
-            loaded = catalog.load_table(table)
-            snapshot = loaded.current_snapshot()
-            if snapshot is not None and snapshot.snapshot_id != last_snapshot:
-                last_snapshot = snapshot.snapshot_id
-                seen.append((time.time(), snapshot.timestamp_ms / 1000, table_offsets(loaded, group)))
-            if ends is None and not producer.is_alive():
-                ends = {(topic, p): max(stamps) + 1 for p, stamps in producer.stamps.items() if stamps}
-            if ends is not None and seen and all(seen[-1][2].get(tp, 0) >= n for tp, n in ends.items()):
-                break
-            if not writer.alive():
-                raise RuntimeError(f"{name}: the writer exited\n{writer.log_tail()}")
-            time.sleep(0.25)
-        else:
-            raise TimeoutError(f"{name}: the table never caught up with the producer\n{writer.log_tail()}")
+        seen = watch_until_covered(catalog, table, group, producer, writer, seconds + 3 * interval_s + 120)
     finally:
         writer.stop()
-    visible: list[np.ndarray] = []
-    by_commit: list[np.ndarray] = []
-    for partition, stamps in producer.stamps.items():
-        offsets = np.fromiter(stamps.keys(), dtype=np.int64, count=len(stamps))
-        produced_s = np.fromiter(stamps.values(), dtype=np.float64, count=len(stamps)) / 1000
-        bounds = np.array([offs.get((topic, partition), 0) for _, _, offs in seen], dtype=np.int64)
-        index = np.searchsorted(bounds, offsets, side="right")  # the first snapshot past the offset
-        visible.append(np.array([s[0] for s in seen])[index] - produced_s)
-        by_commit.append(np.array([s[1] for s in seen])[index] - produced_s)
-    latency = np.concatenate(visible)
-    commit_latency = np.concatenate(by_commit)
+    latency, commit_latency = record_latencies(producer, seen)
     achieved = producer.sent / seconds
     p99 = float(np.percentile(latency, 99))
     return {

@@ -31,7 +31,7 @@ from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.catalog.loader import open_catalog
 from tabletopic.catalog.projection import (
     Cutover,
-    ProjectionChanged,
+    Handover,
     TableFrozen,
     hash_of,
     projection_differences,
@@ -133,6 +133,7 @@ class Service:
         self._claim_failures = 0  # listings failed in a row
         self._claim_retry_at = 0.0
         self._frozen_by: dict[str, str] = {}  # table -> the cutover whose freeze was said
+        self._repositioned: set[TopicPartition] = set()  # this poll's partitions read again from their table
 
     def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
         sink = self._make_sink(spec, routed)
@@ -164,10 +165,10 @@ class Service:
                     fix="put the table's settings in the config (`tabletopic rebuild --show --table T` prints them)")
         return under_projection(spec, recorded)
 
-    def _adopt_projection(self, old: TableSink, change: ProjectionChanged) -> None:
-        """A rebuild's cutover or rollback put a table made under another projection in this one's place:
-        its sink is made again under that projection and its partitions read again from where the table
-        stands (what the old sink buffered is dropped: its rows are of the old projection)."""
+    def _adopt_projection(self, old: TableSink, change: Handover) -> None:
+        """A rebuild's cutover or rollback put another table in this one's place (maybe made under another
+        projection): its sink is made again under the table's projection and its partitions read again from
+        where the table stands (what the old sink buffered is dropped: it was read for the old table)."""
         new = self._make_sink(old.spec, old.routed)
         self.sinks[self.sinks.index(old)] = new
         self._sink_of_topic.update({t: new for t, each in self._sink_of_topic.items() if each is old})
@@ -179,9 +180,10 @@ class Service:
         for topic in sorted({t for t, _ in mine}):
             offsets.update(self._positions.starts_for(topic, [tp for tp in mine if tp[0] == topic]))
         self._positions.reposition(mine, offsets)
+        self._repositioned.update(mine)  # the rest of this poll's chunks of them are stale
         self._frozen_by.pop(new.identifier, None)
-        log.warning("table.projection_adopted", table=new.identifier, projection=change.recorded, was=change.mine,
-                    offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
+        log.warning("table.projection_adopted", table=new.identifier, reason=str(change),
+                    projection=new.committer.projection, offsets={f"{t}/{p}": n for (t, p), n in offsets.items()})
 
     def _hold_for_cutover(self, sink: TableSink, freeze: TableFrozen) -> None:
         """A rebuild's cutover froze the table: its commits wait (its rows stay buffered) until the cutover
@@ -359,7 +361,10 @@ class Service:
             chunks = self.consumer.poll(settings.batch_size, settings.poll_timeout_seconds)
             now = self._clock()
             failure: RecordError | None = None
+            self._repositioned.clear()
             for chunk in chunks:
+                if (chunk.topic, chunk.partition) in self._repositioned:
+                    continue  # fetched before its table was swapped: read again from the new table's offsets
                 targets = self._sinks_for(chunk.topic)
                 if any(sink.identifier in self._held or sink.identifier in self._positions.halted for sink in targets):
                     self.consumer.seek((chunk.topic, chunk.partition), chunk.first)  # fetched before the hold
@@ -429,8 +434,12 @@ class Service:
         if isinstance(exc, DeadLetterFlood):
             self._on_dead_letter_flood(sink, chunk, exc)
             return True
-        if isinstance(exc, ProjectionChanged):
+        if isinstance(exc, Handover):
             self._adopt_projection(sink, exc)
+            return True
+        if isinstance(exc, TableFrozen):  # a table created during a cutover's renames: read again later
+            self.consumer.seek((chunk.topic, chunk.partition), chunk.first)
+            self._hold_for_cutover(sink, exc)
             return True
         registry_outage = isinstance(exc, SourceUnavailable) and not isinstance(exc, CatalogCallFailed)
         fault = None if registry_outage else faults.permanent(exc)  # judged on its cause (`__cause__`) too
@@ -482,7 +491,7 @@ class Service:
         except TableFrozen as freeze:
             self._hold_for_cutover(sink, freeze)
             return
-        except ProjectionChanged as change:
+        except Handover as change:
             self._adopt_projection(sink, change)
             return
         except CommitError as exc:

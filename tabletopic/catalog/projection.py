@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+
 from tabletopic.config import TableConfig, table_config_from
 from tabletopic.exceptions import ConfigError, TabletopicError
 
@@ -30,6 +33,9 @@ PROJECTION_KEY = "tabletopic.projection"  # table property: {"hash": ..., "setti
 PROJECTION_HASH_KEY = "tabletopic.projection-hash"  # snapshot summary: the projection a commit was made under
 FROZEN_KEY = "tabletopic.frozen"  # table property: {"by": cutover id, "until": epoch seconds}
 FREEZE_SUMMARY_KEY = "tabletopic.freeze"  # snapshot summary of the freeze's empty snapshot: the cutover id
+JOURNAL_KEY = "tabletopic.swap"  # on a swap's incoming table: the journal of its renames (tabletopic/rebuild)
+# The names a table's versions take during a rebuild: the one being built, the one swapped out, a parking place.
+REBUILD_SUFFIX, PREVIOUS_SUFFIX, SWAP_SUFFIX = "__rebuild", "__previous", "__swap"
 
 # How a table is operated, not what its rows are: never part of a projection.
 OPERATIONAL = frozenset({
@@ -52,7 +58,20 @@ class TableFrozen(Cutover):
         self.until = until
 
 
-class ProjectionChanged(Cutover):
+class Handover(Cutover):
+    """Another table stands under the name, or the table is made under another projection: the writer makes
+    its sink again and reads again from where the table stands."""
+
+
+class TableReplaced(Handover):
+    """The table under the name is not the one the writer has been committing to (a cutover or rollback)."""
+
+    def __init__(self, table: str, was: str, now: str) -> None:
+        super().__init__(f"{table} is another table than the one this writer wrote (uuid {now}, was {was})")
+        self.table = table
+
+
+class ProjectionChanged(Handover):
     """The table records another projection than the writer's: the writer adopts the table's."""
 
     def __init__(self, table: str, recorded: str, mine: str) -> None:
@@ -63,8 +82,24 @@ class ProjectionChanged(Cutover):
 
 
 def settings_of(spec: TableConfig) -> dict[str, Any]:
-    """The projection settings of a table's config, as plain JSON values."""
-    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec) if f.name not in OPERATIONAL}
+    """The projection settings of a table's config that differ from their defaults, as plain JSON values:
+    a setting added by a later version (at its default) leaves a recorded projection's hash as it was."""
+    found = {}
+    for f in dataclasses.fields(spec):
+        if f.name in OPERATIONAL:
+            continue
+        value = _plain(getattr(spec, f.name))
+        if value != _plain(_default(f)):
+            found[f.name] = value
+    return found
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def projection_hash(settings: Mapping[str, Any]) -> str:
@@ -107,9 +142,10 @@ def under_projection(spec: TableConfig, projection: Projection) -> TableConfig:
 
 def projection_differences(spec: TableConfig, projection: Projection) -> dict[str, dict[str, Any]]:
     """Setting -> {config, table} where the config file says otherwise than the table records."""
-    mine = settings_of(spec)
-    return {name: {"config": mine.get(name), "table": value}
-            for name, value in sorted(projection.settings.items()) if mine.get(name) != value}
+    mine, recorded = settings_of(spec), projection.settings
+    defaults = {f.name: _plain(_default(f)) for f in dataclasses.fields(spec)}
+    return {name: {"config": mine.get(name, defaults.get(name)), "table": recorded.get(name, defaults.get(name))}
+            for name in sorted({*mine, *recorded}) if mine.get(name) != recorded.get(name)}
 
 
 @dataclass(frozen=True)
@@ -143,6 +179,20 @@ def check_cutover(identifier: str, properties: Mapping[str, str], mine: str | No
     recorded = recorded_projection(properties)
     if recorded is not None and recorded.hash != mine:
         raise ProjectionChanged(identifier, recorded.hash, mine)
+
+
+def swap_under_way(catalog: Catalog, table: str) -> str | None:
+    """The id of a swap of `table` begun and not finished (its journal on one of the names it moves between),
+    if any: while it lasts, `table` may be briefly absent, and no writer may create it."""
+    for suffix in (REBUILD_SUFFIX, PREVIOUS_SUFFIX, SWAP_SUFFIX, ""):
+        try:
+            found = catalog.load_table(table + suffix)
+        except NoSuchTableError:
+            continue
+        text = found.metadata.properties.get(JOURNAL_KEY)
+        if text and not json.loads(text).get("done"):
+            return str(json.loads(text)["cutover"])
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -74,9 +74,11 @@ def create_table(
     partition_by: list[str],
     extra_properties: Mapping[str, str],
     identifier_fields: Sequence[str] = (),
+    location: str | None = None,
 ) -> Table:
     """Create the table (format v2, zstd), or load it if another writer won the race. `identifier_fields`
-    (an upsert table's key columns, required in `arrow_schema`) become its Iceberg identifier fields."""
+    (an upsert table's key columns, required in `arrow_schema`) become its Iceberg identifier fields.
+    `location`: where its files go (default: where the catalog puts a table of that name)."""
     namespace = identifier.rsplit(".", 1)[0]
     schema = assign_fresh_schema_ids(iceberg_schema_from_arrow(arrow_schema))
     if identifier_fields:
@@ -99,7 +101,8 @@ def create_table(
                 raise
     with catalog_call("create_table", identifier):
         try:
-            table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties)
+            table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=properties,
+                                         location=location)
         except TableAlreadyExistsError:
             return catalog.load_table(identifier)
         except Exception:

@@ -17,12 +17,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, NoSuchTableError
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
-from tabletopic.catalog.projection import PROJECTION_HASH_KEY, Cutover, check_cutover
+from tabletopic.catalog.projection import (
+    PROJECTION_HASH_KEY,
+    Cutover,
+    TableFrozen,
+    TableReplaced,
+    check_cutover,
+    swap_under_way,
+)
 from tabletopic.catalog.pyiceberg_private import check_arrow_schema, data_files_from_arrow
 from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer
@@ -171,9 +178,28 @@ class Committer:
         # The projection hash the rows are made under (catalog/projection.py), recorded with each commit; a
         # table recording another refuses the commit (ProjectionChanged). None: dead letters, no projection.
         self.projection: str | None = None
+        # The uuid of the table this writer reads for and commits to: another table under the name (a rebuild's
+        # cutover or rollback) refuses the commit (TableReplaced). None until first seen.
+        self.table_uuid: str | None = None
 
     def load(self) -> Table:
-        return self.catalog.load_table(self.identifier)
+        try:
+            table = self.catalog.load_table(self.identifier)
+        except NoSuchTableError:
+            swap = swap_under_way(self.catalog, self.identifier)
+            if swap is not None:  # between two renames of a cutover: wait, as for its freeze
+                raise TableFrozen(self.identifier, swap, time.time()) from None
+            raise
+        self.check_identity(table)
+        return table
+
+    def check_identity(self, table: Table) -> None:
+        """Refuse a table other than the one this writer has been committing to (and learn the first one)."""
+        found = str(table.metadata.table_uuid)
+        if self.table_uuid is None:
+            self.table_uuid = found
+        elif found != self.table_uuid:
+            raise TableReplaced(self.identifier, self.table_uuid, found)
 
     def commit(self, parts: dict[TopicPartition, PartitionBuffer]) -> CommitOutcome:
         """Commit what the table does not hold yet.

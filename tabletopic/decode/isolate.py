@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyiceberg import exceptions as iceberg
 
 from tabletopic.catalog.calls import CatalogCallFailed
+from tabletopic.catalog.projection import Cutover
 from tabletopic.commit import faults
 from tabletopic.decode.base import BadValue
 from tabletopic.exceptions import CommitError, ConfigError, OffsetsError, RecordError, SourceUnavailable
@@ -76,6 +77,7 @@ def isolate(count: int, attempt: Callable[[int, int], Part]) -> Isolated:
 _SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     CommitError, SourceUnavailable, OffsetsError, ConfigError, RecordError,  # ours, raised on purpose
     CatalogCallFailed,  # whatever a catalog call raised, told by where it failed (catalog/calls.py)
+    Cutover,  # a rebuild's cutover holding the table (catalog/projection.py): never the record's fault
     iceberg.RESTError, iceberg.CommitStateUnknownException, iceberg.NoSuchTableError, iceberg.NoSuchNamespaceError,
     *faults._types("sqlalchemy.exc", "SQLAlchemyError"),
 )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tabletopic.core.records import RecordChunk
 from tabletopic.exceptions import AuditError
@@ -103,6 +104,15 @@ def offsets_at(settings: Mapping[str, str], topic: str, partitions: list[int], t
         return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
     finally:
         consumer.close()
+
+
+def topic_settings(settings: Mapping[str, str], topic: str) -> dict[str, str]:
+    """The topic's configuration as the broker reports it (e.g. `cleanup.policy`)."""
+    admin = AdminClient(with_logger(dict(settings)))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    described = admin.describe_configs([resource], request_timeout=REQUEST_TIMEOUT_S)[resource].result(
+        timeout=REQUEST_TIMEOUT_S)
+    return {name: str(entry.value) for name, entry in described.items()}
 
 
 def topic_names(settings: Mapping[str, str], timeout_s: float = REQUEST_TIMEOUT_S) -> list[str]:

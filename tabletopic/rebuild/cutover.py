@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY, FROZEN_KEY, PROJECTION_KEY, encode_freeze
+from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY, FROZEN_KEY, JOURNAL_KEY, PROJECTION_KEY, encode_freeze
 from tabletopic.catalog.tables import create_table, load_if_exists
 from tabletopic.commit.committer import for_our_commit, table_offsets
 from tabletopic.commit.offsets import OffsetMap
@@ -37,7 +38,6 @@ from tabletopic.rebuild.plan import Journal, Move, dlq_name
 
 log = structlog.get_logger(__name__)
 
-JOURNAL_KEY = "tabletopic.swap"  # on the incoming table: the swap's journal
 LEASE_KEY = "tabletopic.rebuild.lease"  # on the live table: {"owner": ..., "until": epoch seconds}
 ATTEMPTS = 20
 
@@ -92,8 +92,22 @@ def freeze_dead_letters(catalog: Catalog, table: str, group: str, cutover: str, 
     the swap is under way (a table created then would stand where the incoming one's goes)."""
     identifier = dlq_name(table)
     if load_if_exists(catalog, identifier) is None:
-        create_table(catalog, identifier, dead_letter.SCHEMA, [], {})
+        make_dead_letter_table(catalog, identifier, catalog.load_table(table))
     freeze(catalog, identifier, group, cutover, until)
+
+
+def make_dead_letter_table(catalog: Catalog, identifier: str, beside: Table) -> Table:
+    """An empty dead-letter table in a folder of its own beside `beside`'s."""
+    return create_table(catalog, identifier, dead_letter.SCHEMA, [], {}, location=unique_location(beside, identifier))
+
+
+def unique_location(beside: Table, identifier: str) -> str:
+    """A folder for a new table next to `beside`'s, named after it and never used before. A renamed table
+    keeps its folder, and catalogs put a new table in the folder its name gives: after a swap, a new table
+    under a reused name would share a folder with another table, whose files orphan removal would then
+    take for its own."""
+    parent = beside.location().rstrip("/").rsplit("/", 1)[0]
+    return f"{parent}/{identifier.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}"
 
 
 def unfreeze(catalog: Catalog, identifier: str, cutover: str) -> None:
@@ -113,8 +127,14 @@ def stamp(catalog: Catalog, identifier: str, projection: str, journal: Journal, 
 
 
 def apply_moves(catalog: Catalog, moves: Iterable[Move]) -> None:
-    """Each rename unless done already; a table found at neither name, or a stranger at the target, stops it."""
+    """Each rename unless done already; a table found at neither name, or a stranger at the target, stops it.
+    A table already where the swap ends it skips its moves (a rollback parks one table, then moves it on)."""
+    moves = list(moves)
+    final = {move.uuid: move.target for move in moves}
     for move in moves:
+        at_end = load_if_exists(catalog, final[move.uuid])
+        if at_end is not None and str(at_end.metadata.table_uuid) == move.uuid:
+            continue
         at_target = load_if_exists(catalog, move.target)
         if at_target is not None and str(at_target.metadata.table_uuid) == move.uuid:
             continue
@@ -137,6 +157,20 @@ def finish(catalog: Catalog, table: str, outgoing_to: str, journal: Journal) -> 
     set_properties(catalog, table, {JOURNAL_KEY: done.encode()}, [FROZEN_KEY])
     for identifier in (dlq_name(table), outgoing_to, dlq_name(outgoing_to)):
         unfreeze(catalog, identifier, journal.cutover)
+
+
+def renamed_any(catalog: Catalog, journal: Journal) -> bool:
+    """Whether a journaled swap has made its first rename."""
+    first = journal.moves[0]
+    outgoing = load_if_exists(catalog, first.source)
+    return outgoing is None or str(outgoing.metadata.table_uuid) != first.uuid
+
+
+def drop_journal(catalog: Catalog, table: str, holder: str, journal: Journal) -> None:
+    """Give up a journaled swap that has renamed nothing: its journal, stamp and freezes go."""
+    set_properties(catalog, holder, {}, [JOURNAL_KEY, FROZEN_KEY, PROJECTION_KEY])
+    for name in (table, dlq_name(table)):
+        unfreeze(catalog, name, journal.cutover)
 
 
 def pending_journal(catalog: Catalog, names: Iterable[str]) -> tuple[str, Journal] | None:

@@ -29,6 +29,8 @@ from tabletopic.rebuild.run import complete_swap, live_spec
 
 log = structlog.get_logger(__name__)
 
+ROLLBACK_LEASE_S = 300.0
+
 
 def _names(table: str) -> list[str]:
     return [table, rebuild_name(table), previous_name(table), table + SWAP_SUFFIX]
@@ -48,6 +50,16 @@ def rollback(catalog: Catalog, config: Config, table: str, freeze_seconds: float
     if load_if_exists(catalog, table) is None:
         raise SwapRefused(f"{table} does not exist")
     _check_written_under(previous, spec)
+    owner = f"rollback-{uuid.uuid4().hex[:8]}"
+    cutover.take_lease(catalog, table, owner, ROLLBACK_LEASE_S)  # not while a rebuild of the table runs
+    try:
+        return _swap_back(catalog, config, spec, table, freeze_seconds)
+    finally:
+        for name in (table, previous_name(table)):
+            cutover.drop_lease(catalog, name, owner)
+
+
+def _swap_back(catalog: Catalog, config: Config, spec: TableConfig, table: str, freeze_seconds: float) -> str:
     cut = uuid.uuid4().hex[:12]
     until = time.time() + freeze_seconds
     cutover.freeze_dead_letters(catalog, table, config.group_id, cut, until)
@@ -88,9 +100,11 @@ def drop_previous(catalog: Catalog, table: str) -> str:
 def abandon(catalog: Catalog, table: str) -> str:
     """Drop an unfinished rebuild (another config is to be built, or none)."""
     pending = cutover.pending_journal(catalog, _names(table))
+    if pending is not None and cutover.renamed_any(catalog, pending[1]):
+        raise SwapRefused(f"the cutover of {table} has begun its renames: complete it (tabletopic rebuild --table "
+                          f"{table}), then roll back if need be")
     if pending is not None:
-        raise SwapRefused(f"the cutover of {table} has begun: complete it (tabletopic rebuild --table {table}), then "
-                          f"roll back if need be")
+        cutover.drop_journal(catalog, table, *pending)
     live = load_if_exists(catalog, table)
     holder = cutover.lease_holder(live) if live is not None else None
     if holder is not None:

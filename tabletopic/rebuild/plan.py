@@ -7,11 +7,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tabletopic.catalog.projection import PREVIOUS_SUFFIX, REBUILD_SUFFIX, SWAP_SUFFIX
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
 
-REBUILD_SUFFIX = "__rebuild"
-PREVIOUS_SUFFIX = "__previous"
-SWAP_SUFFIX = "__swap"
 DLQ_SUFFIX = "__dlq"
 
 

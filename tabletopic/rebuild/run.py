@@ -24,7 +24,6 @@ from tabletopic.catalog import reader as table_reader
 from tabletopic.catalog.projection import (
     FROZEN_KEY,
     PROJECTION_HASH_KEY,
-    PROJECTION_KEY,
     encode_freeze,
     encode_projection,
     hash_of,
@@ -37,7 +36,7 @@ from tabletopic.core import failpoints, metadata
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import ConfigError, RecordError
-from tabletopic.kafka.reader import RangeReader, log_bounds, offsets_at
+from tabletopic.kafka.reader import RangeReader, log_bounds, offsets_at, topic_settings
 from tabletopic.observe import metrics
 from tabletopic.rebuild import cutover
 from tabletopic.rebuild.cutover import SwapRefused
@@ -46,6 +45,7 @@ from tabletopic.rebuild.plan import (
     Journal,
     behind,
     caught_up,
+    dlq_name,
     eta_seconds,
     offsets_from_text,
     offsets_text,
@@ -100,6 +100,11 @@ def rebuild(catalog: Catalog, config: Config, request: RebuildRequest, writer_sc
     live = load_if_exists(catalog, table)
     if live is None:
         raise ConfigError("--table", f"{table} does not exist: there is nothing to rebuild (run the writer)")
+    taken = [name for name in (previous_name(table), dlq_name(previous_name(table)), table + SWAP_SUFFIX)
+             if load_if_exists(catalog, name) is not None]
+    if taken:
+        raise SwapRefused(f"{', '.join(taken)} exists: the cutover would move {table} there. Drop the previous "
+                          f"version first (tabletopic rebuild --drop-previous --table {table})")
     if not table_offsets(live, config.group_id):
         raise ConfigError("--table", f"{table} holds no offsets under the group {config.group_id!r}: give the live "
                                      f"writer's group_id in the config (the rebuilt table goes on under it)")
@@ -117,20 +122,17 @@ def complete_swap(catalog: Catalog, group: str, table: str, holder: str, journal
     """A swap a killed run journaled: completed, or (when nothing was renamed yet and the live writer went
     on past the frozen offsets after the freeze lapsed) abandoned, the rebuild to go on. True: completed."""
     first = journal.moves[0]
-    outgoing = load_if_exists(catalog, first.source)
-    renamed = outgoing is None or str(outgoing.metadata.table_uuid) != first.uuid
-    if not renamed:
-        assert outgoing is not None
+    if not cutover.renamed_any(catalog, journal):
         frozen_at = offsets_from_text(journal.frozen_at)
-        if table_offsets(outgoing, group) != frozen_at:
+        # Frozen again before any rename (the freeze may have lapsed): no writer commits while the names move,
+        # unless one already went on past the frozen offsets, which makes the journal stale.
+        cutover.freeze_dead_letters(catalog, table, group, journal.cutover, time.time() + freeze_seconds)
+        again = cutover.freeze(catalog, first.source, group, journal.cutover, time.time() + freeze_seconds)
+        if {tp: again.get(tp) for tp in frozen_at} != frozen_at:
             log.warning("cutover.abandoned", table=table, cutover=journal.cutover,
                         why="the freeze lapsed and the live writer went on: the rebuild catches up again")
-            cutover.set_properties(catalog, holder, {}, [cutover.JOURNAL_KEY, FROZEN_KEY, PROJECTION_KEY])
-            cutover.unfreeze(catalog, first.source, journal.cutover)
+            cutover.drop_journal(catalog, table, holder, journal)
             return False
-        # Frozen again before any rename (the freeze may have lapsed): no writer commits while the names move.
-        cutover.freeze_dead_letters(catalog, table, group, journal.cutover, time.time() + freeze_seconds)
-        cutover.freeze(catalog, first.source, group, journal.cutover, time.time() + freeze_seconds)
     # The incoming table too: a writer that adopted it must not make a dead-letter table where its goes.
     cutover.set_properties(catalog, holder, {FROZEN_KEY: encode_freeze(journal.cutover, time.time() + freeze_seconds)})
     outgoing_to = next(m.target for m in reversed(journal.moves) if m.uuid == first.uuid)
@@ -156,7 +158,9 @@ class Build:
         existing = load_if_exists(catalog, self.spec.table)
         if existing is not None:
             self._check_same_projection(existing)
-        self.sink = TableSink(self.spec, catalog, self.group, owner, RetryPolicy(), writer_schemas)
+        # In a folder of its own: after the swap its name is reused, and a table keeps its folder when renamed.
+        location = cutover.unique_location(catalog.load_table(self.live_name), self.spec.table)
+        self.sink = TableSink(self.spec, catalog, self.group, owner, RetryPolicy(), writer_schemas, location=location)
         self.starts = self._starts(existing)
         self.read_to: dict[int, int] = dict(self.starts)
         self.read = 0
@@ -176,6 +180,7 @@ class Build:
         if not bounds:
             raise ConfigError("--table", f"topic {self.topic!r} of {self.live_name} not found")
         own = table_offsets(existing, self.group) if existing is not None else {}
+        self._check_not_compacted()
         if self.request.from_timestamp_ms is not None:
             fresh = offsets_at(self.config.kafka, self.topic, sorted(bounds), self.request.from_timestamp_ms)
         else:
@@ -186,6 +191,19 @@ class Build:
         log.info("rebuild.starts", table=self.spec.table, resumed=bool(own),
                  offsets={f"{self.topic}/{p}": n for p, n in sorted(starts.items())})
         return starts
+
+    def _check_not_compacted(self) -> None:
+        """A compacted topic keeps only each key's last record: an upsert table keyed by the Kafka key is
+        rebuilt whole from it, an append table (or one keyed by value columns) would lose its older rows."""
+        policy = topic_settings(self.config.kafka, self.topic).get("cleanup.policy", "delete")
+        if "compact" not in policy:
+            return
+        upsert = self.spec.upsert
+        if upsert is not None and upsert.key_source == "kafka-key":
+            return
+        raise SwapRefused(f"{self.topic} is compacted (cleanup.policy={policy}): its log holds only each key's last "
+                          f"record, so {self.live_name} rebuilt from it would lack rows it holds. Only an upsert table "
+                          f"keyed by the Kafka key is rebuilt from a compacted topic")
 
     def _check_retention(self, log_start: dict[int, int]) -> None:
         """Refuse a rebuild whose log no longer holds rows the live table has: the new version would lack them."""
@@ -214,7 +232,7 @@ class Build:
         reader = RangeReader(self.config.kafka, self.topic, self.starts)
         started = time.monotonic()
         progress = Progress(self.live_name)
-        live = table_offsets(self.catalog.load_table(self.live_name), self.group)
+        live = self._live_offsets()
         live_read_at = lease_at = time.monotonic()
         cut: str | None = None  # the cutover under way
         frozen_at: OffsetMap = {}
@@ -227,7 +245,7 @@ class Build:
                     time.sleep(min(wait, 1.0))
                 now = time.monotonic()
                 if cut is None and now - live_read_at >= LIVE_REFRESH_S:
-                    live, live_read_at = table_offsets(self.catalog.load_table(self.live_name), self.group), now
+                    live, live_read_at = self._live_offsets(), now
                 target = frozen_at if cut is not None else live
                 progress.show(self.read, self._read_to(), target, now)
                 if now - lease_at >= LEASE_RENEW_S:
@@ -243,18 +261,22 @@ class Build:
                     cut = uuid.uuid4().hex[:12]
                     deadline = now + self.request.freeze_seconds - FREEZE_MARGIN_S
                     frozen_at = self._freeze(cut)
-                elif cut is not None and caught_up(self._read_to(), frozen_at):
-                    self._flush()
-                    self._swap(cut, frozen_at)
-                    return f"{self.live_name} is the new version; the old one is {previous_name(self.live_name)}"
+                elif cut is not None and now <= deadline and caught_up(self._read_to(), frozen_at):
+                    if self._swap(cut, frozen_at):
+                        return f"{self.live_name} is the new version; the old one is {previous_name(self.live_name)}"
+                    cut = None  # the live writer went on: catch up again
                 elif cut is not None and now > deadline:
                     log.warning("cutover.let_go", table=self.live_name, cutover=cut,
                                 why="the rebuild did not reach the frozen offsets in time: the live writer goes on")
-                    for name in (self.live_name, cutover.dlq_name(self.live_name)):
-                        cutover.unfreeze(self.catalog, name, cut)
+                    self._unfreeze(cut)
                     cut = None
         finally:
             reader.close()
+
+    def _live_offsets(self) -> OffsetMap:
+        """The live table's offsets in the rebuild's topic (a topic it no longer reads is not waited for)."""
+        offsets = table_offsets(self.catalog.load_table(self.live_name), self.group)
+        return {tp: n for tp, n in offsets.items() if tp[0] == self.topic}
 
     def _read_to(self) -> OffsetMap:
         return {(self.topic, p): n for p, n in self.read_to.items()}
@@ -285,20 +307,39 @@ class Build:
     def _freeze(self, cut: str) -> OffsetMap:
         until = time.time() + self.request.freeze_seconds
         cutover.freeze_dead_letters(self.catalog, self.live_name, self.group, cut, until)
-        frozen_at = cutover.freeze(self.catalog, self.live_name, self.group, cut, until)
+        frozen_at = self._of_topic(cutover.freeze(self.catalog, self.live_name, self.group, cut, until))
         log.info("cutover.started", table=self.live_name, cutover=cut, frozen_at=offsets_text(frozen_at))
         failpoints.reached("cutover.frozen")
         return frozen_at
 
-    def _swap(self, cut: str, frozen_at: OffsetMap) -> None:
+    def _of_topic(self, offsets: OffsetMap) -> OffsetMap:
+        return {tp: n for tp, n in offsets.items() if tp[0] == self.topic}
+
+    def _swap(self, cut: str, frozen_at: OffsetMap) -> bool:
+        """Commit up to the frozen offsets, then swap; False when the live writer went on (the freeze lapsed)."""
         name = self.spec.table
-        rebuilt = load_if_exists(self.catalog, name)
-        if rebuilt is None:
-            raise SwapRefused(f"{name} was never made: the log held no record to build it from")
-        self._cover(rebuilt, frozen_at)
         live = self.live_name
+        try:
+            self._flush()
+            rebuilt = load_if_exists(self.catalog, name)
+            if rebuilt is None:
+                raise SwapRefused(f"{name} was never made: the log held no record to build it from")
+            self._cover(rebuilt, frozen_at)
+            if load_if_exists(self.catalog, dlq_name(name)) is None:  # after the swap NS.T__dlq always exists
+                cutover.make_dead_letter_table(self.catalog, dlq_name(name), rebuilt)
+            # Frozen anew for the renames: unless the live writer got in while the first freeze lapsed.
+            until = time.time() + self.request.freeze_seconds
+            cutover.freeze_dead_letters(self.catalog, live, self.group, cut, until)
+            if self._of_topic(cutover.freeze(self.catalog, live, self.group, cut, until)) != frozen_at:
+                log.warning("cutover.let_go", table=live, cutover=cut, why="the live writer committed past the "
+                            "frozen offsets (the freeze lapsed): the rebuild catches up again")
+                self._unfreeze(cut)
+                return False
+        except BaseException:
+            self._unfreeze(cut)  # never leave the live writer frozen for a swap that will not come
+            raise
         moves = swap_moves(live, name, previous_name(live),
-                           cutover.uuids(self.catalog, [live, cutover.dlq_name(live), name, cutover.dlq_name(name)]))
+                           cutover.uuids(self.catalog, [live, dlq_name(live), name, dlq_name(name)]))
         journal = Journal(cut, moves, offsets_text(frozen_at))
         cutover.stamp(self.catalog, name, encode_projection(self.spec), journal,
                       time.time() + self.request.freeze_seconds)
@@ -306,6 +347,11 @@ class Build:
         cutover.apply_moves(self.catalog, moves)
         cutover.finish(self.catalog, live, previous_name(live), journal)
         log.info("cutover.done", table=live, cutover=cut, previous=previous_name(live), offsets=offsets_text(frozen_at))
+        return True
+
+    def _unfreeze(self, cut: str) -> None:
+        for name in (self.live_name, dlq_name(self.live_name)):
+            cutover.unfreeze(self.catalog, name, cut)
 
     def _cover(self, rebuilt: Table, frozen_at: OffsetMap) -> None:
         """Every partition the live table holds, the rebuilt one holds at least as far: where the last

@@ -6,6 +6,7 @@ change (up to max_columns: catalog/evolution.py), then only `max_new_columns_per
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -17,7 +18,13 @@ from tabletopic.catalog.calls import catalog_call
 from tabletopic.catalog.evolution import ColumnCaps, check_caps, count_fields, plan_evolution
 from tabletopic.catalog.evolve import LOGGED_CHANGES, evolve
 from tabletopic.catalog.partition_evolution import follow_partition_by, partition_by_property
-from tabletopic.catalog.projection import ProjectionChanged, hash_of, recorded_projection
+from tabletopic.catalog.projection import (
+    ProjectionChanged,
+    TableFrozen,
+    hash_of,
+    recorded_projection,
+    swap_under_way,
+)
 from tabletopic.catalog.schema_check import check_schema
 from tabletopic.catalog.tables import create_table, key_columns, load_if_exists, scope_problem, table_schema
 from tabletopic.config import TableConfig
@@ -43,9 +50,11 @@ MAX_EVOLUTIONS_PER_BATCH = 3
 
 class TableShape:
     def __init__(self, spec: TableConfig, catalog: Catalog, writer_schemas: WriterSchemas | None,
-                 on_change: Callable[[pa.Schema], None]) -> None:
-        """`on_change(schema)`: told the table's schema each time this writer learns a new one."""
+                 on_change: Callable[[pa.Schema], None], location: str | None = None) -> None:
+        """`on_change(schema)`: told the table's schema each time this writer learns a new one. `location`:
+        where a table this writer creates puts its files (default: the catalog's choice)."""
         self.spec = spec
+        self._location = location
         self.identifier = spec.table
         self._catalog = catalog
         self._writer_schemas = writer_schemas
@@ -208,12 +217,18 @@ class TableShape:
 
     def _create(self, schema: pa.Schema, keys: list[str] | None = None) -> Table:
         properties = {**self.spec.properties, **partition_by_property(self.spec.partition_by)}
+        with catalog_call("load_table", self.identifier):
+            swap = swap_under_way(self._catalog, self.identifier)
+        if swap is not None:  # the table is between two renames of a rebuild's cutover: never made anew
+            raise TableFrozen(self.identifier, swap, time.time())
         if self.upsert is None:
-            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, properties)
+            return create_table(self._catalog, self.identifier, schema, self.spec.partition_by, properties,
+                                location=self._location)
         assert keys, "an upsert table is created with its key columns"
         try:
             return create_table(self._catalog, self.identifier, schema, self.spec.partition_by,
-                                {**properties, **self.upsert.properties()}, identifier_fields=keys)
+                                {**properties, **self.upsert.properties()}, identifier_fields=keys,
+                                location=self._location)
         except ConfigError as exc:
             raise ConfigError(f"tables[{self.identifier}].{exc.key}", exc.reason) from None
 

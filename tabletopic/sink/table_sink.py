@@ -42,7 +42,10 @@ class TableSink:
         dead_letter_topic: DeadLetterTopic | None = None,
         routed: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        location: str | None = None,
     ) -> None:
+        """`location`: where the table, if this sink creates it, puts its files (its dead letters beside it);
+        default: the catalog's choice."""
         self.spec = spec
         # One of several tables a topic's records are split among: each sees every offset range,
         # and trims what it already holds instead of fencing (a fence would re-seek the siblings too).
@@ -50,9 +53,10 @@ class TableSink:
         self.identifier = spec.table
         upsert = spec.upsert
         self.writer = TableWriter(catalog, spec.table, group, writer_id, retry, routed, dead_letter_topic, clock,
-                                  upsert=upsert is not None)
+                                  upsert=upsert is not None,
+                                  dead_letter_location=None if location is None else f"{location}__dlq")
         self.writer.committer.projection = hash_of(spec)
-        self.shape = TableShape(spec, catalog, writer_schemas, on_change=self.writer.conform)
+        self.shape = TableShape(spec, catalog, writer_schemas, on_change=self.writer.conform, location=location)
         self.intake: Intake | KeyedIntake = Intake(spec, self.shape) if upsert is None \
             else KeyedIntake(spec, self.shape, upsert)
         self.bad_records: Counter[str] = Counter()  # by reason code, since start

@@ -32,8 +32,11 @@ log = structlog.get_logger(__name__)
 class TableWriter:
     def __init__(self, catalog: Catalog, identifier: str, group: str, writer_id: str, retry: RetryPolicy,
                  routed: bool, dead_letter_topic: DeadLetterTopic | None,
-                 clock: Callable[[], float] = time.monotonic, upsert: bool = False) -> None:
-        """`upsert`: the rows carry the delete flag, and each commit replaces the rows of their keys."""
+                 clock: Callable[[], float] = time.monotonic, upsert: bool = False,
+                 dead_letter_location: str | None = None) -> None:
+        """`upsert`: the rows carry the delete flag, and each commit replaces the rows of their keys.
+        `dead_letter_location`: where `<table>__dlq`, if this writer creates it, puts its files."""
+        self._dead_letter_location = dead_letter_location
         self.identifier = identifier
         self.upsert = upsert
         self._clock = clock  # the loop's: flush stamps are compared with its `now`
@@ -67,6 +70,8 @@ class TableWriter:
         if table is None:
             return {}
         committed = table_offsets(table, self.committer.group)
+        if self.committer.table_uuid is None:
+            self.committer.check_identity(table)
         wanted = list(tps)
         starts = {tp: committed[tp] for tp in wanted if tp in committed}
         self.committed.update(starts)
@@ -109,6 +114,7 @@ class TableWriter:
             return None
         try:
             if letters:
+                self._check_table_before_letters()
                 self._commit_dead_letters(letters)
             outcome = self.committer.commit(parts)
         except (CommitError, Cutover) as exc:  # a cutover holds the table: its rows wait, or are read again
@@ -133,6 +139,16 @@ class TableWriter:
         )
         return outcome
 
+    def _check_table_before_letters(self) -> None:
+        """The dead letters commit first, and their table trims what it holds instead of fencing: letters read
+        for a table that a cutover froze or replaced meanwhile must not land (they would trim away the letters
+        of the range the writer reads again). So the data table is checked first; only flushes with letters
+        pay for the load."""
+        table = load_if_exists(self._catalog, self.identifier)
+        if table is not None:
+            self.committer.check_identity(table)
+            check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())
+
     def _commit_dead_letters(self, letters: dict[TopicPartition, PartitionBuffer]) -> None:
         identifier = self.dead_letter_committer.identifier
         if load_if_exists(self._catalog, identifier) is None:
@@ -140,7 +156,7 @@ class TableWriter:
             table = load_if_exists(self._catalog, self.identifier)
             if table is not None:
                 check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())
-            create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {})
+            create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {}, location=self._dead_letter_location)
         outcome = self.dead_letter_committer.commit(letters)
         log.info("dead_letters.committed", table=identifier, rows=outcome.rows,
                  offsets={f"{t}/{p}": n for (t, p), n in outcome.committed.items()})

@@ -27,6 +27,7 @@ from tests.support import (
     audit_cli,
     audit_values_cli,
     catalog_of,
+    create_topic_with,
     log_end,
     produce,
     wait_committed,
@@ -93,6 +94,10 @@ def test_a_cutover_killed_after_its_freeze_leaves_the_old_table_live_then_a_reru
         wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
         assert iceberg.load_table(TABLE).scan().count() == 22_000
         assert "label" in [f.name for f in iceberg.load_table(TABLE).schema().fields]
+        # Each version in a folder of its own: orphan removal of one never takes the other's files.
+        folders = [iceberg.load_table(name).location().rstrip("/") + "/" for name in
+                   (TABLE, f"{TABLE}__previous", f"{TABLE}__dlq", f"{TABLE}__previous__dlq")]
+        assert not any(a.startswith(b) for a in folders for b in folders if a is not b), folders
         # The bad record is a dead letter of the new version too; the old version's letters went with it.
         for name in (f"{TABLE}__dlq", f"{TABLE}__previous__dlq"):
             letters = iceberg.load_table(name).scan().to_arrow().to_pylist()
@@ -205,6 +210,24 @@ def test_a_second_rebuild_of_a_table_is_refused_and_a_log_short_of_the_history_i
         refused = rebuild(new)
         assert refused.returncode == 1, refused.stderr[-3000:]
         assert "partition 2: 100 rows below offset 100" in refused.stderr, refused.stderr[-3000:]
+        assert not iceberg.table_exists(f"{TABLE}__rebuild")
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def test_an_append_table_of_a_compacted_topic_is_not_rebuilt_from_what_compaction_left(
+        kafka: LocalKafka, tmp_path: Path) -> None:
+    topic = create_topic_with(kafka.bootstrap, f"compacted-{os.getpid()}-{time.monotonic_ns()}", PARTITIONS,
+                              {"cleanup.policy": "compact"})
+    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    produce(kafka.bootstrap, topic, ((None, str(n % 50).encode(), value(n), None) for n in range(1_000)))
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        refused = rebuild(new)
+        assert refused.returncode == 1 and "is compacted" in refused.stderr, refused.stderr[-3000:]
         assert not iceberg.table_exists(f"{TABLE}__rebuild")
         assert writer.stop() == 0, writer.log()
     finally:

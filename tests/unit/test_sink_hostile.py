@@ -186,10 +186,10 @@ def test_a_table_creation_that_raises_on_one_records_schema_creates_it_from_the_
     """Before, the error escaped ingest: the first batch failed again on every retry."""
     real_create, real_evolve = shape_module.create_table, shape_module.evolve
 
-    def create_table(catalog_, identifier, schema, partition_by, properties):
+    def create_table(catalog_, identifier, schema, partition_by, properties, location=None):
         if "bad" in schema.names:
             raise ValueError("Invalid schema, field 'bad'")  # as pyiceberg does on a schema it cannot take
-        return real_create(catalog_, identifier, schema, partition_by, properties)
+        return real_create(catalog_, identifier, schema, partition_by, properties, location=location)
 
     def evolve(catalog_, identifier, incoming, additions_only=False, caps=None, guard=None):
         if "bad" in incoming.names:
