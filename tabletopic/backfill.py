@@ -32,6 +32,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from tabletopic.catalog import reader as table_reader
+from tabletopic.catalog.projection import as_recorded
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
 from tabletopic.commit.offsets import OffsetMap, decode_offsets, encode_offsets
@@ -278,7 +279,10 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
     registry = config.schema_registry
     writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
     group = backfill_group(config.group_id)
-    sink = TableSink(target.spec, catalog, group, f"backfill-{uuid.uuid4().hex[:8]}", RetryPolicy(), writer_schemas,
+    spec, differences = as_recorded(catalog, target.spec)  # a rebuilt table's rows are made as it records
+    if differences:
+        log.warning("table.projection_from_table", table=spec.table, differences=differences)
+    sink = TableSink(spec, catalog, group, f"backfill-{uuid.uuid4().hex[:8]}", RetryPolicy(), writer_schemas,
                      routed=target.routed)
     todo = {p.partition: p for p in plan.partitions if p.records > 0}
     if not todo:

@@ -29,15 +29,7 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.calls import CatalogCallFailed
 from tabletopic.catalog.loader import open_catalog
-from tabletopic.catalog.projection import (
-    Cutover,
-    Handover,
-    TableFrozen,
-    hash_of,
-    projection_differences,
-    recorded_projection,
-    under_projection,
-)
+from tabletopic.catalog.projection import Cutover, Handover, TableFrozen, as_recorded
 from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit import faults, gate
 from tabletopic.commit.committer import CommitOutcome, table_offsets
@@ -155,15 +147,12 @@ class Service:
 
     def _projected(self, spec: TableConfig) -> TableConfig:
         """`spec`, its rows made under the projection its table records (a rebuild's), if the table has one."""
-        table = load_if_exists(self._catalog, spec.table)
-        recorded = recorded_projection(table.metadata.properties) if table is not None else None
-        if recorded is None or recorded.hash == hash_of(spec):
-            return spec
-        log.warning("table.projection_from_table", table=spec.table, projection=recorded.hash,
-                    differences=projection_differences(spec, recorded),
-                    why="the table was rebuilt under these settings (tabletopic rebuild): its rows are made that way",
-                    fix="put the table's settings in the config (`tabletopic rebuild --show --table T` prints them)")
-        return under_projection(spec, recorded)
+        projected, differences = as_recorded(self._catalog, spec)
+        if differences:
+            log.warning("table.projection_from_table", table=spec.table, differences=differences,
+                        why="the table was rebuilt under these settings (tabletopic rebuild): its rows are made so",
+                        fix="put the table's settings in the config (`tabletopic rebuild --show --table T`)")
+        return projected
 
     def _adopt_projection(self, old: TableSink, change: Handover) -> None:
         """A rebuild's cutover or rollback put another table in this one's place (maybe made under another

@@ -140,6 +140,19 @@ def under_projection(spec: TableConfig, projection: Projection) -> TableConfig:
                                    f"version of tabletopic: {exc.reason}") from None
 
 
+def as_recorded(catalog: Catalog, spec: TableConfig) -> tuple[TableConfig, dict[str, dict[str, Any]]]:
+    """`spec` with its rows made under the projection its table records (a rebuild's), and where the config
+    differs from it; `spec` itself when the table records none or the same."""
+    try:
+        table = catalog.load_table(spec.table)
+    except NoSuchTableError:
+        return spec, {}
+    recorded = recorded_projection(table.metadata.properties)
+    if recorded is None or recorded.hash == hash_of(spec):
+        return spec, {}
+    return under_projection(spec, recorded), projection_differences(spec, recorded)
+
+
 def projection_differences(spec: TableConfig, projection: Projection) -> dict[str, dict[str, Any]]:
     """Setting -> {config, table} where the config file says otherwise than the table records."""
     mine, recorded = settings_of(spec), projection.settings
