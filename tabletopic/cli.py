@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--freeze-seconds", type=float, default=120.0,
                          help="how long a cutover may hold the live writer's commits before it lets go (default 120)")
     rebuild.add_argument("--no-cutover", action="store_true", help="build and catch up, leave the live table as it is")
+    rebuild.add_argument("--seed-from-table", action="store_true",
+                         help="the live table's rows below the log start (lost to retention) re-projected into the "
+                              "new version; the log supplies the rest")
     rebuild.add_argument("--metrics-port", type=int, help="serve the rebuild's progress as Prometheus metrics here")
     act = rebuild.add_mutually_exclusive_group()
     act.add_argument("--rollback", action="store_true",
@@ -604,7 +607,8 @@ def _rebuild(args: argparse.Namespace) -> int:
             request = RebuildRequest(
                 args.table,
                 _timestamp_ms("--from-timestamp", args.from_timestamp) if args.from_timestamp else None,
-                args.max_records_per_second, args.freeze_seconds, cutover=not args.no_cutover)
+                args.max_records_per_second, args.freeze_seconds, cutover=not args.no_cutover,
+                seed_from_table=args.seed_from_table)
             done = rebuild(catalog, config, request, writer_schemas)
     except SwapRefused as exc:
         print(f"tabletopic rebuild: refused: {exc}", file=sys.stderr)

@@ -149,6 +149,8 @@ class Supervisor:
                 codes.append(process.wait())
         if fatal is not None:
             return fatal
-        unclean = [c for c in codes if c != ExitCode.OK]
+        # A worker still starting dies of the SIGTERM itself (its handler comes just before it subscribes):
+        # it had read nothing, so that is a clean stop too.
+        unclean = [c for c in codes if c not in (ExitCode.OK, -signal.SIGTERM)]
         log.info("supervisor.stopped", worker_exit_codes=codes)
         return unclean[0] if unclean else ExitCode.OK

@@ -20,7 +20,6 @@ import structlog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from tabletopic.catalog import reader as table_reader
 from tabletopic.catalog.projection import (
     FROZEN_KEY,
     PROJECTION_HASH_KEY,
@@ -38,7 +37,7 @@ from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import ConfigError, RecordError
 from tabletopic.kafka.reader import RangeReader, log_bounds, offsets_at, topic_settings
 from tabletopic.observe import metrics
-from tabletopic.rebuild import cutover
+from tabletopic.rebuild import cutover, seed
 from tabletopic.rebuild.cutover import SwapRefused
 from tabletopic.rebuild.plan import (
     SWAP_SUFFIX,
@@ -63,6 +62,7 @@ LEASE_RENEW_S = 10.0
 LIVE_REFRESH_S = 2.0  # how often the live table's offsets are read while building
 PROGRESS_EVERY_S = 5.0
 READ_TIMEOUT_S = 0.5
+THROTTLE_NAP_S = 0.2  # the loop's other duties (commits, the lease, progress) go on while throttled
 # The cutover must have read up to the frozen offsets this long before its freeze lapses, or it lets go.
 FREEZE_MARGIN_S = 15.0
 
@@ -74,6 +74,7 @@ class RebuildRequest:
     max_records_per_second: float | None = None
     freeze_seconds: float = 120.0
     cutover: bool = True  # False: stop once caught up, the live table untouched
+    seed_from_table: bool = False  # the live table's rows below the log start re-projected (rebuild/seed.py)
 
 
 def live_spec(config: Config, table: str) -> TableConfig:
@@ -159,8 +160,9 @@ class Build:
         if existing is not None:
             self._check_same_projection(existing)
         # In a folder of its own: after the swap its name is reused, and a table keeps its folder when renamed.
-        location = cutover.unique_location(catalog.load_table(self.live_name), self.spec.table)
-        self.sink = TableSink(self.spec, catalog, self.group, owner, RetryPolicy(), writer_schemas, location=location)
+        self.location = cutover.unique_location(catalog.load_table(self.live_name), self.spec.table)
+        self.sink = TableSink(self.spec, catalog, self.group, owner, RetryPolicy(), writer_schemas,
+                              location=self.location)
         self.starts = self._starts(existing)
         self.read_to: dict[int, int] = dict(self.starts)
         self.read = 0
@@ -181,11 +183,15 @@ class Build:
             raise ConfigError("--table", f"topic {self.topic!r} of {self.live_name} not found")
         own = table_offsets(existing, self.group) if existing is not None else {}
         self._check_not_compacted()
+        if self.request.from_timestamp_ms is not None and self.request.seed_from_table:
+            raise ConfigError("--seed-from-table", "a rebuild --from-timestamp starts the new version at a time; "
+                                                   "--seed-from-table fills in what the log lost below its start: "
+                                                   "give one of them")
         if self.request.from_timestamp_ms is not None:
             fresh = offsets_at(self.config.kafka, self.topic, sorted(bounds), self.request.from_timestamp_ms)
         else:
             fresh = {p: low for p, (low, _) in bounds.items()}
-            if not own:
+            if not own:  # started afresh: a resumed rebuild (seeded or not) holds its offsets already
                 self._check_retention({p: low for p, (low, _) in bounds.items()})
         starts = {p: own.get((self.topic, p), fresh[p]) for p in bounds}
         log.info("rebuild.starts", table=self.spec.table, resumed=bool(own),
@@ -206,25 +212,25 @@ class Build:
                           f"keyed by the Kafka key is rebuilt from a compacted topic")
 
     def _check_retention(self, log_start: dict[int, int]) -> None:
-        """Refuse a rebuild whose log no longer holds rows the live table has: the new version would lack them."""
+        """Refuse a rebuild whose log no longer holds rows the live table has (the new version would lack them),
+        unless asked to seed them from the live table: then they are, in one commit."""
         if not any(log_start.values()):
             return
         live = self.catalog.load_table(self.live_name)
         if metadata.OFFSET not in {f.name for f in live.schema().fields}:
             raise SwapRefused(f"the log of {self.topic} starts above 0 and {self.live_name} has no {metadata.OFFSET} "
                               f"column to tell whether it holds older rows")
-        rows = table_reader.read(live, columns=(metadata.PARTITION, metadata.OFFSET),
-                                 row_filter=f"{metadata.TOPIC} == '{self.topic}'")
-        lost: dict[int, int] = {}
-        for partition, offset in zip(rows[metadata.PARTITION].to_pylist(), rows[metadata.OFFSET].to_pylist(),
-                                     strict=True):
-            if offset < log_start.get(partition, 0):
-                lost[partition] = lost.get(partition, 0) + 1
+        if self.request.seed_from_table:
+            seed.seed(self.catalog, self.live_name, self.sink, self.topic, log_start, self.location)
+            return
+        lost = seed.rows_below(live, self.topic, log_start)
         if lost:
             where = ", ".join(f"partition {p}: {n} rows below offset {log_start[p]}" for p, n in sorted(lost.items()))
             raise SwapRefused(f"the log of {self.topic} no longer holds all of {self.live_name}'s history ({where}); "
-                              f"rebuilt from the log, the new version would lack those rows. Rebuild "
-                              f"--from-timestamp a time the log still holds, if the new version may start there")
+                              f"rebuilt from the log, the new version would lack those rows. Rebuild with "
+                              f"--seed-from-table to re-project them from {self.live_name} (the log supplies the "
+                              f"rest), or --from-timestamp a time the log still holds, if the new version may start "
+                              f"there")
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -239,10 +245,12 @@ class Build:
         deadline = 0.0
         try:
             while True:
-                self._read_once(reader)
+                # Under a throttle, a batch is read only once the records so far are within the rate.
                 wait = throttle_wait(self.read, time.monotonic() - started, self.request.max_records_per_second)
                 if wait:
-                    time.sleep(min(wait, 1.0))
+                    time.sleep(min(wait, THROTTLE_NAP_S))
+                else:
+                    self._read_once(reader)
                 now = time.monotonic()
                 if cut is None and now - live_read_at >= LIVE_REFRESH_S:
                     live, live_read_at = self._live_offsets(), now

@@ -1,7 +1,8 @@
 """`tabletopic rebuild` at its edges: a cutover killed after its freeze or after its journal (the freeze
 lapses, the live writer goes on in the old table, a rerun cuts over exactly once), dead letters rebuilt
 with their table, an upsert table rebuilt as the current state per key, a second rebuild of a table
-refused, and a log that lost history to retention refused before anything is built.
+refused, a log that lost history to retention refused before anything is built, and rebuilt with
+`--seed-from-table` (the rows below the log start re-projected from the live table, in one commit).
 
 A real broker and the embedded SQLite catalog with a local warehouse (the catalog-specific paths are in
 test_rebuild.py, on the REST catalog over S3)."""
@@ -21,6 +22,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tabletopic.catalog import reader
+from tabletopic.commit.committer import table_offsets
 from tabletopic.local.kafka import LocalKafka
 from tests.support import (
     Writer,
@@ -229,6 +231,98 @@ def test_an_append_table_of_a_compacted_topic_is_not_rebuilt_from_what_compactio
         refused = rebuild(new)
         assert refused.returncode == 1 and "is compacted" in refused.stderr, refused.stderr[-3000:]
         assert not iceberg.table_exists(f"{TABLE}__rebuild")
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def test_a_log_short_of_the_history_is_rebuilt_with_the_rows_below_its_start_seeded_from_the_live_table(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    produce(kafka.bootstrap, topic, [(1, None, b"{not json", None)])  # a dead letter the log will lose
+    produce(kafka.bootstrap, topic, ((p, None, value(n), None) for n in range(20_000) for p in [n % PARTITIONS]))
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        for future in admin.delete_records([TopicPartition(topic, p, 2_000) for p in range(PARTITIONS)]).values():
+            future.result(timeout=30)
+        refused = rebuild(new)
+        assert refused.returncode == 1 and "--seed-from-table" in refused.stderr, refused.stderr[-3000:]
+        assert not iceberg.table_exists(f"{TABLE}__rebuild")
+
+        # Killed right after the seed commit: the rerun resumes from its offsets and seeds nothing again.
+        killed = rebuild(new, "--seed-from-table", failpoint="rebuild.seeded")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        seeded = iceberg.load_table(f"{TABLE}__rebuild")
+        assert seeded.scan().count() == 7_999  # partition 1 began with the dead letter
+        assert table_offsets(seeded, "tests") == {(topic, p): 2_000 for p in range(PARTITIONS)}
+        done = rebuild(new, "--seed-from-table")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "rebuild.seeded" not in done.stderr, done.stderr[-3000:]
+
+        rows = reader.read(iceberg.load_table(TABLE), columns=("_kafka_partition", "_kafka_offset", "n", "label"))
+        coordinates = list(zip(rows["_kafka_partition"].to_pylist(), rows["_kafka_offset"].to_pylist(), strict=True))
+        expected = {(p, o) for p in range(PARTITIONS) for o in range(5_000 + (p == 1)) if (p, o) != (1, 0)}
+        assert len(coordinates) == 20_000 and set(coordinates) == expected
+        # The seeded rows under the new projection too: `name` is `label` in every row.
+        assert rows["label"].to_pylist() == [f"item-{n}" for n in rows["n"].to_pylist()]
+        letters = iceberg.load_table(f"{TABLE}__dlq").scan().to_arrow().to_pylist()
+        assert [(r["_kafka_partition"], r["_kafka_offset"], r["reason"]) for r in letters] == \
+            [(1, 0, "malformed_json")], letters
+        audit = audit_values_cli(new, topic, TABLE)  # the offsets, then the log's records under the new projection
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "below the log start" in audit.stdout, audit.stdout
+        assert writer.stop() == 0, writer.log()
+    finally:
+        writer.kill()
+
+
+def test_an_upsert_table_seeded_from_the_live_table_takes_later_changes_of_its_seeded_keys(
+        kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(PARTITIONS)
+    old, new = configs(tmp_path, kafka, topic, {"partition_by": ["bucket(8, id)"]}, old={"mode": "upsert"})
+    records = [keyed(n, n % 400, False) for n in range(800)] + [keyed(n, (n * 7) % 200, n % 9 == 0)
+                                                                for n in range(800, 2_000)]
+    produce(kafka.bootstrap, topic, records)
+    writer = Writer(old)
+    iceberg = catalog_of(old)
+    try:
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        for future in admin.delete_records([TopicPartition(topic, p, 200) for p in range(PARTITIONS)]).values():
+            future.result(timeout=30)
+        killed = rebuild(new, "--seed-from-table", failpoint="rebuild.seeded")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        seeded = reader.read(iceberg.load_table(f"{TABLE}__rebuild"), columns=("id",))
+        seeded_keys = set(seeded["id"].to_pylist())
+        assert seeded_keys == set(range(200, 400))  # the keys last written below the log start, once each
+        assert seeded.num_rows == 200
+        # Changes of seeded keys after the seed: the rebuild's replay, then the live writer in the new table.
+        touched = sorted(seeded_keys)[:40]
+        during = [keyed(n, key, n % 2 == 0) for n, key in enumerate(touched, start=2_000)]
+        produce(kafka.bootstrap, topic, during)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        done = rebuild(new, "--seed-from-table")
+        assert done.returncode == 0, done.stderr[-3000:]
+        after = [keyed(n, key, n % 3 == 0) for n, key in enumerate(sorted(seeded_keys)[40:80], start=3_000)]
+        produce(kafka.bootstrap, topic, after)
+        writer.wait_for("table.projection_adopted", timeout=60)
+        wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
+        expected: dict[int, int] = {}
+        for _, raw_key, raw_value, _ in [*records, *during, *after]:
+            key = json.loads(raw_key)["id"]
+            if raw_value is None:
+                expected.pop(key, None)
+            else:
+                expected[key] = json.loads(raw_value)["qty"]
+        rows = reader.read(iceberg.load_table(TABLE), columns=("id", "qty")).to_pylist()
+        assert len(rows) == len(expected) and {r["id"]: r["qty"] for r in rows} == expected
+        audit = audit_cli(new, topic, TABLE)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "below the log start" in audit.stdout, audit.stdout
         assert writer.stop() == 0, writer.log()
     finally:
         writer.kill()
