@@ -300,6 +300,9 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
             batch = reader.read(config.consumer.batch_size, 1.0)
             for error in batch.errors:
                 log.warning("kafka.error", error=error)
+            if batch.out_of_range:  # retention took the range meanwhile: stop, never spin on it
+                raise TabletopicError(f"{plan.topic}/{sorted(set(batch.out_of_range))}: the log no longer holds the "
+                                      f"offsets the backfill reads next (retention took them)")
             now = time.monotonic()
             reached: dict[int, int] = dict(batch.reached)
             for chunk in batch.chunks:

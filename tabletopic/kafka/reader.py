@@ -131,6 +131,7 @@ class RangeBatch:
     chunks: list[RecordChunk]
     reached: dict[int, int]  # per partition: where the log ended (an end-of-partition event's offset)
     errors: list[str]
+    out_of_range: list[int] = field(default_factory=list)  # partitions whose position the log no longer holds
 
 
 class RangeReader:
@@ -148,13 +149,16 @@ class RangeReader:
         chunks, failed = group_messages(self._consumer.consume(num_messages=batch_size, timeout=timeout_s))
         reached: dict[int, int] = {}
         errors: list[str] = []
+        out_of_range: list[int] = []
         for message in failed:
             error = typing.cast(KafkaError, message.error())
             if error.code() == KafkaError._PARTITION_EOF:
                 reached[typing.cast(int, message.partition())] = typing.cast(int, message.offset())
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                out_of_range.append(typing.cast(int, message.partition()))
             else:
                 errors.append(error.str())
-        return RangeBatch(chunks, reached, errors)
+        return RangeBatch(chunks, reached, errors, out_of_range)
 
     def positions(self, partitions: list[int]) -> dict[int, int]:
         """The next offset each partition will read (past transaction markers and gaps it has passed);

@@ -293,6 +293,10 @@ class Build:
         batch = reader.read(self.config.consumer.batch_size, READ_TIMEOUT_S)
         for error in batch.errors:
             log.warning("kafka.error", error=error)
+        if batch.out_of_range:  # never a retry that spins: retention took what the rebuild was to read next
+            where = ", ".join(f"{self.topic}/{p} at {self.read_to.get(p)}" for p in sorted(set(batch.out_of_range)))
+            raise SwapRefused(f"the log no longer holds the offsets the rebuild reads next ({where}): retention "
+                              f"took them. Start again: --abandon, then rebuild with --seed-from-table")
         now = time.monotonic()
         for chunk in batch.chunks:
             try:

@@ -183,14 +183,17 @@ def test_an_upsert_table_rebuilt_under_a_new_spec_holds_the_latest_value_per_key
 def test_a_second_rebuild_of_a_table_is_refused_and_a_log_short_of_the_history_is_refused_before_building(
         kafka: LocalKafka, new_topic: Any, tmp_path: Path) -> None:
     topic = new_topic(PARTITIONS)
-    old, new = configs(tmp_path, kafka, topic, RENAMED)
+    old, _ = configs(tmp_path, kafka, topic, RENAMED)
+    # Small batches: the throttled rebuild below stays well short of catching up while the test acts.
+    new = writer_config(tmp_path / "slow.yaml", kafka.bootstrap, topic, TABLE, tmp_path / "wh",
+                        consumer={"batch_size": 100}, table_settings=RENAMED)
     produce(kafka.bootstrap, topic, ((p, None, value(n), None) for n in range(8_000) for p in [n % PARTITIONS]))
     writer = Writer(old)
     iceberg = catalog_of(old)
     try:
         wait_committed(iceberg, TABLE, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
         slow = subprocess.Popen([sys.executable, "-m", "tabletopic", "rebuild", "--config", str(new), "--table", TABLE,
-                                 "--max-records-per-second", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 "--max-records-per-second", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         try:
             deadline = time.monotonic() + 60
@@ -199,19 +202,27 @@ def test_a_second_rebuild_of_a_table_is_refused_and_a_log_short_of_the_history_i
                 time.sleep(0.2)
             second = rebuild(new)
             assert second.returncode == 1 and "two at once are refused" in second.stderr, second.stderr[-3000:]
+            while (table_offsets(iceberg.load_table(f"{TABLE}__rebuild"), "tests").get((topic, 2), 0)
+                   if iceberg.table_exists(f"{TABLE}__rebuild") else 0) == 0:
+                assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()[1][-3000:]
+                time.sleep(0.2)
         finally:
             slow.kill()
             slow.communicate()
+
+        # Retention took the first 1000 records of partition 2, past where the killed rebuild stands: the rerun
+        # stops with the reason (never spins on the error), and a fresh start is refused before building.
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        for future in admin.delete_records([TopicPartition(topic, 2, 1000)]).values():
+            future.result(timeout=30)
+        resumed = rebuild(new)
+        assert resumed.returncode == 1 and "no longer holds the offsets the rebuild reads next" in resumed.stderr, \
+            resumed.stderr[-3000:]
         abandon = rebuild(new, "--abandon")
         assert abandon.returncode == 0 and not iceberg.table_exists(f"{TABLE}__rebuild"), abandon.stderr
-
-        # Retention took the first records of partition 2: the log no longer holds all the table has.
-        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-        for future in admin.delete_records([TopicPartition(topic, 2, 100)]).values():
-            future.result(timeout=30)
         refused = rebuild(new)
         assert refused.returncode == 1, refused.stderr[-3000:]
-        assert "partition 2: 100 rows below offset 100" in refused.stderr, refused.stderr[-3000:]
+        assert "partition 2: 1000 rows below offset 1000" in refused.stderr, refused.stderr[-3000:]
         assert not iceberg.table_exists(f"{TABLE}__rebuild")
         assert writer.stop() == 0, writer.log()
     finally:
