@@ -427,7 +427,7 @@ class Service:
             self._adopt_projection(sink, exc)
             return True
         if isinstance(exc, TableFrozen):  # a table created during a cutover's renames: read again later
-            self.consumer.seek((chunk.topic, chunk.partition), chunk.first)
+            self._read_again(chunk, chunk.first)
             self._hold_for_cutover(sink, exc)
             return True
         registry_outage = isinstance(exc, SourceUnavailable) and not isinstance(exc, CatalogCallFailed)
@@ -437,27 +437,26 @@ class Service:
         retried = registry_outage or isinstance(exc, (CatalogCallFailed, CommitError)) or faults.is_transient(exc)
         if fault is None and not retried:
             return False
-        tp = (chunk.topic, chunk.partition)
-        if len(self._sinks_for(chunk.topic)) > 1:
-            # Routed siblings before this one may have buffered their share of the chunk: all of them
-            # read the partition again from where their tables stand.
-            self._positions.reposition([tp], self._positions.starts_for(chunk.topic, [tp]))
-        else:
-            self.consumer.seek(tp, chunk.first)
+        self._read_again(chunk, chunk.first)
         if fault is not None:
             self._halt_on_fault(sink, PermanentFault(sink.identifier, fault.reason, fault.fix, str(exc)))
         else:
             self._hold(sink, chunk, exc, now)
         return True
 
+    def _read_again(self, chunk: RecordChunk, offset: int) -> None:
+        """The chunk's partition read again from `offset`; for a routed topic, whose siblings before this table may
+        have buffered their share of the chunk, all of them from where their tables stand."""
+        tp = (chunk.topic, chunk.partition)
+        if len(self._sinks_for(chunk.topic)) > 1:
+            self._positions.reposition([tp], self._positions.starts_for(chunk.topic, [tp]))
+        else:
+            self.consumer.seek(tp, offset)
+
     def _on_dead_letter_flood(self, sink: TableSink, chunk: RecordChunk, flood: DeadLetterFlood) -> None:
         """More dead letters than the table's limit: it halts at the record past it (what came before is
         buffered), read again from there once it goes on."""
-        tp = (chunk.topic, chunk.partition)
-        if len(self._sinks_for(chunk.topic)) > 1:  # routed siblings: all read again from their tables
-            self._positions.reposition([tp], self._positions.starts_for(chunk.topic, [tp]))
-        else:
-            self.consumer.seek(tp, flood.offset)
+        self._read_again(chunk, flood.offset)
         self._halt_on_fault(sink, flood)
 
     def _release_holds(self, now: float) -> None:

@@ -217,6 +217,13 @@ class Build:
         if not any(log_start.values()):
             return
         live = self.catalog.load_table(self.live_name)
+        short = {p: n for (t, p), n in table_offsets(live, self.group).items()
+                 if t == self.topic and n < log_start.get(p, 0)}
+        if short:  # the rebuild would start past records the live table never took: a loss no audit would show
+            where = ", ".join(f"partition {p}: offsets {n}..{log_start[p] - 1}" for p, n in sorted(short.items()))
+            raise SwapRefused(f"retention took records of {self.topic} that {self.live_name} never read ({where}); "
+                              f"record that loss first with `tabletopic offsets reset` (the live writer is halted on "
+                              f"it), then rebuild")
         if metadata.OFFSET not in {f.name for f in live.schema().fields}:
             raise SwapRefused(f"the log of {self.topic} starts above 0 and {self.live_name} has no {metadata.OFFSET} "
                               f"column to tell whether it holds older rows")
@@ -245,8 +252,10 @@ class Build:
         deadline = 0.0
         try:
             while True:
-                # Under a throttle, a batch is read only once the records so far are within the rate.
-                wait = throttle_wait(self.read, time.monotonic() - started, self.request.max_records_per_second)
+                # Under a throttle, a batch is read only once the records so far are within the rate; never while
+                # the live writer waits on a freeze.
+                wait = 0.0 if cut is not None else throttle_wait(self.read, time.monotonic() - started,
+                                                                  self.request.max_records_per_second)
                 if wait:
                     time.sleep(min(wait, THROTTLE_NAP_S))
                 else:
@@ -278,6 +287,10 @@ class Build:
                                 why="the rebuild did not reach the frozen offsets in time: the live writer goes on")
                     self._unfreeze(cut)
                     cut = None
+        except BaseException:
+            if cut is not None:  # never leave the live writer frozen for a cutover that will not come
+                self._unfreeze(cut)
+            raise
         finally:
             reader.close()
 

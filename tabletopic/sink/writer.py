@@ -12,6 +12,7 @@ from pyiceberg.catalog import Catalog
 
 from tabletopic.catalog.projection import Cutover, check_cutover
 from tabletopic.catalog.tables import create_table, load_if_exists
+from tabletopic.commit import faults
 from tabletopic.commit.buffer import PartitionBuffer, TableBuffer, flush_due
 from tabletopic.commit.committer import CommitOutcome, Committer, table_newest_record_ms, table_offsets
 from tabletopic.commit.offsets import OffsetMap, TopicPartition
@@ -22,7 +23,7 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.base import BadValue
-from tabletopic.exceptions import CommitError
+from tabletopic.exceptions import CommitError, PermanentFault
 from tabletopic.observe import metrics
 from tabletopic.upsert.payload import UpsertPayload, with_flag
 
@@ -144,7 +145,15 @@ class TableWriter:
         for a table that a cutover froze or replaced meanwhile must not land (they would trim away the letters
         of the range the writer reads again). So the data table is checked first; only flushes with letters
         pay for the load."""
-        table = load_if_exists(self._catalog, self.identifier)
+        try:
+            table = load_if_exists(self._catalog, self.identifier)
+        except Exception as exc:  # as the committer judges it: a fault no retry fixes halts, an outage backs off
+            fault = faults.permanent(exc)
+            if fault is not None:
+                raise PermanentFault(self.identifier, fault.reason, fault.fix, str(exc)) from exc
+            if faults.is_transient(exc):
+                raise CommitError(f"{self.identifier}: the table could not be loaded: {exc}") from exc
+            raise
         if table is not None:
             self.committer.check_identity(table)
             check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())

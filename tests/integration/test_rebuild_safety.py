@@ -225,6 +225,16 @@ def test_a_second_rebuild_of_a_table_is_refused_and_a_log_short_of_the_history_i
         assert "partition 2: 1000 rows below offset 1000" in refused.stderr, refused.stderr[-3000:]
         assert not iceberg.table_exists(f"{TABLE}__rebuild")
         assert writer.stop() == 0, writer.log()
+
+        # Retention took records the live table never read (its writer stopped): even seeded, a rebuild would start
+        # past them and no audit of the new version would show the loss. Refused, naming the range.
+        produce(kafka.bootstrap, topic, ((2, None, value(n), None) for n in range(8_000, 8_400)))
+        for future in admin.delete_records([TopicPartition(topic, 2, 2200)]).values():
+            future.result(timeout=30)
+        for flags in ((), ("--seed-from-table",)):
+            short = rebuild(new, *flags)
+            assert short.returncode == 1, short.stderr[-3000:]
+            assert "never read (partition 2: offsets 2000..2199)" in short.stderr, short.stderr[-3000:]
     finally:
         writer.kill()
 
