@@ -157,10 +157,17 @@ def test_readyz_gives_a_generic_reason_and_no_secret_reaches_the_answers_or_the_
     writer = spawn_writer(config)
     writer.wait_for("http.serving")
     wait_until(lambda: answered(f"http://127.0.0.1:{port}/readyz", 200), 90, "/readyz 200")
+    # Ready can come before the first assignment, whose start offsets need the catalog: a catalog gone then
+    # crashes the worker (a known gap, issue 21's catalog outages), which is not what this test is about.
+    if not writer.named("kafka.assigned"):
+        writer.wait_for("kafka.assigned", timeout=60)
     assert own_rest_catalog.process is not None
     own_rest_catalog.process.kill()  # refused connections from now on: an exception, with the catalog's URL
     own_rest_catalog.process.wait()
-    wait_until(lambda: answered(f"http://127.0.0.1:{port}/readyz", 503), 60, "/readyz 503, catalog gone")
+    try:
+        wait_until(lambda: answered(f"http://127.0.0.1:{port}/readyz", 503), 60, "/readyz 503, catalog gone")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the writer's exit code {writer.process.poll()}\n{writer.log()}") from None
     status, reason = get(f"http://127.0.0.1:{port}/readyz")
     assert (status, reason) == (503, "catalog unreachable: ConnectionError; details in the log\n")
     status, metrics_text = get(f"http://127.0.0.1:{port}/metrics")
