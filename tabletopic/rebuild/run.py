@@ -296,8 +296,7 @@ class Build:
 
     def _live_offsets(self) -> OffsetMap:
         """The live table's offsets in the rebuild's topic (a topic it no longer reads is not waited for)."""
-        offsets = table_offsets(self.catalog.load_table(self.live_name), self.group)
-        return {tp: n for tp, n in offsets.items() if tp[0] == self.topic}
+        return self._of_topic(table_offsets(self.catalog.load_table(self.live_name), self.group))
 
     def _read_to(self) -> OffsetMap:
         return {(self.topic, p): n for p, n in self.read_to.items()}

@@ -115,7 +115,6 @@ class TableWriter:
             return None
         try:
             if letters:
-                self._check_table_before_letters()
                 self._commit_dead_letters(letters)
             outcome = self.committer.commit(parts)
         except (CommitError, Cutover) as exc:  # a cutover holds the table: its rows wait, or are read again
@@ -159,12 +158,11 @@ class TableWriter:
             check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())
 
     def _commit_dead_letters(self, letters: dict[TopicPartition, PartitionBuffer]) -> None:
+        # Checked first, also before the dead-letter table is made: one made while a rebuild's cutover moves the
+        # tables would stand where the new version's goes.
+        self._check_table_before_letters()
         identifier = self.dead_letter_committer.identifier
         if load_if_exists(self._catalog, identifier) is None:
-            # Never made while a rebuild's cutover moves the tables: it would stand where the new version's goes.
-            table = load_if_exists(self._catalog, self.identifier)
-            if table is not None:
-                check_cutover(self.identifier, table.metadata.properties, self.committer.projection, time.time())
             create_table(self._catalog, identifier, dead_letter.SCHEMA, [], {}, location=self._dead_letter_location)
         outcome = self.dead_letter_committer.commit(letters)
         log.info("dead_letters.committed", table=identifier, rows=outcome.rows,
