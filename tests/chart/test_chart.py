@@ -8,6 +8,7 @@ from registries, never the network at test time.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -77,8 +78,27 @@ def rendered(helm: Path, name: str) -> list[Manifest]:
 
 
 def values(name: str) -> dict[str, Any]:
+    """The values a case renders with: its file merged into the chart's defaults, key by key, as Helm does."""
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    return {**defaults, **(yaml.safe_load(CASES[name].read_text()) or {})}
+    return _merged(defaults, yaml.safe_load(CASES[name].read_text()) or {})
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        elif value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def http_port(name: str) -> int:
+    port: int = values(name)["config"]["http"]["port"]
+    return port
+
 
 
 def only(manifests: list[Manifest], kind: str) -> Manifest:
@@ -171,7 +191,7 @@ def test_sidecar_mode_renders_no_workload_even_with_everything_on(helm: Path) ->
 @pytest.mark.parametrize("name", DEPLOYMENT_CASES)
 def test_probes_and_config_agree_on_the_port(helm: Path, name: str) -> None:
     manifests = rendered(helm, name)
-    port = values(name)["http"]["port"]
+    port = http_port(name)
     deployment = only(manifests, "Deployment")
     tabletopic = container(deployment["spec"]["template"]["spec"])
     assert tabletopic["ports"] == [{"name": "tabletopic-http", "containerPort": port, "protocol": "TCP"}]
@@ -213,16 +233,9 @@ def test_security_context(helm: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_config_is_rendered_with_the_chart_owned_keys(helm: Path, name: str) -> None:
-    manifests = rendered(helm, name)
-    given = values(name)
-    config = rendered_config(manifests)
-    assert config["shutdown_timeout_seconds"] == given["shutdownTimeoutSeconds"]
-    assert config["http"]["port"] == given["http"]["port"]
-    assert config["workers"] == given["workers"]
-    for key, value in given["config"].items():
-        if key != "http":
-            assert config[key] == value, key
+def test_config_is_rendered_as_given(helm: Path, name: str) -> None:
+    """workers, http.port and shutdown_timeout_seconds included: the config is their one place."""
+    assert rendered_config(rendered(helm, name)) == values(name)["config"]
 
 
 @pytest.mark.parametrize("name", ["deployment-full", "sidecar"])
@@ -235,41 +248,96 @@ def test_rendered_config_loads_in_tabletopic(helm: Path, name: str, tmp_path: Pa
     path = tmp_path / "config.yaml"
     path.write_text(text.replace("/etc/tabletopic/secrets/", f"{secrets}/"))
     config = load_config(path, environ={"KAFKA_SASL_PASSWORD": "kafka-pass"})
-    given = values(name)
+    given = values(name)["config"]
     assert config.http.port == given["http"]["port"]
-    assert config.shutdown_timeout_seconds == given["shutdownTimeoutSeconds"]
+    assert config.shutdown_timeout_seconds == given["shutdown_timeout_seconds"]
+    assert config.workers == given["workers"]
     assert config.kafka["sasl.password"] == "kafka-pass"
     if name == "deployment-full":
         assert config.schema_registry.properties["basic.auth.user.info"] == "user:registry-pass"
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_termination_grace_exceeds_the_shutdown_bound(helm: Path, name: str) -> None:
+def test_termination_grace_is_the_shutdown_bound_plus_the_margin(helm: Path, name: str) -> None:
     manifests = rendered(helm, name)
     pod = _pod_spec(helm, name, manifests)
-    assert pod["terminationGracePeriodSeconds"] > rendered_config(manifests)["shutdown_timeout_seconds"]
+    config = rendered_config(manifests)
+    margin = values(name)["terminationGraceMarginSeconds"]
+    assert pod["terminationGracePeriodSeconds"] == math.ceil(config["shutdown_timeout_seconds"]) + margin
+    assert margin > 2  # the supervisor of several workers waits the bound plus 2 s
 
 
-GRACE_TOO_SHORT = "must be greater than shutdownTimeoutSeconds"
+# --- workers, the HTTP port and the shutdown bound: set in config, and only there ---------------------
+
+
+def test_the_http_port_follows_the_config(helm: Path, kubeconform: list[str], tmp_path: Path) -> None:
+    manifests = render(helm, "-f", str(CASES["deployment-full"]), "--set", "config.http.port=9876")
+    tabletopic = container(only(manifests, "Deployment")["spec"]["template"]["spec"])
+    assert tabletopic["ports"][0]["containerPort"] == 9876
+    assert tabletopic["livenessProbe"]["httpGet"]["port"] == 9876
+    assert tabletopic["readinessProbe"]["httpGet"]["port"] == 9876
+    assert only(manifests, "NetworkPolicy")["spec"]["ingress"][0]["ports"] == [{"port": 9876, "protocol": "TCP"}]
+    assert rendered_config(manifests)["http"]["port"] == 9876
+    assert validate(kubeconform, manifests, tmp_path)["returncode"] == 0
+
+
+@pytest.mark.parametrize(("timeout", "margin", "grace"), [(45, None, 55), (29.5, None, 40), (20, 3, 23)])
+def test_the_grace_period_follows_the_shutdown_bound(helm: Path, tmp_path: Path, timeout: float,
+                                                     margin: int | None, grace: int) -> None:
+    given: dict[str, Any] = {"config": {"shutdown_timeout_seconds": timeout}}
+    if margin is not None:
+        given["terminationGraceMarginSeconds"] = margin
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(given))  # a file: --set would make 29.5 a string
+    manifests = render(helm, "-f", str(path))
+    assert only(manifests, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == grace
+    assert rendered_config(manifests)["shutdown_timeout_seconds"] == timeout
+    sidecar = notes(helm, tmp_path, "-f", str(SIDECAR_VALUES), "-f", str(path))
+    assert f"terminationGracePeriodSeconds to {grace}:" in sidecar
+
+
+def test_workers_are_set_in_the_config(helm: Path) -> None:
+    assert rendered_config(render(helm, "--set", "config.workers=4"))["workers"] == 4
+    assert "workers" not in rendered_config(render(helm, "--set", "config.workers=null"))  # one per CPU
+
+
+@pytest.mark.parametrize(
+    ("setting", "new_place"),
+    [
+        ("workers=2", "set config.workers instead"),
+        ("http.port=9999", "set config.http.port instead"),
+        ("shutdownTimeoutSeconds=40", "set config.shutdown_timeout_seconds instead"),
+        ("terminationGracePeriodSeconds=60", "set terminationGraceMarginSeconds"),
+    ],
+)
+def test_the_values_of_chart_0_1_name_their_new_place(helm: Path, setting: str, new_place: str) -> None:
+    result = template(helm, "--set", setting)
+    assert result.returncode != 0
+    assert f"the value {setting.split('.')[0].split('=')[0]} is gone since chart 0.2.0" in result.stderr
+    assert new_place in result.stderr
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (["terminationGracePeriodSeconds=20", "shutdownTimeoutSeconds=20"], GRACE_TOO_SHORT),
-        (["terminationGracePeriodSeconds=15"], GRACE_TOO_SHORT),
-        (["terminationGracePeriodSeconds=29", "shutdownTimeoutSeconds=29.5"], GRACE_TOO_SHORT),
-        (["terminationGracePeriodSeconds=22", "workers=2"], "shutdownTimeoutSeconds + 2"),
-        (["mode=sidecar", "shutdownTimeoutSeconds=45"], GRACE_TOO_SHORT),
-        (["config.shutdown_timeout_seconds=5"], "set shutdownTimeoutSeconds, not config.shutdown_timeout_seconds"),
-        (["config.http.port=9999"], "set http.port, not config.http.port"),
-        (["mode=daemonset"], "mode must be deployment or sidecar"),
+        (["config.http.port=null"], "config.http.port must be set to a port number"),
+        (["config.shutdown_timeout_seconds=null"], "config.shutdown_timeout_seconds must be set to a number"),
+        (["config.http.enabled=false"], "config.http.enabled must stay true"),
+        (["terminationGraceMarginSeconds=2"], "at '/terminationGraceMarginSeconds': minimum: got 2, want 3"),
+        (["mode=daemonset"], "at '/mode': value must be one of 'deployment', 'sidecar'"),
     ],
 )
 def test_template_refuses_bad_values(helm: Path, settings: list[str], message: str) -> None:
     result = template(helm, *(arg for setting in settings for arg in ("--set", setting)))
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_chart_derives_pod_settings_only_from_literal_numbers(helm: Path) -> None:
+    """tabletopic would resolve ${env:PORT}, but the container port cannot wait for that."""
+    result = template(helm, "--set-string", "config.http.port=${env:PORT}")
+    assert result.returncode != 0
+    assert "config.http.port must be set to a port number" in result.stderr
 
 
 def test_no_secret_references_without_existing_secret(helm: Path) -> None:
@@ -363,7 +431,7 @@ def test_sidecar_app_is_valid_and_keeps_its_own_container(helm: Path, kubeconfor
     assert [c["name"] for c in pod["containers"]] == ["app", "tabletopic"]
     given = yaml.safe_load(SIDECAR_VALUES.read_text())
     assert container(pod)["envFrom"] == [{"secretRef": {"name": given["existingSecret"]}}]
-    assert container(pod)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": given["http"]["port"]}
+    assert container(pod)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": given["config"]["http"]["port"]}
     assert pod["serviceAccountName"] == given["serviceAccount"]["name"]
 
 
@@ -428,7 +496,9 @@ SECRET_VALUE = "S3cr3t-Passw0rd!"
     ],
 )
 def test_template_refuses_a_literal_secret_in_config(helm: Path, setting: str, key: str) -> None:
-    result = template(helm, "--set-string", f"{setting}={SECRET_VALUE}")
+    table = ["--set-string", "config.tables[0].table=shop.orders", "--set-string", "config.tables[0].topic=orders"]
+    result = template(helm, *(table if setting.startswith("config.tables") else []),
+                      "--set-string", f"{setting}={SECRET_VALUE}")
     assert result.returncode != 0
     assert f"{key} looks like a secret and holds a literal value" in result.stderr
     assert "${env:KEY}" in result.stderr and "existingSecret" in result.stderr
@@ -514,7 +584,7 @@ def test_network_policy_lets_only_the_given_peers_reach_the_http_port(helm: Path
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"] == [{
         "from": given["networkPolicy"]["ingressFrom"],
-        "ports": [{"port": given["http"]["port"], "protocol": "TCP"}],
+        "ports": [{"port": given["config"]["http"]["port"], "protocol": "TCP"}],
     }]
     dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     assert policy["egress"] == [*given["networkPolicy"]["egress"], dns]
@@ -550,3 +620,115 @@ def test_sidecar_notes_warn_that_the_application_shares_the_service_account(helm
     text = notes(helm, tmp_path, "-f", str(SIDECAR_VALUES))
     assert "every container of the pod, your application's too, runs as ServiceAccount\norders-app" in text
     assert "IAM role" in text
+
+
+# --- extra volumes, init containers, annotations, common labels -----------------------------------------
+
+
+def test_extra_volumes_mounts_and_init_containers(helm: Path) -> None:
+    given = values("deployment-full")
+    pod = only(rendered(helm, "deployment-full"), "Deployment")["spec"]["template"]["spec"]
+    assert pod["initContainers"] == given["initContainers"]
+    for volume in given["extraVolumes"]:
+        assert volume in pod["volumes"]
+    mounts = container(pod)["volumeMounts"]
+    for mount in given["extraVolumeMounts"]:
+        assert mount in mounts
+    # The chart's own volumes and mounts stay.
+    assert {"tabletopic-config", "tabletopic-tmp", "tabletopic-secrets"} <= {v["name"] for v in pod["volumes"]}
+    assert {"/etc/tabletopic/config.yaml", "/tmp"} <= {m["mountPath"] for m in mounts}
+
+
+def test_nothing_extra_by_default(helm: Path) -> None:
+    pod = only(rendered(helm, "default"), "Deployment")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [v["name"] for v in pod["volumes"]] == ["tabletopic-config", "tabletopic-tmp"]
+    assert [m["name"] for m in container(pod)["volumeMounts"]] == ["tabletopic-config", "tabletopic-tmp"]
+
+
+def test_extra_volumes_come_with_the_sidecar_templates(helm: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({k: values("deployment-full")[k] for k in ("extraVolumes", "extraVolumeMounts")}))
+    text = notes(helm, tmp_path, "-f", str(SIDECAR_VALUES), "-f", str(extra))
+    snippet = yaml.safe_load(text[text.index("      containers:"):text.index("A chart that depends")])
+    assert {"name": "kafka-ca", "configMap": {"name": "kafka-ca"}} in snippet["volumes"]
+    assert {"name": "kafka-ca", "mountPath": "/etc/tabletopic/ca", "readOnly": True} in \
+        snippet["containers"][0]["volumeMounts"]
+
+
+def test_pod_annotations(helm: Path) -> None:
+    annotations = only(render(helm, "--set", "podAnnotations.example\\.com/owner=data"),
+                       "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/owner"] == "data"
+    assert "checksum/config" in annotations
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_common_labels_are_on_every_object_and_off_the_selectors(helm: Path, name: str) -> None:
+    manifests = render(helm, "-f", str(CASES[name]), "--set", "commonLabels.example\\.com/owner=data",
+                       "--set", "serviceAccount.create=true", "--set", "podDisruptionBudget.enabled=true")
+    assert len(manifests) >= 2
+    for manifest in manifests:
+        assert manifest["metadata"]["labels"]["example.com/owner"] == "data", manifest["kind"]
+    for deployment in (m for m in manifests if m["kind"] == "Deployment"):
+        assert deployment["spec"]["template"]["metadata"]["labels"]["example.com/owner"] == "data"
+        assert "example.com/owner" not in deployment["spec"]["selector"]["matchLabels"]
+    for selecting in (m for m in manifests if m["kind"] in ("Service", "PodDisruptionBudget", "NetworkPolicy")):
+        assert "example.com/owner" not in yaml.safe_dump(selecting["spec"])
+
+
+def test_full_values_set_common_labels(helm: Path) -> None:
+    manifests = rendered(helm, "deployment-full")
+    assert {m["metadata"]["labels"]["example.com/cost-centre"] for m in manifests} == {"streaming"}
+
+
+# --- values.schema.json: helm refuses what tabletopic or the chart would not take ---------------------
+
+
+@pytest.mark.parametrize(
+    ("values_text", "message"),
+    [
+        ("imagee:\n  repository: x\n", "additional properties 'imagee' not allowed"),
+        ("image:\n  tagg: x\n", "at '/image': additional properties 'tagg' not allowed"),
+        ("config:\n  commit:\n    interval_second: 5\n",
+         "at '/config/commit': additional properties 'interval_second' not allowed"),
+        ("config:\n  wrokers: 2\n", "at '/config': additional properties 'wrokers' not allowed"),
+        ("config:\n  http:\n    port: 70000\n", "at '/config/http/port'"),
+        ("config:\n  tables:\n    - table: shop.orders\n      topic: orders\n      formatt: json\n",
+         "additional properties 'formatt' not allowed"),
+        ("service:\n  prot: 80\n", "at '/service': additional properties 'prot' not allowed"),
+        ("readinessProbe:\n  periodSecond: 5\n", "additional properties 'periodSecond' not allowed"),
+        ("extraVolumeMounts:\n  - name: x\n", "missing property 'mountPath'"),
+        ("commonLabels:\n  enabled: true\n", "at '/commonLabels/enabled': got boolean, want string"),
+    ],
+)
+def test_the_schema_refuses_typos(helm: Path, tmp_path: Path, values_text: str, message: str) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(values_text)
+    rendered_ = template(helm, "-f", str(path))
+    assert rendered_.returncode != 0
+    assert "don't meet the specifications of the schema" in rendered_.stderr
+    assert message in rendered_.stderr
+    lint = subprocess.run([str(helm), "lint", "--strict", "--kube-version", k8s_tools.KUBERNETES_VERSION,
+                           str(CHART), "-f", str(path)], capture_output=True, text=True, check=False)
+    assert lint.returncode != 0
+    assert message in lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "config.commit.interval_seconds=${env:COMMIT_INTERVAL}",
+        "config.maintenance.enabled=${file:/etc/tabletopic/secrets/MAINTAIN}",
+        "config.log_level=${env:LOG_LEVEL}",
+        "config.kafka.sasl\\.password=${env:KAFKA_SASL_PASSWORD}",
+        "config.catalog.token=${env:CATALOG_TOKEN}",
+    ],
+)
+def test_the_schema_takes_a_reference_wherever_tabletopic_does(helm: Path, setting: str) -> None:
+    rendered_config(render(helm, "--set-string", setting))
+
+
+def test_a_parent_chart_passes_the_schema(helm: Path, tmp_path: Path) -> None:
+    """Helm hands a subchart `global:` too; the schema must let it through."""
+    assert only(sidecar_app(helm, tmp_path), "Deployment")

@@ -138,3 +138,91 @@ def test_upsert_settings_the_table_records():
     assert table.upsert is not None and table.upsert.key_source == "value"
     [table] = load_config(flags=_table(), environ={}).tables
     assert table.upsert is None
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "suggested"),
+    [
+        ({**BASE, "commit": {"interval_second": 5}}, "commit.interval_second", "interval_seconds"),
+        ({**BASE, "tables": [{"table": "ns.e", "topic": "e", "partiton_by": ["bucket(4, id)"]}]},
+         "tables[0].partiton_by", "partition_by"),
+        ({**BASE, "maintenance": {"keep_snapshot": 5}}, "maintenance.keep_snapshot", "keep_snapshots"),
+        ({**BASE, "tabels": []}, "tabels", "tables"),
+    ],
+)
+def test_a_misspelt_key_is_refused_with_the_nearest_known_one(data, key, suggested):
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=data, environ={})
+    assert caught.value.key == key
+    assert f"did you mean {suggested!r}?" in caught.value.reason
+
+
+def test_an_unknown_key_with_nothing_near_is_refused_without_a_guess():
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={**BASE, "commit": {"zzz": 1}}, environ={})
+    assert caught.value.reason == "unknown key"
+
+
+@pytest.mark.parametrize("name", ["shop..orders", "shop.", ".orders", "orders", "shop.my orders", "shop.\torders", ""])
+def test_a_malformed_table_name_is_refused(name):
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={**BASE, "tables": [{"table": name, "topic": "e"}]}, environ={})
+    assert caught.value.key == "tables[0].table"
+    assert "NAMESPACE.TABLE" in caught.value.reason
+
+
+def test_a_malformed_routed_table_name_is_refused():
+    table = {"table": "ns.e", "topic": "e", "route_field": "r", "route_tables": {"eu": "ns..eu"}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={**BASE, "tables": [table]}, environ={})
+    assert caught.value.key == "tables[0].route_tables.eu"
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line_in_one_line(tmp_path):
+    path = write(tmp_path, "kafka:\n  bootstrap.servers: x:1\ntables:\n  - table: ns.t\n    topic: [t\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert caught.value.key == "--config"
+    assert "\n" not in str(caught.value)
+    assert f"{path}, line " in caught.value.reason
+
+
+def test_secrets_in_pass_through_sections_never_show_in_the_repr():
+    config = load_config(flags={**BASE, "kafka": {"bootstrap.servers": "x:1", "sasl.password": "hunter2"},
+                                "catalog": {"uri": "http://rest", "s3.secret-access-key": "s3cr3t"},
+                                "schema_registry": {"url": "http://reg", "properties": {
+                                    "basic.auth.user.info": "u:pw"}}}, environ={})
+    shown = repr(config)
+    assert "hunter2" not in shown and "s3cr3t" not in shown and "u:pw" not in shown
+    assert config.kafka["sasl.password"] == "hunter2"  # still the value to the libraries
+    assert {"hunter2", "s3cr3t", "u:pw"} <= config.secret_values
+    assert all(type(value) is str for value in config.secret_values)  # masking matches their plain repr
+
+
+def test_yaml_booleans_and_numbers_pass_through_as_the_strings_libraries_want():
+    config = load_config(flags={**BASE, "kafka": {"bootstrap.servers": "x:1", "enable.idempotence": True,
+                                                  "linger.ms": 5}}, environ={})
+    assert config.kafka["enable.idempotence"] == "true"
+    assert config.kafka["linger.ms"] == "5"
+
+
+def test_a_command_needs_only_what_it_uses():
+    catalog_only = load_config(flags={"catalog": {"warehouse": "/tmp/w"}}, environ={}, needs=frozenset())
+    assert catalog_only.tables == []
+    avro = {"tables": [{"table": "ns.e", "topic": "e", "format": "avro"}]}
+    assert load_config(flags=avro, environ={}, needs=frozenset({"tables"})).tables[0].format == "avro"
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=avro, environ={}, needs=frozenset({"tables", "registry"}))
+    assert caught.value.key == "schema_registry.url"
+
+
+def test_an_error_in_a_setting_a_flag_filled_names_the_flag():
+    flags = {**BASE, "tables": [{"table": "ns..e", "topic": "e"}], "schema_registry": {"url": 5}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=flags, environ={}, flag_names={"tables[0].table": "--table"})
+    assert caught.value.key == "--table"
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={**BASE, "commit": {"interval_seconds": 0}}, environ={},
+                    flag_names={"commit.interval_seconds": "--commit-interval"})
+    assert caught.value.key == "--commit-interval"
+    assert caught.value.reason == "must be above 0"

@@ -28,6 +28,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{ include "tabletopic.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "tabletopic.serviceAccountName" -}}
@@ -45,24 +48,20 @@ Checks that stop a render with a clear message.
 {{- if not (has .Values.mode (list "deployment" "sidecar")) }}
 {{- fail (printf "mode must be deployment or sidecar, not %q" (toString .Values.mode)) }}
 {{- end }}
-{{- $grace := float64 .Values.terminationGracePeriodSeconds }}
-{{- $shutdown := float64 .Values.shutdownTimeoutSeconds }}
-{{- if le $grace $shutdown }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than shutdownTimeoutSeconds (%v): Kubernetes kills the pod at the grace period, before tabletopic has finished its last commit and left the group" .Values.terminationGracePeriodSeconds .Values.shutdownTimeoutSeconds) }}
+{{- $moved := dict "workers" "config.workers" "http" "config.http.port" "shutdownTimeoutSeconds" "config.shutdown_timeout_seconds" "terminationGracePeriodSeconds" "terminationGraceMarginSeconds (the grace period is config.shutdown_timeout_seconds plus this margin)" }}
+{{- range $old, $new := $moved }}
+{{- if hasKey $.Values $old }}
+{{- fail (printf "the value %s is gone since chart 0.2.0: set %s instead (each setting lives in one place, the config; see the chart's README, Upgrading)" $old $new) }}
 {{- end }}
-{{- if and (gt (int .Values.workers) 1) (le $grace (addf $shutdown 2)) }}
-{{- fail (printf "with workers > 1, terminationGracePeriodSeconds (%v) must be greater than shutdownTimeoutSeconds + 2 (%v): the supervisor gives its workers that long to stop" .Values.terminationGracePeriodSeconds (addf $shutdown 2)) }}
 {{- end }}
 {{- $config := .Values.config | default dict }}
-{{- if hasKey $config "shutdown_timeout_seconds" }}
-{{- fail "set shutdownTimeoutSeconds, not config.shutdown_timeout_seconds: the chart renders it (and checks it against terminationGracePeriodSeconds)" }}
-{{- end }}
-{{- if hasKey $config "workers" }}
-{{- fail "set workers, not config.workers: the chart renders it" }}
+{{- /* A ${env:} reference would do for tabletopic, but the chart derives pod settings from these two. */}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?$" (toString (get $config "shutdown_timeout_seconds" | default ""))) }}
+{{- fail "config.shutdown_timeout_seconds must be set to a number of seconds: the pod's terminationGracePeriodSeconds is derived from it" }}
 {{- end }}
 {{- $http := get $config "http" | default dict }}
-{{- if hasKey $http "port" }}
-{{- fail "set http.port, not config.http.port: the chart renders it (the probes and the Service use it)" }}
+{{- if not (regexMatch "^[1-9][0-9]*$" (toString (get $http "port" | default ""))) }}
+{{- fail "config.http.port must be set to a port number: the container port, the probes and the NetworkPolicy use it" }}
 {{- end }}
 {{- if and (hasKey $http "enabled") (not $http.enabled) }}
 {{- fail "config.http.enabled must stay true: the probes need /healthz and /readyz" }}
@@ -111,16 +110,25 @@ The message names the key, never the value.
 {{- end }}
 
 {{/*
-The config file: .Values.config with the keys the chart owns.
+The config file, as given: the single source of workers, http.port and shutdown_timeout_seconds.
 */}}
 {{- define "tabletopic.config" -}}
-{{- $config := deepCopy (.Values.config | default dict) }}
-{{- $http := deepCopy (get $config "http" | default dict) }}
-{{- $_ := set $http "port" (int .Values.http.port) }}
-{{- $_ = set $config "http" $http }}
-{{- $_ = set $config "shutdown_timeout_seconds" .Values.shutdownTimeoutSeconds }}
-{{- $_ = set $config "workers" (int .Values.workers) }}
-{{- toYaml $config }}
+{{- toYaml (.Values.config | default dict) }}
+{{- end }}
+
+{{/*
+The HTTP port (/healthz, /readyz, /metrics), from the config.
+*/}}
+{{- define "tabletopic.httpPort" -}}
+{{- int .Values.config.http.port }}
+{{- end }}
+
+{{/*
+The pod's grace period: the config's shutdown bound, rounded up, plus the margin (which covers the
+supervisor's own 2 s on top of the bound, and the exit).
+*/}}
+{{- define "tabletopic.terminationGracePeriodSeconds" -}}
+{{- add (int (ceil .Values.config.shutdown_timeout_seconds)) (int .Values.terminationGraceMarginSeconds) }}
 {{- end }}
 
 {{/*
@@ -150,7 +158,7 @@ The tabletopic container. In sidecar mode, from a chart that depends on this one
   ports:
     {{- /* Not "http": a sidecar shares the pod's port names with the application. */}}
     - name: tabletopic-http
-      containerPort: {{ .Values.http.port }}
+      containerPort: {{ include "tabletopic.httpPort" . }}
       protocol: TCP
   {{- if .Values.existingSecret }}
   envFrom:
@@ -164,12 +172,12 @@ The tabletopic container. In sidecar mode, from a chart that depends on this one
   livenessProbe:
     httpGet:
       path: /healthz
-      port: {{ .Values.http.port }}
+      port: {{ include "tabletopic.httpPort" . }}
     {{- toYaml .Values.livenessProbe | nindent 4 }}
   readinessProbe:
     httpGet:
       path: /readyz
-      port: {{ .Values.http.port }}
+      port: {{ include "tabletopic.httpPort" . }}
     {{- toYaml .Values.readinessProbe | nindent 4 }}
   {{- with .Values.resources }}
   resources:
@@ -188,6 +196,9 @@ The tabletopic container. In sidecar mode, from a chart that depends on this one
     - name: tabletopic-secrets
       mountPath: /etc/tabletopic/secrets
       readOnly: true
+    {{- end }}
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
 
@@ -209,6 +220,9 @@ The volumes the container mounts (sidecar mode: include beside your own volumes)
 - name: tabletopic-secrets
   secret:
     secretName: {{ .Values.existingSecret }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
