@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,13 +44,13 @@ from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import CommitError, TabletopicError
 from tabletopic.kafka.reader import RangeReader
 from tabletopic.kafka.registry import SchemaRegistry
+from tabletopic.observe.progress import Progress
 from tabletopic.resolver import ResolvedTable, resolve
 from tabletopic.routing import route_values
 from tabletopic.sink import TableSink
 
 log = structlog.get_logger(__name__)
 
-PROGRESS_EVERY_S = 5.0
 BACKFILL_FROM_PREFIX = "tabletopic.backfill-from."
 MARK_ATTEMPTS = 10
 
@@ -293,7 +292,10 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
                     reason="records of aborted transactions are not records of the topic")
     to_mark = {(plan.topic, p.partition): p.begins for p in todo.values() if p.begins is not None}
     reader = RangeReader(config.kafka, plan.topic, {p.partition: p.start for p in todo.values()})
-    progress = Progress(plan, plain=plain_progress)
+    labels = {p.partition: f"{plan.topic}/{p.partition}" for p in plan.partitions}
+    firsts = {p.partition: p.start for p in plan.partitions}
+    progress = Progress("backfill.progress", {labels[p.partition]: p.records for p in plan.partitions},
+                        plain=plain_progress, table=plan.table)
     read = 0
     try:
         while todo:
@@ -322,7 +324,7 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
                 wanted = todo.get(partition)
                 if wanted is None:
                     continue
-                progress.advance(partition, min(position, wanted.end))
+                progress.advance(labels[partition], min(position, wanted.end) - firsts[partition])
                 if position >= wanted.end:
                     reader.pause(partition)
                     del todo[partition]
@@ -340,45 +342,7 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
             progress.show()
     finally:
         reader.close()
+        progress.close()
     progress.show(final=True)
     return read
 
-
-class Progress:
-    """A line per partition on a terminal, redrawn; a log line every few seconds otherwise."""
-
-    def __init__(self, plan: Plan, plain: bool = False) -> None:
-        self.plan = plan
-        self.started = time.monotonic()
-        self.position = {p.partition: p.start for p in plan.partitions}
-        self._last_shown = 0.0
-        self._tty = sys.stderr.isatty() and not plain  # a pool's children log, they do not draw
-        self._drawn = 0
-
-    def advance(self, partition: int, position: int) -> None:
-        self.position[partition] = position
-
-    def show(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last_shown < (0.5 if self._tty else PROGRESS_EVERY_S):
-            return
-        self._last_shown = now
-        elapsed = max(now - self.started, 1e-6)
-        lines = []
-        for p in self.plan.partitions:
-            done = self.position[p.partition] - p.start
-            rate = done / elapsed
-            left = p.end - self.position[p.partition]
-            lines.append((p.partition, done, p.records, rate, "-" if rate <= 0 else f"{left / rate:.0f}s"))
-        if self._tty:
-            if self._drawn:
-                sys.stderr.write(f"\x1b[{self._drawn}F")  # back to the first line of the last drawing
-            for n, d, t, r, e in lines:
-                bar = "#" * int(20 * d / t) if t else "#" * 20
-                sys.stderr.write(f"\x1b[2K{self.plan.topic}/{n} [{bar:<20}] {d}/{t} records, {r:.0f}/s, ETA {e}\n")
-            sys.stderr.flush()
-            self._drawn = len(lines)
-        else:
-            log.info("backfill.progress", table=self.plan.table, final=final,
-                     partitions={f"{self.plan.topic}/{n}": {"done": d, "of": t, "per_s": round(r), "eta": e}
-                                 for n, d, t, r, e in lines})

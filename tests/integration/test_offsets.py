@@ -251,3 +251,24 @@ def test_a_halt_released_reads_again_what_it_dropped_of_a_partition_new_to_the_t
     assert sorted(values) == [*range(100), *range(100, 400), *range(450, 600), *range(600, 650)]
     audit = audit_cli(quick, topic, table)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_offsets_show_and_reset_by_flags_alone(kafka, new_topic, spawn_writer, tmp_path):
+    """No config file: the table is named by --table and --topic, the rest by connection flags."""
+    topic = new_topic(PARTITIONS)
+    table = "offsets.flags_only"
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh")
+    produce(kafka.bootstrap, topic, records(0, 400))
+    writer = spawn_writer(config)
+    ends = log_end(kafka.bootstrap, topic, PARTITIONS)
+    wait_committed(catalog_of(config), table, "tests", ends, writer=writer)
+    assert writer.stop() == 0, writer.log()
+    flags = ("--bootstrap-servers", kafka.bootstrap, "--warehouse", str(tmp_path / "wh"), "--group-id", "tests",
+             "--table", table, "--topic", topic)
+
+    reset = cli("offsets", "reset", *flags, "--partitions", "0", "--to-earliest")
+    assert reset.returncode == 0, reset.stderr
+    shown = cli("offsets", "show", *flags, "--output", "json")
+    assert shown.returncode == 0, shown.stderr
+    committed = {row["partition"]: row["committed"] for row in json.loads(shown.stdout)}
+    assert committed == {0: 0, 1: ends[(topic, 1)]}
