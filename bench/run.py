@@ -60,7 +60,7 @@ from confluent_kafka import Message, Producer
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from bench import dataset
+from bench import dataset, plots
 from bench.measure import machine
 from bench.stages import StageResult, prepare_table, run_stages
 from bench.writer import WriterProcess
@@ -185,6 +185,7 @@ def throughput(bench: Bench, produced: dataset.Produced, workers: int, stop_when
     done_at: float | None = None
     deadline = time.monotonic() + timeout_s
     next_check = 0.0
+    rss_over_time: list[list[float]] = []  # [seconds from the writer's start, the tree's summed RSS in MiB]
     while done_at is None:
         if time.monotonic() > deadline:
             writer.stop()
@@ -195,6 +196,9 @@ def throughput(bench: Bench, produced: dataset.Produced, workers: int, stop_when
             writer.terminate()
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 0.5
+            if writer.monitor.last is not None:
+                rss_over_time.append([round(time.time() - writer.started_at, 2),
+                                      round(writer.monitor.last.rss_bytes / MiB, 1)])
             if writer.assigned_at is not None:
                 done_at = committed(catalog, table, group, produced.ends)
                 if done_at is not None and writer.alive():
@@ -236,6 +240,7 @@ def throughput(bench: Bench, produced: dataset.Produced, workers: int, stop_when
         "peak_rss_largest_process_mib": round(writer.monitor.peak_process_hwm_bytes / MiB, 1),
         "peak_rss_tree_sampled_mib": round(writer.monitor.peak_rss_bytes / MiB, 1),
         "rss_target_mib": round((cap + RSS_ALLOWANCE) / MiB),
+        "rss_over_time": rss_over_time,
         "memory_paused": len(writer.named("memory.paused")),
         "errors": [e for e in writer.events if e.get("level") == "error"][:5],
         "cpus": bench.cpus or f"all {CORES}",
@@ -375,6 +380,8 @@ def freshness(bench: Bench, fmt: str, workers: int, rate: float, seconds: float,
         "p50_s": round(float(np.percentile(latency, 50)), 2), "p99_s": round(p99, 2),
         "max_s": round(float(latency.max()), 2),
         "p99_by_snapshot_time_s": round(float(np.percentile(commit_latency, 99)), 2),
+        # The distribution, for bench/plots.py: the latency at every percentile 0..100.
+        "latency_quantiles_s": [round(float(q), 3) for q in np.percentile(latency, np.arange(101))],
         "target_p99_s": interval_s + 2, "met": p99 <= interval_s + 2,
     }
 
@@ -578,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                               "0 skips the phase")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/<time>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
+    parser.add_argument("--plots", type=Path, default=None,
+                        help="folder for the figures (PNGs; default: beside the JSON results, in a folder named "
+                             "after them; docs/img refreshes docs/benchmarks.md's)")
     args = parser.parse_args(argv)
     records = args.records or (200_000 if args.quick else 1_000_000)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -680,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2, default=str))
     print(report(results))
     print(f"\nresults: {out}")
+    for figure in plots.draw(results, args.plots or out.with_suffix("")):
+        print(f"figure: {figure}")
     return 0 if all(r["audit_exit"] == 0 for r in results["runs"]) else 1
 
 
