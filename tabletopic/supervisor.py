@@ -52,7 +52,7 @@ def stop_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-# Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart checks it).
+# Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart's grace margin is at least 3 s).
 EXIT_MARGIN_S = 2.0
 
 
