@@ -80,10 +80,11 @@ class SecretValue(str):
 
 
 def _scalars_as_text(value: Any) -> Any:
-    """YAML's `true` and `5` as librdkafka and pyiceberg want them: "true" and "5"."""
+    """YAML's `true` and `5` as librdkafka and pyiceberg want them: "true" and "5"; keys too (`route_tables`
+    keyed by a boolean field: `{true: ..., false: ...}` are the routes of "True" and "False")."""
     if not isinstance(value, Mapping):
         return value
-    return {k: (str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v)
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v)
             for k, v in value.items()}
 
 
@@ -106,6 +107,7 @@ Seconds = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(gt=0)]
 Bytes = Annotated[int, Field(gt=0)]
 
+_SECTIONS = ("catalog", "schema_registry", "commit", "consumer", "maintenance", "http")
 _MODEL = ConfigDict(extra="forbid", coerce_numbers_to_str=True, use_attribute_docstrings=True)
 _CATALOG_OWN_KEYS = ("name", "warehouse", "properties")
 
@@ -171,8 +173,8 @@ class ConsumerConfig:
 
     batch_size: Count = 10_000
     """Records librdkafka hands back per consume call, at most."""
-    poll_timeout_seconds: Seconds = 0.5
-    """How long one consume call waits for records."""
+    poll_timeout_seconds: Annotated[float, Field(ge=0)] = 0.5
+    """How long one consume call waits for records (0: it does not wait)."""
     start: Literal["earliest", "latest"] = "earliest"
     """Where a partition starts when its table holds no offset for it yet."""
 
@@ -265,7 +267,7 @@ class MaintenanceConfig:
 
     enabled: bool = True
     """Run it."""
-    check_interval_seconds: Seconds = 60.0
+    check_interval_seconds: Annotated[float, Field(ge=0)] = 60.0
     """How often each table is looked at."""
     target_file_size_bytes: Bytes = 512 * 1024 * 1024
     """Compaction writes files of about this size."""
@@ -275,13 +277,13 @@ class MaintenanceConfig:
     """Merge the manifest listing once the current snapshot has this many manifests."""
     max_delete_files: Annotated[int, Field(ge=1)] = 50
     """Compact an upsert table once its current snapshot has this many equality-delete files."""
-    expire_interval_seconds: Seconds = 3600.0
+    expire_interval_seconds: Annotated[float, Field(ge=0)] = 3600.0
     """How often old snapshots are expired."""
     expire_older_than_hours: Annotated[float, Field(ge=0)] = 24.0
     """Snapshots older than this are expired..."""
-    keep_snapshots: Count = 100
+    keep_snapshots: Annotated[int, Field(ge=0)] = 100
     """...except this many newest ones, always kept."""
-    orphans_interval_seconds: Seconds = 86400.0
+    orphans_interval_seconds: Annotated[float, Field(ge=0)] = 86400.0
     """How often files no snapshot references are removed."""
     orphans_older_than_hours: Annotated[float, Field(ge=1)] = 24.0
     """Only unreferenced files older than this: a younger one may be a commit in flight."""
@@ -297,7 +299,7 @@ class HttpConfig:
     """Address to listen on."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     """Port to listen on (0: any free port)."""
-    stall_seconds: Seconds = 120.0
+    stall_seconds: Annotated[float, Field(ge=0)] = 120.0
     """/healthz fails once a worker's loop has not turned for this long (a commit may hold one turn for
     `commit.retry_deadline_seconds`)."""
     request_timeout_seconds: Seconds = 5.0
@@ -325,10 +327,10 @@ class Config:
     """How records are read."""
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     """Compaction, snapshot expiry and orphan removal."""
-    shutdown_timeout_seconds: Seconds = DEFAULT_SHUTDOWN_TIMEOUT_S
+    shutdown_timeout_seconds: Annotated[float, Field(ge=0)] = DEFAULT_SHUTDOWN_TIMEOUT_S
     """On SIGTERM, how long the workers have to commit what they hold; keep it below the pod's grace period."""
-    workers: Count | None = None
-    """Worker processes; unset: one per CPU the process may use (its cgroup quota, not the node's count)."""
+    workers: Annotated[int, Field(ge=0)] | None = None
+    """Worker processes; unset or 0: one per CPU the process may use (its cgroup quota, not the node's count)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level logged (JSON lines on stderr)."""
     tables: list[TableConfig] = field(default_factory=list)
@@ -337,6 +339,14 @@ class Config:
     """The HTTP endpoints."""
     secret_values: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     """Not a key: every value from `${env:}`/`${file:}` or under a secret-looking key, for the logs to mask."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_as_defaults(cls, data: Any) -> Any:
+        """`commit:` with nothing (or only comments) under it is YAML's null: the section's defaults."""
+        if not isinstance(data, Mapping):
+            return data
+        return {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
 
 
 _CONFIG = TypeAdapter(Config)

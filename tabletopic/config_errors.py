@@ -31,7 +31,9 @@ def key_of(loc: tuple[int | str, ...], prefix: str = "") -> str:
     """("tables", 0, "format") -> "tables[0].format"."""
     key = prefix
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":  # pydantic's mark of a mapping's key (after the key itself)
+            continue
+        if isinstance(part, int) and not isinstance(part, bool):
             key += f"[{part}]"
         else:
             key = f"{key}.{part}" if key else str(part)

@@ -226,3 +226,29 @@ def test_an_error_in_a_setting_a_flag_filled_names_the_flag():
                     flag_names={"commit.interval_seconds": "--commit-interval"})
     assert caught.value.key == "--commit-interval"
     assert caught.value.reason == "must be above 0"
+
+
+@pytest.mark.parametrize("section", ["catalog", "schema_registry", "commit", "consumer", "maintenance", "http"])
+def test_a_section_with_nothing_under_it_takes_its_defaults(tmp_path, section):
+    path = write(tmp_path, "kafka: {bootstrap.servers: 'x:1'}\ntables: [{table: ns.t, topic: t}]\n"
+                           f"{section}:\n#  a commented-out setting\n")
+    config = load_config(path, environ={})
+    assert getattr(config, section) is not None
+
+
+def test_workers_zero_means_one_per_cpu_as_before():
+    assert load_config(flags={**BASE, "workers": 0}, environ={}).workers == 0
+    assert load_config(flags=BASE, environ={"TABLETOPIC_WORKERS": "0"}).workers == 0
+
+
+def test_routes_keyed_by_yaml_booleans_are_the_routes_of_true_and_false(tmp_path):
+    path = write(tmp_path, "kafka: {bootstrap.servers: 'x:1'}\ntables:\n  - table: ns.t\n    topic: t\n"
+                           "    route_field: is_test\n    route_tables: {true: test.events, false: prod.events}\n")
+    assert load_config(path, environ={}).tables[0].route_tables == {"True": "test.events", "False": "prod.events"}
+
+
+@pytest.mark.parametrize(("key", "value"), [("consumer", {"poll_timeout_seconds": 0}),
+                                            ("maintenance", {"check_interval_seconds": 0, "keep_snapshots": 0}),
+                                            ("shutdown_timeout_seconds", 0), ("http", {"stall_seconds": 0})])
+def test_zeros_that_ran_before_still_load(key, value):
+    load_config(flags={**BASE, key: value}, environ={})
