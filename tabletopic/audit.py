@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,9 @@ from tabletopic.core import metadata
 from tabletopic.deadletter.rows import dlq_identifier
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.reader import PartitionLog, read_offsets
+
+if TYPE_CHECKING:
+    from tabletopic.observe.progress import OnProgress
 
 # How many example offsets a report line shows.
 SAMPLE = 5
@@ -86,9 +90,10 @@ def compare_partition(
 
 def audit(
     catalog: Catalog, identifier: str, topic: str, group: str, kafka_settings: Mapping[str, str],
-    starts: Mapping[int, int] | None = None,
+    starts: Mapping[int, int] | None = None, on_progress: OnProgress | None = None,
 ) -> list[PartitionReport]:
-    """`starts`: audit each partition from this offset only (a backfilled range); default the log start."""
+    """`starts`: audit each partition from this offset only (a backfilled range); default the log start.
+    `on_progress`: told ("topic/partition", offsets read, offsets to read) as the topic is read."""
     table = catalog.load_table(identifier)
     names = {f.name for f in table.schema().fields}
     if not {metadata.TOPIC, metadata.PARTITION, metadata.OFFSET} <= names:
@@ -98,7 +103,7 @@ def audit(
     dead_letter_table = load_if_exists(catalog, dlq_identifier(identifier))
     letters = None if dead_letter_table is None else _coordinates(dead_letter_table, topic)
     letters_committed = {} if dead_letter_table is None else _committed(dead_letter_table, group, topic)
-    logs = read_offsets(kafka_settings, topic, upto=committed_map)
+    logs = read_offsets(kafka_settings, topic, upto=committed_map, on_progress=on_progress)
     partitions = sorted(set(logs) | set(committed_map))
     reports = []
     for partition in partitions:

@@ -16,9 +16,9 @@ with several rows is doubled. A row below its partition's log start whose key th
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,9 @@ from tabletopic.kafka.reader import log_bounds
 from tabletopic.kafka.record_reader import read_partition
 from tabletopic.kafka.registry import SchemaRegistry
 from tabletopic.upsert.debezium import BadEnvelope, Change, parse_change
+
+if TYPE_CHECKING:
+    from tabletopic.observe.progress import OnProgress
 
 DELETED = "__deleted"  # expected state: the key's last record deletes it
 SAMPLE = 5  # example keys a report shows per count
@@ -302,8 +305,9 @@ def key_schema_of(table: Table) -> pa.Schema:
 
 def audit_keys(
     catalog: Catalog, identifier: str, topic: str, group: str, kafka_settings: Mapping[str, str],
-    registry: SchemaRegistry | None = None,
+    registry: SchemaRegistry | None = None, on_progress: OnProgress | None = None,
 ) -> KeyReport:
+    """`on_progress`: told ("topic/partition", offsets read, offsets to read) as the topic is read."""
     table = catalog.load_table(identifier)
     mode = upsert_mode(table.properties)
     if mode is None:
@@ -317,15 +321,30 @@ def audit_keys(
     if not bounds:
         raise AuditError(f"topic {topic!r} not found")
     letters = _dead_letters(catalog, identifier, topic)
-    chunks = (chunk for partition, end in sorted(committed.items()) if partition in bounds
-              for chunk in read_partition(kafka_settings, topic, partition, bounds[partition][0],
-                                          min(end, bounds[partition][1])))
+    ranges = {partition: (bounds[partition][0], min(end, bounds[partition][1]))
+              for partition, end in sorted(committed.items()) if partition in bounds}
+    chunks = _read_ranges(kafka_settings, topic, ranges, on_progress)
     state = expected_state(chunks, mode, key_schema, letters, registry)
     actual = reader.read(table, columns=[*key_schema.names, metadata.PARTITION, metadata.OFFSET])
     report = compare_keys(state.rows, actual, {p: low for p, (low, _) in bounds.items()})
     report.records, report.dead_letters, report.unreadable = state.records, state.dead_letters, state.unreadable
     report.committed = committed
     return report
+
+
+def _read_ranges(kafka_settings: Mapping[str, str], topic: str, ranges: Mapping[int, tuple[int, int]],
+                 on_progress: OnProgress | None) -> Iterator[RecordChunk]:
+    """The records of `ranges` (partition -> first offset, end), partition after partition."""
+    if on_progress is not None:
+        for partition, (start, end) in ranges.items():
+            on_progress(f"{topic}/{partition}", 0, max(end - start, 0))
+    for partition, (start, end) in ranges.items():
+        for chunk in read_partition(kafka_settings, topic, partition, start, end):
+            if on_progress is not None:
+                on_progress(f"{topic}/{partition}", min(chunk.last + 1, end) - start, end - start)
+            yield chunk
+        if on_progress is not None:  # the range's last offsets may hold no record (a marker, compaction)
+            on_progress(f"{topic}/{partition}", max(end - start, 0), max(end - start, 0))
 
 
 def _dead_letters(catalog: Catalog, identifier: str, topic: str) -> dict[int, set[int]]:

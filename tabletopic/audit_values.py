@@ -15,7 +15,7 @@ import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,9 @@ from tabletopic.deadletter import rows as dead_letter
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.decode.renames import column_renames
 from tabletopic.kafka.record_reader import read_partition
+
+if TYPE_CHECKING:
+    from tabletopic.observe.progress import OnProgress
 
 # Differences a report names (the count covers all).
 EXAMPLES = 10
@@ -198,9 +201,11 @@ def audit_values(
     catalog: Catalog, identifier: str, topic: str, kafka_settings: Mapping[str, str], fmt: str,
     ranges: Mapping[int, tuple[int, int]], sample: float = 1.0, lowercase: bool = False,
     writer_schemas: WriterSchemas | None = None, rename_columns: Mapping[str, str] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ValueReport:
     """Compare the records of `ranges` (partition -> first offset, end) with the table and its dead letters;
-    `fmt`, `lowercase`, `rename_columns`: the table's format, column-name folding and renames."""
+    `fmt`, `lowercase`, `rename_columns`: the table's format, column-name folding and renames;
+    `on_progress`: told ("topic/partition", offsets read, offsets to read) as the topic is read."""
     table = catalog.load_table(identifier)
     schema = table.schema().as_arrow()
     value_schema = pa.schema([f for f in schema if f.name not in metadata.NAMES])
@@ -208,20 +213,26 @@ def audit_values(
                               column_renames(rename_columns or {}, lowercase))
     dead_letter_table = load_if_exists(catalog, dead_letter.dlq_identifier(identifier))
     report = ValueReport(sample=sample)
-    for partition, (start, end) in sorted(ranges.items()):
-        if end <= start:
-            continue
+    todo = {partition: (start, end) for partition, (start, end) in sorted(ranges.items()) if end > start}
+    if on_progress is not None:
+        for partition, (start, end) in todo.items():
+            on_progress(f"{topic}/{partition}", 0, end - start)
+    for partition, (start, end) in todo.items():
         rows = _partition_rows(table, topic, partition)
         letters = None if dead_letter_table is None else _partition_rows(
             dead_letter_table, topic, partition, (metadata.OFFSET, *LETTER_COLUMNS))
         for chunk in read_partition(kafka_settings, topic, partition, start, end):
             report.records += len(chunk)
+            if on_progress is not None:
+                on_progress(f"{topic}/{partition}", min(chunk.last + 1, end) - start, end - start)
             picked = np.flatnonzero(in_sample(partition, np.asarray(chunk.offsets, dtype=np.int64), sample))
             if picked.size == 0:
                 continue
             sampled = chunk if picked.size == len(chunk) else chunk.select(picked.tolist())
             report.sampled += len(sampled)
             compare_chunk(report, sampled, reference, schema, rows, letters)
+        if on_progress is not None:  # the range's last offsets may hold no record (a marker, compaction)
+            on_progress(f"{topic}/{partition}", end - start, end - start)
     return report
 
 

@@ -19,7 +19,9 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,10 +47,15 @@ from tabletopic.resolver import reserved_suffix
 from tabletopic.routing import table_for
 from tabletopic.sink import TableSink
 
+if TYPE_CHECKING:
+    from tabletopic.observe.progress import OnProgress
+
 log = structlog.get_logger(__name__)
 
 REPLAY_ID_KEY = "tabletopic.replay-id"
 MAX_ATTEMPTS = 10
+# Dead letters decoded at a time: what a progress report steps by (a partition's letters may be millions).
+DECODE_AT_ONCE = 10_000
 
 Coordinate = tuple[str, int, int]
 
@@ -70,7 +77,9 @@ def replay(
     writer_schemas: WriterSchemas | None,
     reason: str | None = None,
     dry_run: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> ReplayReport:
+    """`on_progress`: told (dead-letter table, letters decoded, letters to decode) as step 1 goes."""
     if not spec.metadata_columns:
         raise TabletopicError(f"{spec.table}: replay needs the Kafka metadata columns to find rows again")
     letters_table = load_if_exists(catalog, dead_letter.dlq_identifier(spec.table))
@@ -88,8 +97,13 @@ def replay(
     # Step 1.
     sink = TableSink(replace(spec, errors="dlq", max_dead_letters_per_minute=None), catalog, group,
                      f"replay-{uuid.uuid4().hex[:8]}", RetryPolicy(), writer_schemas)
+    decoded = 0
     for chunk in _chunks(chosen):
-        sink.ingest(chunk, time.monotonic())
+        for piece in _pieces(chunk, DECODE_AT_ONCE):
+            sink.ingest(piece, time.monotonic())
+            decoded += len(piece)
+            if on_progress is not None:
+                on_progress(dead_letter.dlq_identifier(spec.table), decoded, chosen.num_rows)
     parts = sink.buffer.take()
     rows = pa.concat_tables([held.rows() for held in parts.values()]) if parts else None
     report.still_bad = sum(held.rows().num_rows for held in sink.dead_letters.take().values())
@@ -179,6 +193,15 @@ def _chunks(letters: pa.Table) -> list[RecordChunk]:
         chunk.timestamps_ms.append(None if timestamp is None else int(timestamp.timestamp() * 1000))
         chunk.headers.append(row[metadata.HEADERS])
     return list(chunks.values())
+
+
+def _pieces(chunk: RecordChunk, size: int) -> Iterator[RecordChunk]:
+    """`chunk` in consecutive pieces of at most `size` records."""
+    if len(chunk) <= size:
+        yield chunk
+        return
+    for start in range(0, len(chunk), size):
+        yield chunk.select(list(range(start, min(start + size, len(chunk)))))
 
 
 def _coordinates(rows: pa.Table) -> set[Coordinate]:

@@ -20,6 +20,7 @@ from tabletopic.cli.common import (
     load,
     schema_registry_flag,
     table_in,
+    table_name,
     timestamp_ms,
 )
 from tabletopic.config import Config
@@ -29,14 +30,15 @@ EXAMPLE = """\
   tabletopic audit --config tabletopic.yaml --topic orders --table shop.orders
   tabletopic audit --config tabletopic.yaml --topic orders --table shop.orders --values --sample 0.1
 
-Exit 0: nothing missing or doubled; 1: a difference found; 3: the audit could not be made."""
+Exit 0: nothing missing or doubled; 1: a difference found; 3: the audit could not be made.
+Progress: per partition, offsets read, with rate and ETA, on a terminal, else audit.progress log lines."""
 
 
 def add(commands: Any) -> None:
     parser = add_command(commands, "audit", "prove a table holds its topic exactly once", EXAMPLE)
     add_connection_flags(parser)
     parser.add_argument("--topic", required=True, help="the topic the table was written from")
-    parser.add_argument("--table", required=True, help="the table, NAMESPACE.TABLE")
+    parser.add_argument("--table", required=True, type=table_name, help="the table, NAMESPACE.TABLE")
     parser.add_argument("--from-timestamp", help="ISO-8601: audit only records from here on (a backfilled range)")
     parser.add_argument("--values", action="store_true",
                         help="also decode each record again, record by record, and compare it with its row")
@@ -52,6 +54,7 @@ def add(commands: Any) -> None:
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     from tabletopic.audit import audit, format_report
     from tabletopic.catalog.loader import open_catalog
+    from tabletopic.observe.progress import progress
 
     if args.sample is not None and not args.values:
         raise ConfigError("--sample", "goes with --values")
@@ -62,7 +65,8 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     flags.table({"table": args.table, "topic": args.topic, "format": args.format or "raw"},
                 {"table": "--table", "topic": "--topic", "format": "--format"})
     config = load(args, flags, needs={KAFKA, TABLES})  # --values checks the registry itself
-    logs.configure("warning", secrets=config.secret_values)
+    # A terminal shows the report and the progress bar only; a log (not a terminal) gets audit.progress lines too.
+    logs.configure("warning" if sys.stderr.isatty() else config.log_level, secrets=config.secret_values)
     upsert_exit = _audit_upsert(args, config)
     if upsert_exit is not None:
         return upsert_exit
@@ -74,7 +78,9 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         partitions = sorted(log_bounds(config.kafka, args.topic))
         starts = offsets_at(config.kafka, args.topic, partitions, timestamp_ms("--from-timestamp", args.from_timestamp))
     try:
-        reports = audit(open_catalog(config.catalog), args.table, args.topic, config.group_id, config.kafka, starts)
+        with progress("audit.progress", {}, unit="offsets", table=args.table, audit="offsets") as shown:
+            reports = audit(open_catalog(config.catalog), args.table, args.topic, config.group_id, config.kafka,
+                            starts, on_progress=shown.report)
     except AuditError as exc:
         return _audit_failed(exc)
     for line in format_report(reports):
@@ -103,6 +109,7 @@ def _audit_upsert(args: argparse.Namespace, config: Config) -> int | None:
     from tabletopic.catalog.tables import load_if_exists
     from tabletopic.core.upsert_mode import upsert_mode
     from tabletopic.kafka.registry import SchemaRegistry
+    from tabletopic.observe.progress import progress
 
     catalog = open_catalog(config.catalog)
     table = load_if_exists(catalog, args.table)
@@ -114,7 +121,9 @@ def _audit_upsert(args: argparse.Namespace, config: Config) -> int | None:
     registry = config.schema_registry
     client = SchemaRegistry(registry.url, registry.properties) if registry.url else None
     try:
-        report = audit_keys(catalog, args.table, args.topic, config.group_id, config.kafka, client)
+        with progress("audit.progress", {}, unit="offsets", table=args.table, audit="keys") as shown:
+            report = audit_keys(catalog, args.table, args.topic, config.group_id, config.kafka, client,
+                                on_progress=shown.report)
     except AuditError as exc:
         return _audit_failed(exc)
     for line in format_keys(report):
@@ -151,6 +160,7 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
     from tabletopic.catalog.loader import open_catalog
     from tabletopic.decode.avro import WriterSchemas
     from tabletopic.kafka.registry import SchemaRegistry
+    from tabletopic.observe.progress import progress
 
     writer_schemas = None
     if fmt == "avro":
@@ -159,8 +169,9 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
             raise ConfigError("--schema-registry", "--values on an Avro table needs the Schema Registry")
         writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties))
     ranges = {r.partition: (r.log_start, r.committed) for r in reports if r.committed is not None}
-    report = audit_values(open_catalog(config.catalog), args.table, args.topic, config.kafka, fmt, ranges,
-                          args.sample or 1.0, lowercase, writer_schemas, renames)
+    with progress("audit.progress", {}, unit="offsets", table=args.table, audit="values") as shown:
+        report = audit_values(open_catalog(config.catalog), args.table, args.topic, config.kafka, fmt, ranges,
+                              args.sample or 1.0, lowercase, writer_schemas, renames, on_progress=shown.report)
     for line in format_values(report):
         print(line)
     return report.ok

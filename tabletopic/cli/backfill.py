@@ -16,6 +16,7 @@ from tabletopic.cli.common import (
     add_connection_flags,
     connection_flags,
     load,
+    table_name,
     timestamp_ms,
 )
 from tabletopic.exceptions import ConfigError
@@ -37,10 +38,10 @@ def add(commands: Any) -> None:
                          EXAMPLE)
     add_connection_flags(parser)
     parser.add_argument("--topic", required=True, help="the topic to read")
-    parser.add_argument("--table", required=True,
+    parser.add_argument("--table", required=True, type=table_name,
                         help="NAMESPACE.TABLE: its settings in --config (format, partitioning) apply; a table not "
                              "in --config is read as JSON")
-    parser.add_argument("--into", help="a new table to fill instead (a rebuilt projection)")
+    parser.add_argument("--into", type=table_name, help="a new table to fill instead (a rebuilt projection)")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--from-offset", type=int, help="from this offset in every partition")
     start.add_argument("--from-timestamp", help="ISO-8601: from the first record at or after it")

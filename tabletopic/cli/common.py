@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tabletopic.config import Config, TableConfig, load_config
+from tabletopic.config_rules import table_name_problem
 from tabletopic.exceptions import ConfigError
 
 # What a command uses, for load_config's `needs`: the broker, at least one table, the Schema Registry of Avro tables.
@@ -38,6 +39,14 @@ def add_command(commands: Any, name: str, summary: str, example: str, **kwargs: 
     return commands.add_parser(
         name, help=summary, description=kwargs.pop("description", summary[0].upper() + summary[1:] + "."),
         epilog="Example:\n" + example.strip("\n"), formatter_class=HelpFormatter, **kwargs)
+
+
+def table_name(text: str) -> str:
+    """argparse `type=` of a flag naming a table: NAMESPACE.TABLE, refused as the config refuses a bad one."""
+    problem = table_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tabletopic import logs
-from tabletopic.cli.common import add_command, add_connection_flags, connection_flags, load, table_in
+from tabletopic.cli.common import add_command, add_connection_flags, connection_flags, load, table_in, table_name
 from tabletopic.config import Config, MaintenanceConfig
 from tabletopic.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+
+    from tabletopic.compaction.rewrite import CompactionResult
 
 # The config's own defaults: a flag left out means what the config (or its default) says.
 MAINTENANCE_DEFAULTS = MaintenanceConfig()
@@ -23,7 +25,9 @@ MIN_FILES = 2
 
 EXAMPLE = """\
   tabletopic compact --config tabletopic.yaml --table shop.orders
-  tabletopic compact --warehouse ./warehouse --table shop.orders --target-file-size 268435456"""
+  tabletopic compact --warehouse ./warehouse --table shop.orders --target-file-size 268435456
+
+Progress: files rewritten, with rate and ETA, on a terminal, else compact.progress log lines."""
 
 
 def add(commands: Any) -> None:
@@ -34,7 +38,7 @@ def add(commands: Any) -> None:
 
 
 def add_rewrite_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", required=True, help="the table, NAMESPACE.TABLE")
+    parser.add_argument("--table", required=True, type=table_name, help="the table, NAMESPACE.TABLE")
     parser.add_argument(
         "--target-file-size", type=int,
         help="bytes per rewritten file (default: the table's target_file_size_bytes in --config, else "
@@ -69,11 +73,18 @@ def open_for_maintenance(args: argparse.Namespace) -> Maintained:
     return Maintained(open_catalog(config.catalog), config, target)
 
 
-def command(args: argparse.Namespace, argv: list[str]) -> int:
+def compact_showing_progress(opened: Maintained, args: argparse.Namespace) -> CompactionResult:
     from tabletopic.compaction.rewrite import compact
+    from tabletopic.observe.progress import progress
 
+    with progress("compact.progress", {}, unit="files", table=args.table) as shown:
+        return compact(opened.catalog, args.table, opened.target_file_size, args.min_files,
+                       on_progress=shown.report)
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> int:
     opened = open_for_maintenance(args)
-    result = compact(opened.catalog, args.table, opened.target_file_size, args.min_files)
+    result = compact_showing_progress(opened, args)
     print(f"compacted {args.table}: {result.files_removed} files into {result.files_added} "
           f"({result.rows} rows, {result.attempts} attempts{', abandoned' if result.abandoned else ''})")
     return 0 if not result.abandoned else 1

@@ -6,12 +6,23 @@ import argparse
 from typing import Any
 
 from tabletopic import logs
-from tabletopic.cli.common import REGISTRY, TABLES, add_command, add_connection_flags, connection_flags, load, table_in
+from tabletopic.cli.common import (
+    REGISTRY,
+    TABLES,
+    add_command,
+    add_connection_flags,
+    connection_flags,
+    load,
+    table_in,
+    table_name,
+)
 from tabletopic.exceptions import ConfigError
 
 EXAMPLE = """\
   tabletopic dlq replay --config tabletopic.yaml --table shop.orders --dry-run
-  tabletopic dlq replay --config tabletopic.yaml --table shop.orders --reason unknown_schema_id"""
+  tabletopic dlq replay --config tabletopic.yaml --table shop.orders --reason unknown_schema_id
+
+Progress: dead letters decoded, with rate and ETA, on a terminal, else replay.progress log lines."""
 
 
 def add(commands: Any) -> None:
@@ -20,7 +31,7 @@ def add(commands: Any) -> None:
     replay = add_command(subcommands, "replay", "decode a table's dead letters again; move those that now fit",
                          EXAMPLE)
     add_connection_flags(replay)
-    replay.add_argument("--table", required=True,
+    replay.add_argument("--table", required=True, type=table_name,
                         help="the table, NAMESPACE.TABLE, as listed under tables: in --config (its format and "
                              "settings decode the letters)")
     replay.add_argument("--reason", help="only dead letters with this reason code, e.g. unknown_schema_id "
@@ -34,6 +45,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     from tabletopic.core.reasons import Reason
     from tabletopic.decode.avro import WriterSchemas
     from tabletopic.kafka.registry import SchemaRegistry
+    from tabletopic.observe.progress import progress
     from tabletopic.replay import replay
 
     # The letters are in the catalog: no broker is asked; Avro letters need the registry.
@@ -52,7 +64,9 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         # back a deleted key. Applying only the ones still latest per key needs the topic read: not yet.
         raise ConfigError("--table", f"{args.table} is an upsert table, whose dead letters cannot be replayed yet: "
                                      "produce a fixed record under its key again (the latest change wins)")
-    report = replay(open_catalog(config.catalog), spec, config.group_id, writer_schemas, args.reason, args.dry_run)
+    with progress("replay.progress", {}, table=args.table) as shown:
+        report = replay(open_catalog(config.catalog), spec, config.group_id, writer_schemas, args.reason,
+                        args.dry_run, on_progress=shown.report)
     verb = "would replay" if args.dry_run else "replayed"
     print(f"dead letters chosen: {report.chosen}, {verb}: {report.replayed} (appended {report.appended}), "
           f"still bad: {report.still_bad}, refused: {report.foreign} from topics the table does not read, "

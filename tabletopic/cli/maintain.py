@@ -7,11 +7,18 @@ import time
 from typing import Any
 
 from tabletopic.cli.common import add_command, add_connection_flags
-from tabletopic.cli.compact import MAINTENANCE_DEFAULTS, add_rewrite_flags, open_for_maintenance
+from tabletopic.cli.compact import (
+    MAINTENANCE_DEFAULTS,
+    add_rewrite_flags,
+    compact_showing_progress,
+    open_for_maintenance,
+)
 
 EXAMPLE = """\
   tabletopic maintain --config tabletopic.yaml --table shop.orders --dry-run
-  tabletopic maintain --warehouse ./warehouse --table shop.orders --keep-snapshots 50"""
+  tabletopic maintain --warehouse ./warehouse --table shop.orders --keep-snapshots 50
+
+Progress of the compaction: files rewritten, with rate and ETA, on a terminal, else compact.progress log lines."""
 
 
 def _from_config(key: str) -> str:
@@ -40,7 +47,6 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     from tabletopic.compaction.expire import expire
     from tabletopic.compaction.manifests import merge_manifests
     from tabletopic.compaction.orphans import remove_orphans
-    from tabletopic.compaction.rewrite import compact
 
     opened = open_for_maintenance(args)
     catalog, settings = opened.catalog, opened.config.maintenance
@@ -50,7 +56,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
     now_ms = int(time.time() * 1000)
     if not args.dry_run:
-        result = compact(catalog, args.table, opened.target_file_size, args.min_files)
+        result = compact_showing_progress(opened, args)
         print(f"compacted: {result.files_removed} files into {result.files_added}")
         merged = merge_manifests(catalog, args.table, max(2, setting(args.max_manifests, "max_manifests")))
         print(f"manifests merged: {merged}")

@@ -15,6 +15,7 @@ from tabletopic.cli.common import (
     connection_flags,
     load,
     table_in,
+    table_name,
     timestamp_ms,
 )
 from tabletopic.config import Config, TableConfig
@@ -55,7 +56,7 @@ def add(commands: Any) -> None:
 
 def _add_table_flags(parser: argparse.ArgumentParser, topic_help: str) -> None:
     add_connection_flags(parser)
-    parser.add_argument("--table", required=True, help="the table, NAMESPACE.TABLE")
+    parser.add_argument("--table", required=True, type=table_name, help="the table, NAMESPACE.TABLE")
     parser.add_argument("--topic", help=topic_help)
 
 

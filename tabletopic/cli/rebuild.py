@@ -8,7 +8,15 @@ import sys
 from typing import Any
 
 from tabletopic import logs
-from tabletopic.cli.common import EVERYTHING, add_command, add_connection_flags, connection_flags, load, timestamp_ms
+from tabletopic.cli.common import (
+    EVERYTHING,
+    add_command,
+    add_connection_flags,
+    connection_flags,
+    load,
+    table_name,
+    timestamp_ms,
+)
 
 EXAMPLE = """\
   tabletopic rebuild --config new.yaml --table shop.orders --max-records-per-second 20000
@@ -20,7 +28,7 @@ def add(commands: Any) -> None:
     parser = add_command(commands, "rebuild",
                          "a new version of a table built from the log beside the live one, then cut over", EXAMPLE)
     add_connection_flags(parser)
-    parser.add_argument("--table", required=True,
+    parser.add_argument("--table", required=True, type=table_name,
                         help="NAMESPACE.TABLE; its entry in --config gives the new version's settings")
     since = parser.add_mutually_exclusive_group()
     since.add_argument("--from-earliest", action="store_true", help="from the log's start (the default)")

@@ -14,6 +14,7 @@ from tabletopic.cli.common import (
     connection_flags,
     load,
     schema_registry_flag,
+    table_name,
 )
 from tabletopic.config import Config, default_workers
 from tabletopic.core.exits import ExitCode
@@ -25,8 +26,9 @@ EXAMPLE = """\
 
 
 def exit_codes_text() -> str:
-    """Every exit code, from the enum."""
-    return "Exit codes:\n" + "\n".join(f"  {code.value:>3}  {code.name.lower().replace('_', ' ')}" for code in ExitCode)
+    """Every exit code, from the enum: CODE  NAME  meaning."""
+    width = max(len(code.name) for code in ExitCode)
+    return "Exit codes:\n" + "\n".join(f"  {code.value:>3}  {code.name:<{width}}  {code.meaning}" for code in ExitCode)
 
 
 def add(commands: Any) -> None:
@@ -34,7 +36,7 @@ def add(commands: Any) -> None:
     parser.epilog = f"{parser.epilog}\n\n{exit_codes_text()}"
     add_connection_flags(parser)
     parser.add_argument("--topic", help="one topic to read (flags-only form, with --table)")
-    parser.add_argument("--table", help="its table, NAMESPACE.TABLE (flags-only form, with --topic)")
+    parser.add_argument("--table", type=table_name, help="its table, NAMESPACE.TABLE (flags-only form, with --topic)")
     parser.add_argument("--format", choices=FORMATS, default="json", help="the topic's record format (flags-only form)")
     parser.add_argument("--schema-registry", help="Schema Registry URL (format avro)")
     parser.add_argument("--partition-by", action="append",

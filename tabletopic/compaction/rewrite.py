@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from pyiceberg.catalog import Catalog
@@ -36,6 +37,9 @@ from tabletopic.commit.committer import write_data_files
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, compaction_groups, dangling_deletes
 from tabletopic.compaction.replace import Dropped, Group, Replacement
 from tabletopic.core.backoff import RetryPolicy
+
+if TYPE_CHECKING:
+    from tabletopic.observe.progress import OnProgress
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +64,8 @@ class CompactionResult:
 
 
 def compact(catalog: Catalog, identifier: str, target_bytes: int, min_files: int = 2,
-            deadline_s: float = DEADLINE_S) -> CompactionResult:
+            deadline_s: float = DEADLINE_S, on_progress: OnProgress | None = None) -> CompactionResult:
+    """`on_progress`: told (table, files rewritten, files planned) as the groups are rewritten."""
     result = CompactionResult()
     table = catalog.load_table(identifier)
     start = table.current_snapshot()
@@ -80,9 +85,15 @@ def compact(catalog: Catalog, identifier: str, target_bytes: int, min_files: int
         return result
     result.groups = len(planned)
     groups = []
+    planned_files, rewritten = sum(len(files) for files in planned), 0
+    if on_progress is not None and planned:
+        on_progress(identifier, rewritten, planned_files)
     for files in planned:
         rows = reader.read(table, files=[live[info.path] for info in files], snapshot=start)
         groups.append(Group(files, write_data_files(table, rows), rows.num_rows))
+        rewritten += len(files)
+        if on_progress is not None:
+            on_progress(identifier, rewritten, planned_files)
     replacement = Replacement(table, groups, {COMPACTION_ID_KEY: str(uuid.uuid4())},
                               data_sequence_number=start.sequence_number, equality_deletes=equality_deletes,
                               live_data=infos)

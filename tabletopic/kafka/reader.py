@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -40,9 +40,11 @@ def range_consumer(settings: Mapping[str, str], purpose: str, extra: Mapping[str
 
 
 def read_offsets(
-    settings: Mapping[str, str], topic: str, upto: Mapping[int, int] | None = None
+    settings: Mapping[str, str], topic: str, upto: Mapping[int, int] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[int, PartitionLog]:
-    """Offsets of every record in `topic` (per partition, below `upto[p]` when given, else to the log end)."""
+    """Offsets of every record in `topic` (per partition, below `upto[p]` when given, else to the log end);
+    `on_progress`: told ("topic/partition", offsets read, offsets to read) after each batch."""
     consumer = range_consumer(settings, "audit")
     try:
         metadata = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S)
@@ -74,6 +76,11 @@ def read_offsets(
                     logs[partition].offsets.append(offset)
                 if offset >= targets[partition] - 1:
                     pending.discard(partition)
+            if on_progress is not None:
+                for partition, target in targets.items():
+                    seen, low = logs[partition].offsets, logs[partition].low
+                    reached = target if partition not in pending else (seen[-1] + 1 if seen else low)
+                    on_progress(f"{topic}/{partition}", reached - low, target - low)
         return logs
     finally:
         consumer.close()

@@ -2,14 +2,16 @@
 with rate and ETA when stderr is a terminal, plain `<event>` log lines every few seconds when it is
 not (a pod's log, a CI run, a parallel backfill's children).
 
-`pace` is the arithmetic, kept pure; `Progress` decides how to show it.
+`pace` is the arithmetic, kept pure; `Progress` decides how to show it. A library loop takes an
+`OnProgress` (default none), so the service and the maintenance process run it as before; the command
+passes `Progress.report`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -24,6 +26,9 @@ log = structlog.get_logger()
 
 PLAIN_EVERY_S = 5.0
 
+# Where a long loop is: `part` (a partition, a table) is done up to `done` out of `total`.
+OnProgress = Callable[[str, int, int], None]
+
 
 @dataclass(frozen=True)
 class Pace:
@@ -32,8 +37,8 @@ class Pace:
     rate: float  # units per second since the start
     eta_s: float | None  # seconds left at that rate; None while nothing is done yet
 
-    def as_fields(self) -> dict[str, Any]:
-        return {"records": self.done, "total": self.total, "rate": round(self.rate, 1),
+    def as_fields(self, unit: str = "records") -> dict[str, Any]:
+        return {unit: self.done, "total": self.total, "rate": round(self.rate, 1),
                 "eta_s": None if self.eta_s is None else round(self.eta_s)}
 
 
@@ -52,14 +57,15 @@ def pace(done: int, total: int, elapsed_s: float) -> Pace:
 
 
 class Progress:
-    """Several parts (e.g. a topic's partitions), each done up to a known total."""
+    """Several parts (e.g. a topic's partitions), each done up to a known total; a part may also first
+    appear when its loop reports it (`report`), its total known only then."""
 
     def __init__(self, event: str, totals: Mapping[str, int], *, unit: str = "records", plain: bool = False,
                  stream: TextIO | None = None, every_s: float = PLAIN_EVERY_S, **fields: Any) -> None:
         self.event = event  # e.g. backfill.progress
         self.totals = dict(totals)
         self.done = dict.fromkeys(self.totals, 0)
-        self.unit = unit
+        self.unit = unit  # also the key of the count on a plain line
         self.fields = fields  # also on every plain line, e.g. table=...
         self.every_s = every_s
         self.started = time.monotonic()
@@ -80,6 +86,16 @@ class Progress:
         if self._bar is not None:
             self._bar.update(part, done)
 
+    def report(self, part: str, done: int, total: int) -> None:
+        """An `OnProgress`: `part` is done up to `done` of `total` (a new part, or a total learnt late)."""
+        if self.totals.get(part) != total:
+            self.totals[part] = total
+            self.done.setdefault(part, 0)
+            if self._bar is not None:
+                self._bar.set_total(part, total)
+        self.advance(part, done)
+        self.show()
+
     def step(self, part: str, by: int = 1) -> None:
         self.advance(part, self.done[part] + by)
 
@@ -89,7 +105,7 @@ class Progress:
 
     def show(self, final: bool = False) -> None:
         """A plain line, at most every `every_s` (the bar draws itself)."""
-        if self.draws:
+        if self.draws or not self.totals:  # nothing to do: nothing to say
             return
         now = time.monotonic()
         if not final and now - self._shown < self.every_s:
@@ -98,7 +114,7 @@ class Progress:
         parts = {}
         if len(self.totals) > 1:
             parts = {"parts": {name: {"done": self.done[name], "of": total} for name, total in self.totals.items()}}
-        log.info(self.event, **self.fields, **self.overall(now).as_fields(), final=final, **parts)
+        log.info(self.event, **self.fields, **self.overall(now).as_fields(self.unit), final=final, **parts)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -113,6 +129,12 @@ class _RichBar:
             _PaceColumn(), console=Console(file=stream), transient=False)
         self._tasks = {name: self._bars.add_task(name, total=total) for name, total in totals.items()}
         self._bars.start()
+
+    def set_total(self, part: str, total: int) -> None:
+        if part in self._tasks:
+            self._bars.update(self._tasks[part], total=total)
+        else:
+            self._tasks[part] = self._bars.add_task(part, total=total)
 
     def update(self, part: str, done: int) -> None:
         self._bars.update(self._tasks[part], completed=done)

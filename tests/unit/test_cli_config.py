@@ -3,6 +3,7 @@ never suggests a flag it does not have."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -40,12 +41,53 @@ def test_offsets_of_a_table_no_file_lists_ask_for_its_topic(capsys: pytest.Captu
     assert "--topic" in capsys.readouterr().err
 
 
-def test_an_error_in_a_flag_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["offsets", "reset", "--bootstrap-servers", "b:9092", "--table", "shop..orders", "--topic", "orders",
-                 "--to-earliest"])
+def test_an_error_in_a_flag_names_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "--bootstrap-servers", "b:9092", "--warehouse", str(tmp_path), "--table", "shop.orders",
+                 "--topic", "orders", "--commit-interval", "-1"])
     assert code == 2
     error = capsys.readouterr().err
-    assert "--table" in error and "tables[0]" not in error, error
+    assert "--commit-interval" in error and "commit.interval_seconds" not in error, error
+
+
+TABLE_FLAGS = ("--table", "--into")
+BAD_TABLE_NAMES = ("shop..orders", "shop.", ".orders", "shop", "my table", "shop.my table", "shop.\torders")
+
+
+def table_flags(parser: argparse.ArgumentParser | None = None,
+                path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(argv prefix, flag) of every flag of every command that names a table."""
+    found = []
+    for action in (parser or build_parser())._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [((*path, name), flag) for flag in TABLE_FLAGS if flag in sub._option_string_actions]
+                found += table_flags(sub, (*path, name))
+    return found
+
+
+def test_the_table_flags_are_found() -> None:
+    assert {(" ".join(path), flag) for path, flag in table_flags()} >= {
+        ("run", "--table"), ("backfill", "--table"), ("backfill", "--into"), ("audit", "--table"),
+        ("compact", "--table"), ("maintain", "--table"), ("dlq replay", "--table"), ("offsets show", "--table"),
+        ("offsets reset", "--table"), ("rebuild", "--table")}
+
+
+@pytest.mark.parametrize(("path", "flag"), table_flags(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("name", BAD_TABLE_NAMES)
+def test_a_bad_table_name_in_a_flag_is_refused_as_argparse_refuses(
+        path: tuple[str, ...], flag: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*path, flag, name])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert f"error: argument {flag}: expected NAMESPACE.TABLE" in error and repr(name) in error, error
+
+
+@pytest.mark.parametrize("name", ["shop.orders", "a.b.c", "shop.orders_v2", "ünï.cödé"])
+def test_a_good_table_name_in_a_flag_passes_as_it_is(name: str) -> None:
+    args = build_parser().parse_args(["backfill", "--topic", "t", "--table", name, "--into", name,
+                                      "--from-offset", "0"])
+    assert (args.table, args.into) == (name, name)
 
 
 @pytest.mark.parametrize("argv", [["status"], ["dlq", "replay", "--table", "shop.orders"]])

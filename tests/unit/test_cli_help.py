@@ -11,7 +11,7 @@ import pytest
 from tabletopic.cli import build_parser, main
 from tabletopic.cli.common import HelpFormatter
 from tabletopic.config import MaintenanceConfig
-from tabletopic.core.exits import ExitCode
+from tabletopic.core.exits import MEANINGS, ExitCode
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
@@ -62,12 +62,18 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
     assert re.fullmatch(r"tabletopic \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
 
 
-def test_run_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_exit_code_has_a_one_line_meaning() -> None:
+    assert set(MEANINGS) == set(ExitCode)
+    for code in ExitCode:
+        assert code.meaning.strip() and "\n" not in code.meaning, code
+
+
+def test_run_help_lists_every_exit_code_with_its_name_and_meaning(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    listed = capsys.readouterr().out.split("Exit codes:", 1)[1]
+    listed = " ".join(capsys.readouterr().out.split("Exit codes:", 1)[1].split())  # as argparse may wrap it
     for code in ExitCode:
-        assert re.search(rf"^\s+{code.value}\s+{code.name.lower().replace('_', ' ')}$", listed, re.M), code
+        assert f"{code.value} {code.name} {' '.join(code.meaning.split())}" in listed, code
 
 
 def test_maintain_defaults_are_the_configs() -> None:

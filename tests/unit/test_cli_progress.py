@@ -66,3 +66,29 @@ def test_on_a_terminal_it_draws_and_logs_nothing() -> None:
         shown.show(final=True)
     assert logged == []
     assert "4/10" in stream.getvalue()
+
+
+def test_a_loop_reports_parts_and_totals_it_learns_as_it_goes() -> None:
+    stream = NotATerminal()
+    with capture_logs() as logged:
+        shown = Progress("compact.progress", {}, unit="files", stream=stream, every_s=0.0, table="a.b")
+        shown.show()  # nothing reported yet: nothing to say
+        shown.report("a.b", 0, 8)
+        shown.report("a.b", 5, 8)
+        shown.close()
+        shown.show(final=True)
+    assert [(line["files"], line["total"], line["final"]) for line in logged] == [(0, 8, False), (5, 8, False),
+                                                                                 (5, 8, True)]
+    assert all(line["event"] == "compact.progress" and line["table"] == "a.b" for line in logged)
+    assert "records" not in logged[0]  # the count is named by its unit
+
+
+def test_a_reported_part_is_drawn_on_a_terminal() -> None:
+    stream = Terminal()
+    with capture_logs() as logged, Progress("audit.progress", {}, stream=stream) as shown:
+        shown.report("orders/0", 3, 12)
+        shown.report("orders/1", 0, 5)
+        shown.report("orders/0", 12, 12)
+    assert logged == []
+    drawn = stream.getvalue()
+    assert "orders/0" in drawn and "12/12" in drawn and "orders/1" in drawn and "0/5" in drawn
