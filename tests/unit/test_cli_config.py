@@ -123,3 +123,12 @@ def test_compact_and_maintain_need_no_kafka_settings(command: list[str], tmp_pat
                            "--table", "ns.t"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ("compacted ns.t: 0 files" if command == ["compact"] else "orphans: 0 found") in done.stdout
+
+
+def test_a_table_the_catalog_does_not_hold_is_a_clear_error_not_a_traceback(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    warehouse = tmp_path / "wh"
+    warehouse.mkdir()
+    assert main(["compact", "--warehouse", str(warehouse), "--table", "ns.missing"]) == 2
+    said = capsys.readouterr().err
+    assert "no such table in the catalog" in said and "ns.missing" in said and "Traceback" not in said
