@@ -16,7 +16,10 @@ What tabletopic needs and pyiceberg 0.12 has no public call for:
 - delete manifests: pyiceberg writes data manifests only (`ManifestWriterV2._meta`), and declares their
   `equality_ids` list<long> where the spec (and Java's readers) say list<int> (`ManifestWriter._with_partition`);
 - the spec id a data file carries only when one was set (`DataFile._spec_id`: the public property
-  raises when unset, as it is on the files `_dataframe_to_data_files` writes).
+  raises when unset, as it is on the files `_dataframe_to_data_files` writes);
+- null lists of structs and null maps with struct values kept null when pyiceberg projects Arrow data to a
+  table's schema, on write and on read (`ArrowProjectionVisitor.list`/`.map` rebuild such arrays from offsets
+  and values without their validity: a null list became `[]`, a null map `{}`; `_NullKeepingProjection`).
 
 On an upgrade, re-check:
 - `_dataframe_to_data_files(table_metadata=, df=, io=)`: target-sized Parquet files with field ids,
@@ -42,6 +45,8 @@ On an upgrade, re-check:
   commit loop; a `PreparedSnapshot`'s caller does all three itself), and that the transaction then
   commits once (the callers switch pyiceberg's retries off: commit.committer.without_pyiceberg_retries);
 - `_OverwriteFiles` still rewrites the manifests holding the files it deletes;
+- whether `ArrowProjectionVisitor.list`/`.map` keep the validity of struct-valued lists and maps (then drop
+  `_NullKeepingProjection`), and that `_to_requested_schema` still looks the visitor up by its module name;
 - whether a public API now does any of this (a `replace` operation, a public writer): use it, and
   shrink this module.
 """
@@ -53,6 +58,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.io import pyarrow as pyiceberg_arrow
 from pyiceberg.manifest import (
     DataFile,
     ManifestContent,
@@ -68,9 +74,41 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update import UpdateTableMetadata
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 from pyiceberg.typedef import EMPTY_DICT, TableVersion
-from pyiceberg.types import IntegerType, ListType, NestedField, StructType
+from pyiceberg.types import IntegerType, ListType, MapType, NestedField, StructType
 
 PYICEBERG_VERSION = "0.12.0"
+
+
+# -- nulls of nested lists and maps
+
+
+class _NullKeepingProjection(pyiceberg_arrow.ArrowProjectionVisitor):
+    """pyiceberg's projection, but a null list (or map) stays null whatever its items are."""
+
+    def list(self, list_type: ListType, list_array: pa.Array | None, value_array: pa.Array | None) -> pa.Array | None:
+        return _nulls_kept(list_array, super().list(list_type, list_array, value_array))
+
+    def map(self, map_type: MapType, map_array: pa.Array | None, key_result: pa.Array | None,
+            value_result: pa.Array | None) -> pa.Array | None:
+        return _nulls_kept(map_array, super().map(map_type, map_array, key_result, value_result))
+
+
+def _nulls_kept(source: pa.Array | None, projected: pa.Array | None) -> pa.Array | None:
+    """`projected` with the validity of `source`, rebuilt under its own type (which carries the field ids)."""
+    if source is None or projected is None or source.null_count == projected.null_count:
+        return projected
+    # A fresh offsets array: Arrow refuses a validity mask beside sliced offsets; they stay absolute
+    # positions in the (unsliced) child arrays.
+    offsets = pa.array(projected.offsets.to_numpy(zero_copy_only=False), type=projected.offsets.type)
+    mask = source.is_null()
+    if isinstance(projected, pa.MapArray):
+        return pa.MapArray.from_arrays(offsets, projected.keys, projected.items, type=projected.type, mask=mask)
+    return type(projected).from_arrays(offsets, projected.values, type=projected.type, mask=mask)
+
+
+# Installed on import: every write and read of tabletopic goes through a module of tabletopic.catalog,
+# whose package imports this one first (tabletopic/catalog/__init__.py).
+pyiceberg_arrow.ArrowProjectionVisitor = _NullKeepingProjection  # type: ignore[misc]
 
 
 # -- schemas and data files
