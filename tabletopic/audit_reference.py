@@ -4,7 +4,8 @@ JSON: `json.loads` per value, each value checked against its column's type (a fl
 truncated into a long column, a number never a string), then Arrow rows from the Python
 objects; types that have no plain JSON form (timestamps, dates, decimals, bytes) are parsed
 by `pyarrow.json`, one value at a time. Avro: the writer's own per-record path (fastavro, one
-value at a time). Raw: the bytes. The Kafka metadata columns are built from the records here
+value at a time). Protobuf: the writer's per-record path (python protobuf, one value at a time),
+never the native batch reader. Raw: the bytes. The Kafka metadata columns are built from the records here
 too, not by the writer's code.
 """
 
@@ -24,7 +25,10 @@ from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json_check import Misfit, NeedsParser, json_checker, parser_type
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.names import NameCollision, lowercase_json
+from tabletopic.decode.protobuf import ProtobufDecoder
+from tabletopic.decode.protobuf_schema import ProtobufSchemas
 from tabletopic.decode.renames import Renames, rename_json, source_schema
+from tabletopic.kafka.registry import RegisteredSchemas
 
 
 @dataclass
@@ -117,6 +121,19 @@ class AvroReference:
         return decoded.rows, good, {b.index: f"{b.code}: {b.reason}"[:300] for b in decoded.bad}
 
 
+class ProtobufReference:
+    """The writer's per-record Protobuf path (python protobuf, one value at a time), never ptars."""
+
+    def __init__(self, registry: RegisteredSchemas, value_schema: pa.Schema, lowercase: bool = False,
+                 renames: Renames | None = None) -> None:
+        self._decoder = ProtobufDecoder(ProtobufSchemas(registry), value_schema, lowercase=lowercase, renames=renames)
+
+    def decode_values(self, chunk: RecordChunk) -> tuple[pa.Table, list[int], dict[int, str]]:
+        decoded = self._decoder._decode_each(chunk.values)
+        good = list(range(len(chunk))) if decoded.good is None else decoded.good
+        return decoded.rows, good, {b.index: f"{b.code}: {b.reason}"[:300] for b in decoded.bad}
+
+
 class RawReference:
     def decode_values(self, chunk: RecordChunk) -> tuple[pa.Table, list[int], dict[int, str]]:
         rows = pa.table({"key": pa.array(chunk.keys, pa.binary()), "value": pa.array(chunk.values, pa.binary())})
@@ -135,6 +152,11 @@ def reference_for(
         if writer_schemas is None:
             raise ValueError("an Avro table needs the schema registry")
         return AvroReference(writer_schemas, value_schema, lowercase, renames)
+    if fmt == "protobuf":
+        registry = writer_schemas.registry if writer_schemas is not None else None
+        if not isinstance(registry, RegisteredSchemas):
+            raise ValueError("a Protobuf table needs the schema registry")
+        return ProtobufReference(registry, value_schema, lowercase, renames)
     return RawReference()
 
 

@@ -44,8 +44,8 @@ def validate(config: Config, needs: Needs) -> None:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
             seen[topic] = table.table
-        if "registry" in needs and table.format == "avro" and not config.schema_registry.url:
-            raise ConfigError("schema_registry.url", f"required by {key} (format avro)")
+        if "registry" in needs and table.format in ("avro", "protobuf") and not config.schema_registry.url:
+            raise ConfigError("schema_registry.url", f"required by {key} (format {table.format})")
 
 
 def _validate_table(table: TableConfig, key: str) -> None:
@@ -139,8 +139,9 @@ def _validate_upsert(table: TableConfig, key: str) -> None:
             raise ConfigError(f"{key}.cdc_columns.{name}", f"unknown: expected {', '.join(CDC_COLUMNS)}")
     if table.cdc_columns and table.envelope != "debezium":
         raise ConfigError(f"{key}.cdc_columns", "needs envelope: debezium")
-    if table.envelope == "debezium" and table.format == "raw":
-        raise ConfigError(f"{key}.envelope", "debezium envelopes are read from json or avro values (format is raw)")
+    if table.envelope == "debezium" and table.format in ("raw", "protobuf"):
+        raise ConfigError(f"{key}.envelope", f"debezium envelopes are read from json or avro values (format is "
+                                             f"{table.format})")
     if not table.is_upsert:
         for name in ("key", "key_format"):
             if getattr(table, name):
@@ -160,6 +161,8 @@ def _validate_upsert(table: TableConfig, key: str) -> None:
             and not table.key:
         raise ConfigError(f"{key}.column_names", "lowercase is not applied to Avro keys: key by value columns "
                                                  "(key: [...]) or keep as_is")
+    if table.format == "protobuf" and not table.key_format:
+        raise ConfigError(f"{key}.key_format", "Protobuf keys are not read yet: say json, avro, string or bytes")
     if table.format == "raw" and table.key:
         raise ConfigError(f"{key}.key", "a raw value has no columns: leave key out to key by the Kafka key")
     if table.envelope == "debezium" and table.key:

@@ -163,10 +163,10 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
     from tabletopic.observe.progress import progress
 
     writer_schemas = None
-    if fmt == "avro":
+    if fmt in ("avro", "protobuf"):
         registry = config.schema_registry
         if not registry.url:
-            raise ConfigError("--schema-registry", "--values on an Avro table needs the Schema Registry")
+            raise ConfigError("--schema-registry", f"--values on a {fmt} table needs the Schema Registry")
         writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties))
     ranges = {r.partition: (r.log_start, r.committed) for r in reports if r.committed is not None}
     with progress("audit.progress", {}, unit="offsets", table=args.table, audit="values") as shown:

@@ -20,7 +20,7 @@ TABLES = "tables"
 REGISTRY = "registry"
 EVERYTHING = frozenset({KAFKA, TABLES, REGISTRY})
 CONFIG_ENV = "TABLETOPIC_CONFIG"
-FORMATS = ("json", "avro", "raw")  # a record format, as the config's tables[].format
+FORMATS = ("json", "avro", "protobuf", "raw")  # a record format, as the config's tables[].format
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -10,6 +10,8 @@ class Reason(StrEnum):
     NOT_WIRE_FORMAT = "not_wire_format"  # Avro topic, value without the magic byte and schema id
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry has no schema under the record's id
     UNDECODABLE_AVRO = "undecodable_avro"  # the body does not decode with its writer schema
+    UNKNOWN_MESSAGE_INDEX = "unknown_message_index"  # Protobuf: the message-index array names no message of its schema
+    UNDECODABLE_PROTOBUF = "undecodable_protobuf"  # Protobuf: the body does not parse as its message
     TYPE_MISMATCH = "type_mismatch"  # a value does not fit its column's type
     INCOMPATIBLE_SCHEMA = "incompatible_schema"  # the record's schema would need a change the table refuses
     UNKNOWN_FIELD = "unknown_field"  # JSON drift policy `strict`: a field the table does not have
@@ -25,3 +27,4 @@ class Reason(StrEnum):
     BAD_ENVELOPE = "bad_envelope"  # Debezium: not an envelope, an unknown `op`, or c/r/u without `after`
     TRUNCATE_UNSUPPORTED = "truncate_unsupported"  # Debezium truncate (`t`): not applied, truncate the table by hand
     RENAME_COLLISION = "rename_collision"  # rename_columns: the value holds a renamed field and its target name
+    SCHEMA_VIOLATION = "schema_violation"  # JSON Schema: the value does not validate against its registered schema

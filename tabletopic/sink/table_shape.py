@@ -38,8 +38,11 @@ from tabletopic.decode.debezium_avro import AfterRowSchemas
 from tabletopic.decode.json import JsonDecoder, infer_schema
 from tabletopic.decode.keys import KeyDecoder
 from tabletopic.decode.names import NameCollision
+from tabletopic.decode.protobuf import ProtobufDecoder, first_value_schema
+from tabletopic.decode.protobuf_schema import ProtobufSchemas
 from tabletopic.decode.renames import column_renames
 from tabletopic.exceptions import ConfigError, SchemaError
+from tabletopic.kafka.registry import RegisteredSchemas
 from tabletopic.upsert.changes import check_key_type
 
 log = structlog.get_logger(__name__)
@@ -63,6 +66,12 @@ class TableShape:
         if writer_schemas is not None and spec.envelope == "debezium" and spec.format == "avro":
             self.envelope_reader = KeyDecoder("avro", writer_schemas.registry)
             self._writer_schemas = WriterSchemas(AfterRowSchemas(writer_schemas.registry, spec.cdc_columns))
+        # Protobuf: the .proto files compiled per schema id (the registry's references resolved).
+        self._protobuf_schemas: ProtobufSchemas | None = None
+        if writer_schemas is not None and spec.format == "protobuf":
+            registry = writer_schemas.registry
+            assert isinstance(registry, RegisteredSchemas), "the Schema Registry resolves Protobuf references"
+            self._protobuf_schemas = ProtobufSchemas(registry)
         self._on_change = on_change
         self._lowercase = spec.column_names == "lowercase"
         self._renames = column_renames(spec.rename_columns, self._lowercase)
@@ -109,6 +118,10 @@ class TableShape:
             assert self._writer_schemas is not None, "config validation requires a registry for avro"
             return AvroDecoder(self._writer_schemas, value_schema, lowercase=self._lowercase, renames=self._renames,
                                max_items=self.spec.max_items)
+        if self.spec.format == "protobuf":
+            assert self._protobuf_schemas is not None, "config validation requires a registry for protobuf"
+            return ProtobufDecoder(self._protobuf_schemas, value_schema, lowercase=self._lowercase,
+                                   renames=self._renames, max_items=self.spec.max_items)
         return raw.RawDecoder()
 
     def _check_projection(self, table: Table) -> None:
@@ -213,6 +226,13 @@ class TableShape:
                 return pa.schema([]) if writer is None else writer_arrow_schema(writer, self._lowercase, self._renames)
             except NameCollision as exc:
                 raise SchemaError("(value)", str(exc)) from None
+        if self.spec.format == "protobuf":
+            assert self._protobuf_schemas is not None
+            try:
+                found = first_value_schema(self._protobuf_schemas, chunk.values, self._lowercase, self._renames)
+            except NameCollision as exc:
+                raise SchemaError("(value)", str(exc)) from None
+            return pa.schema([]) if found is None else found
         return raw.SCHEMA
 
     def _create(self, schema: pa.Schema, keys: list[str] | None = None) -> Table:
