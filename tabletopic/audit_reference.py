@@ -24,11 +24,15 @@ from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas
 from tabletopic.decode.json_check import Misfit, NeedsParser, json_checker, parser_type
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
+from tabletopic.decode.json_schema import JsonSchemaDecoder, JsonSchemas
 from tabletopic.decode.names import NameCollision, lowercase_json
 from tabletopic.decode.protobuf import ProtobufDecoder
 from tabletopic.decode.protobuf_schema import ProtobufSchemas
 from tabletopic.decode.renames import Renames, rename_json, source_schema
 from tabletopic.kafka.registry import RegisteredSchemas
+
+# What audit --values calls a `format: json` table with `json_schema: true`.
+JSON_SCHEMA = "json-schema"
 
 
 @dataclass
@@ -134,6 +138,18 @@ class ProtobufReference:
         return decoded.rows, good, {b.index: f"{b.code}: {b.reason}"[:300] for b in decoded.bad}
 
 
+class JsonSchemaReference:
+    """JSON under a registered JSON Schema: validated, then converted one value at a time (never the batch read)."""
+
+    def __init__(self, writer_schemas: WriterSchemas, value_schema: pa.Schema) -> None:
+        self._decoder = JsonSchemaDecoder(JsonSchemas(writer_schemas.registry), value_schema, reference_only=True)
+
+    def decode_values(self, chunk: RecordChunk) -> tuple[pa.Table, list[int], dict[int, str]]:
+        decoded = self._decoder.decode(chunk, allow_drift=False)
+        good = list(range(len(chunk))) if decoded.good is None else decoded.good
+        return decoded.rows, good, {b.index: f"{b.code}: {b.reason}"[:300] for b in decoded.bad}
+
+
 class RawReference:
     def decode_values(self, chunk: RecordChunk) -> tuple[pa.Table, list[int], dict[int, str]]:
         rows = pa.table({"key": pa.array(chunk.keys, pa.binary()), "value": pa.array(chunk.values, pa.binary())})
@@ -152,6 +168,10 @@ def reference_for(
         if writer_schemas is None:
             raise ValueError("an Avro table needs the schema registry")
         return AvroReference(writer_schemas, value_schema, lowercase, renames)
+    if fmt == JSON_SCHEMA:
+        if writer_schemas is None:
+            raise ValueError("a JSON Schema table needs the schema registry")
+        return JsonSchemaReference(writer_schemas, value_schema)
     if fmt == "protobuf":
         registry = writer_schemas.registry if writer_schemas is not None else None
         if not isinstance(registry, RegisteredSchemas):

@@ -240,6 +240,9 @@ class TableConfig:
     """Upsert: the key columns of the value; empty: the Kafka record key."""
     key_format: KeyFormat | None = None
     """How the Kafka key is decoded; unset: as the value (`raw` values: bytes)."""
+    json_schema: bool = False
+    """`format: json` only: values carry a registered JSON Schema's id (Confluent wire format); each is validated
+    against it (violations are `schema_violation` dead letters) and the table's columns come from the schema."""
     envelope: Envelope = "none"
     """`debezium`: values are Debezium change events (JSON, or Avro through the registry)."""
     cdc_columns: NameMap = field(default_factory=dict)

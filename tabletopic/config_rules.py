@@ -44,8 +44,10 @@ def validate(config: Config, needs: Needs) -> None:
             if topic in seen:
                 raise ConfigError(f"{key}.topic", f"topic {topic!r} already feeds {seen[topic]}")
             seen[topic] = table.table
-        if "registry" in needs and table.format in ("avro", "protobuf") and not config.schema_registry.url:
-            raise ConfigError("schema_registry.url", f"required by {key} (format {table.format})")
+        if "registry" in needs and (table.format in ("avro", "protobuf") or table.json_schema) \
+                and not config.schema_registry.url:
+            kind = "json_schema: true" if table.json_schema else f"format {table.format}"
+            raise ConfigError("schema_registry.url", f"required by {key} ({kind})")
 
 
 def _validate_table(table: TableConfig, key: str) -> None:
@@ -84,8 +86,25 @@ def _validate_table(table: TableConfig, key: str) -> None:
             parse_term(term)
         except ValueError as exc:
             raise ConfigError(f"{key}.partition_by[{term_index}]", str(exc)) from None
+    _validate_json_schema(table, key)
     _validate_renames(table, key)
     _validate_upsert(table, key)
+
+
+def _validate_json_schema(table: TableConfig, key: str) -> None:
+    if not table.json_schema:
+        return
+    if table.format != "json":
+        raise ConfigError(f"{key}.json_schema", f"a registered JSON Schema types JSON values (format is "
+                                                f"{table.format})")
+    if table.envelope != "none":
+        raise ConfigError(f"{key}.json_schema", "not with envelope: debezium (its JSON is read without a schema id)")
+    if table.route_field is not None:
+        raise ConfigError(f"{key}.route_field", "routing reads plain JSON values, not a JSON Schema's framed ones")
+    for setting in ("rename_columns", "column_names"):
+        if getattr(table, setting) not in ({}, "as_is"):
+            raise ConfigError(f"{key}.{setting}", "not applied to a registered JSON Schema's columns, which keep the "
+                                                  "schema's names: leave it out with json_schema: true")
 
 
 CDC_COLUMNS = ("op", "source_ts_ms", "lsn")

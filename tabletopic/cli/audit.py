@@ -151,11 +151,14 @@ def _values_spec(args: argparse.Namespace, listed: Any) -> tuple[str, bool]:
         return args.format, listed is not None and listed.column_names == "lowercase"
     if listed is None:
         raise ConfigError("--format", "--values needs the table's format: list the table in --config or pass --format")
-    return str(listed.format), listed.column_names == "lowercase"
+    from tabletopic.audit_reference import JSON_SCHEMA
+
+    return (JSON_SCHEMA if listed.json_schema else str(listed.format)), listed.column_names == "lowercase"
 
 
 def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: str, lowercase: bool,
                   renames: dict[str, str] | None = None) -> bool:
+    from tabletopic.audit_reference import JSON_SCHEMA
     from tabletopic.audit_values import audit_values, format_values
     from tabletopic.catalog.loader import open_catalog
     from tabletopic.decode.avro import WriterSchemas
@@ -163,7 +166,7 @@ def _audit_values(args: argparse.Namespace, config: Config, reports: Any, fmt: s
     from tabletopic.observe.progress import progress
 
     writer_schemas = None
-    if fmt in ("avro", "protobuf"):
+    if fmt in ("avro", "protobuf", JSON_SCHEMA):
         registry = config.schema_registry
         if not registry.url:
             raise ConfigError("--schema-registry", f"--values on a {fmt} table needs the Schema Registry")

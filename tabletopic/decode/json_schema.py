@@ -138,8 +138,10 @@ class _Group:
 class JsonSchemaDecoder:
     """Decodes each value with the schema of its own id; a batch may mix schema versions."""
 
-    def __init__(self, schemas: JsonSchemas, arrow_schema: pa.Schema) -> None:
+    def __init__(self, schemas: JsonSchemas, arrow_schema: pa.Schema, reference_only: bool = False) -> None:
+        """`reference_only`: every value through the per-record conversion, never the batch read (audit --values)."""
         self._schemas = schemas
+        self._reference_only = reference_only
         self.schema = arrow_schema
         self._plans: dict[int, EvolutionPlan] = {}
         self._columns: dict[int, pa.Schema] = {}  # each id's own columns
@@ -278,7 +280,7 @@ class JsonSchemaDecoder:
     def _rows(self, schema_id: int, group: _Group) -> tuple[pa.Table, list[int], list[BadValue]]:
         """The table's rows for one id's valid values: read at once, else one value at a time."""
         columns = self._columns[schema_id]
-        rows = batch_rows(group.bodies, columns)
+        rows = None if self._reference_only else batch_rows(group.bodies, columns)
         if rows is not None:
             return conform_table(rows, self.schema), group.indexes, []
         converted, refused = reference_rows(group.documents, columns)

@@ -36,6 +36,7 @@ from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_sche
 from tabletopic.decode.base import Decoded, Decoder, SchemaDrift
 from tabletopic.decode.debezium_avro import AfterRowSchemas
 from tabletopic.decode.json import JsonDecoder, infer_schema
+from tabletopic.decode.json_schema import JsonSchemaDecoder, JsonSchemas, first_json_schema, json_schema_arrow_schema
 from tabletopic.decode.keys import KeyDecoder
 from tabletopic.decode.names import NameCollision
 from tabletopic.decode.protobuf import ProtobufDecoder, first_value_schema
@@ -72,6 +73,9 @@ class TableShape:
             registry = writer_schemas.registry
             assert isinstance(registry, RegisteredSchemas), "the Schema Registry resolves Protobuf references"
             self._protobuf_schemas = ProtobufSchemas(registry)
+        # JSON with a registered JSON Schema: each id's schema and its compiled validator.
+        self._json_schemas = (JsonSchemas(writer_schemas.registry) if writer_schemas is not None and spec.json_schema
+                              else None)
         self._on_change = on_change
         self._lowercase = spec.column_names == "lowercase"
         self._renames = column_renames(spec.rename_columns, self._lowercase)
@@ -112,6 +116,9 @@ class TableShape:
         self._on_change(self.schema)
 
     def _make_decoder(self, value_schema: pa.Schema) -> Decoder:
+        if self.spec.json_schema:
+            assert self._json_schemas is not None, "config validation requires a registry for json_schema"
+            return JsonSchemaDecoder(self._json_schemas, value_schema)
         if self.spec.format == "json":
             return JsonDecoder(value_schema, self.spec.json_drift)
         if self.spec.format == "avro":
@@ -217,6 +224,10 @@ class TableShape:
         self.use(existing)
 
     def _value_schema_from(self, chunk: RecordChunk) -> pa.Schema:
+        if self.spec.json_schema:
+            assert self._json_schemas is not None
+            registered = first_json_schema(self._json_schemas, chunk.values)
+            return pa.schema([]) if registered is None else json_schema_arrow_schema(registered)
         if self.spec.format == "json":
             return self._with_declared(infer_schema(chunk.values))
         if self.spec.format == "avro":

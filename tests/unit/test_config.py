@@ -252,3 +252,27 @@ def test_routes_keyed_by_yaml_booleans_are_the_routes_of_true_and_false(tmp_path
                                             ("shutdown_timeout_seconds", 0), ("http", {"stall_seconds": 0})])
 def test_zeros_that_ran_before_still_load(key, value):
     load_config(flags={**BASE, key: value}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "says"),
+    [
+        ({"json_schema": True, "format": "avro"}, "tables[0].json_schema", "format is avro"),
+        ({"json_schema": True, "envelope": "debezium"}, "tables[0].json_schema", "debezium"),
+        ({"json_schema": True, "route_field": "r"}, "tables[0].route_field", "framed"),
+        ({"json_schema": True, "rename_columns": {"a": "b"}}, "tables[0].rename_columns", "schema's names"),
+        ({"json_schema": True, "column_names": "lowercase"}, "tables[0].column_names", "schema's names"),
+        ({"json_schema": True}, "schema_registry.url", "json_schema: true"),
+    ],
+)
+def test_json_schema_settings_that_cannot_hold_are_refused(settings, key, says):
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags=_table(**settings), environ={})
+    assert caught.value.key == key
+    assert says in caught.value.reason
+
+
+def test_a_json_schema_table_loads_with_a_registry():
+    config = load_config(flags={**_table(json_schema=True), "schema_registry": {"url": "http://registry"}},
+                         environ={})
+    assert config.tables[0].json_schema
