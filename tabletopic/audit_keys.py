@@ -34,9 +34,9 @@ from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.core.upsert_mode import UpsertMode, upsert_mode
 from tabletopic.deadletter.rows import dlq_identifier
-from tabletopic.decode.avro import HEADER, MAGIC
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.keys import DecodedKeys, KeyDecoder, ParsedKey, rows_from_fields
+from tabletopic.decode.wire import HEADER, MAGIC
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.reader import log_bounds
 from tabletopic.kafka.record_reader import read_partition

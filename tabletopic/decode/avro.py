@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import struct
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -31,21 +30,9 @@ from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.decode.renames import RenameCollision, Renames, rename_record, rename_table, renamed_schema
+from tabletopic.decode.wire import HEADER, MAGIC, schema_id_of
 from tabletopic.exceptions import SchemaError, SourceUnavailable
 from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
-
-MAGIC = 0
-HEADER = struct.Struct(">bI")
-
-
-def schema_id_of(value: bytes) -> int:
-    """The schema id of a wire-format value; raises ValueError if it is not one."""
-    if len(value) < HEADER.size:
-        raise ValueError(f"too short for the Confluent wire format ({len(value)} bytes)")
-    magic, schema_id = HEADER.unpack_from(value)
-    if magic != MAGIC:
-        raise ValueError(f"not the Confluent wire format (magic byte {magic}, expected 0)")
-    return int(schema_id)
 
 
 class UnreadableSchema(Exception):

@@ -34,15 +34,9 @@ from tabletopic.core.limits import DEFAULT_MAX_ITEMS
 from tabletopic.core.reasons import Reason
 from tabletopic.core.upsert_mode import KEY_COLUMN, KeyFormat
 from tabletopic.decode import avro_limits
-from tabletopic.decode.avro import (
-    HEADER,
-    UnreadableSchema,
-    WriterSchemas,
-    _as_column_values,
-    avro_to_arrow,
-    schema_id_of,
-)
+from tabletopic.decode.avro import UnreadableSchema, WriterSchemas, _as_column_values, avro_to_arrow
 from tabletopic.decode.base import BadValue
+from tabletopic.decode.wire import HEADER, schema_id_of
 from tabletopic.exceptions import SchemaError
 from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 

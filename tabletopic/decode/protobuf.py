@@ -47,6 +47,7 @@ class MessagePlan:
     message_class: type[Message] | None = None
     fields: tuple[Field, ...] = ()
     reader: BatchReader | None = None  # None: the per-record path only
+    lasting: bool = True  # false: a refusal a later registration may lift (asked again, never kept)
 
 
 class ProtobufDecoder:
@@ -66,7 +67,8 @@ class ProtobufDecoder:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._make_plan(key)
-            self._plans[key] = plan
+            if plan.lasting:
+                self._plans[key] = plan
         return plan
 
     def _make_plan(self, key: Key) -> MessagePlan:
@@ -87,7 +89,11 @@ class ProtobufDecoder:
             refusal = (Reason.UNKNOWN_MESSAGE_INDEX, f"schema id {schema_id}: {exc}")
         except RenameCollision as exc:  # every record of this message holds both fields
             refusal = (Reason.RENAME_COLLISION, f"schema id {schema_id}: {exc}")
-        except (UnreadableProtobuf, SchemaError, NameCollision) as exc:
+        except UnreadableProtobuf as exc:
+            refused.incompatible.append(f"schema id {schema_id}: {exc}")
+            return MessagePlan(refused, (Reason.INCOMPATIBLE_SCHEMA, f"schema id {schema_id}: {exc}"),
+                               lasting=exc.lasting)
+        except (SchemaError, NameCollision) as exc:
             refusal = (Reason.INCOMPATIBLE_SCHEMA, f"schema id {schema_id}: {exc}")
         except Exception as exc:  # a schema nobody foresaw: its records are dead letters, never a crash loop
             refusal = (Reason.INCOMPATIBLE_SCHEMA,

@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from tabletopic.decode.protobuf_record import MAX_DURATION_US, MAX_TIMESTAMP_US, MIN_TIMESTAMP_US
 from tabletopic.decode.protobuf_types import Field, MessageShape, Value
+from tabletopic.decode.wire import encode_varint
 
 _CONFIG = ptars.PtarsConfig(timestamp_unit="us", duration_unit="us", enum_repr="string", list_value_name="element")
 _WRAPPER_PACKAGE = "tabletopic.batch"
@@ -64,7 +65,8 @@ class BatchReader:
 
 def _wrapper_class(message: Descriptor) -> type[Message]:
     """`message Of_<name> { repeated <message> items = 1; }`, added once to the message's own pool."""
-    name = "Of_" + message.full_name.replace(".", "_")
+    # `_` and `.` escaped apart: `Outer.Inner` and `Outer_Inner` never share a wrapper (and so a shape).
+    name = "Of_" + message.full_name.replace("_", "_u").replace(".", "_d")
     pool = message.file.pool
     try:
         wrapper = pool.FindMessageTypeByName(f"{_WRAPPER_PACKAGE}.{name}")
@@ -81,23 +83,14 @@ def _wrapper_class(message: Descriptor) -> type[Message]:
 
 def _framed(bodies: Sequence[bytes]) -> bytes:
     """Each body as field 1 (length-delimited) of one message."""
-    tags = [_TAGS[len(body)] if len(body) < len(_TAGS) else b"\x0a" + _varint(len(body)) for body in bodies]
+    tags = [_TAGS[len(body)] if len(body) < len(_TAGS) else b"\x0a" + encode_varint(len(body)) for body in bodies]
     parts: list[bytes] = [b""] * (2 * len(bodies))
     parts[::2] = tags
     parts[1::2] = bodies
     return b"".join(parts)
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-_TAGS = [b"\x0a" + _varint(n) for n in range(16_384)]  # field 1's tag and a body's length, up to 2 varint bytes
+_TAGS = [b"\x0a" + encode_varint(n) for n in range(16_384)]  # field 1's tag and a body's length, up to 2 varint bytes
 
 
 def _column(array: pa.Array, f: Field, max_items: int) -> pa.Array:

@@ -17,25 +17,36 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import grpc_tools
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor
 
+from tabletopic.exceptions import SourceUnavailable
 from tabletopic.kafka.registry import RegisteredSchema, RegisteredSchemas, SchemaReference, UnknownReference
 
 COMPILE_TIMEOUT_S = 30.0
+# A schema importing a reference nobody registered yet is asked again after this long (it may be registered).
+MISSING_REFERENCE_RETRY_S = 60.0
 MAX_REFERENCES = 256  # files one schema may import, at every depth
 _ROOT = "tabletopic_schema.proto"  # the registered schema's own file name (a reference never takes it)
 
 
 class UnreadableProtobuf(Exception):
-    """The schema under this id is not a .proto this writer can compile: its records are dead letters."""
+    """The schema under this id is not a .proto this writer can compile: its records are dead letters.
+    `lasting`: false when a later registration may make it readable (an import not registered yet)."""
 
-    def __init__(self, schema_id: int, reason: str) -> None:
+    def __init__(self, schema_id: int, reason: str, lasting: bool = True) -> None:
         super().__init__(f"the Protobuf schema cannot be read: {reason}")
         self.schema_id = schema_id
+        self.lasting = lasting
+
+
+class ProtocUnavailable(SourceUnavailable):
+    """protoc could not run to its answer (killed, out of time, not started): transient, the table retries."""
 
 
 class UnknownMessageIndex(LookupError):
@@ -69,7 +80,7 @@ class ProtobufSchemas:
     def __init__(self, registry: RegisteredSchemas) -> None:
         self._registry = registry
         self._compiled: dict[int, CompiledSchema] = {}
-        self._unreadable: dict[int, UnreadableProtobuf] = {}
+        self._unreadable: dict[int, tuple[UnreadableProtobuf, float]] = {}  # and since when (monotonic)
         self._lock = threading.Lock()
 
     @property
@@ -82,16 +93,21 @@ class ProtobufSchemas:
         if compiled is not None:
             return compiled
         with self._lock:
-            if schema_id in self._unreadable:
-                raise self._unreadable[schema_id]
+            known = self._unreadable.get(schema_id)
+            if known is not None and (known[0].lasting or time.monotonic() - known[1] < MISSING_REFERENCE_RETRY_S):
+                raise known[0]
             if schema_id not in self._compiled:
                 registered = self._registry.registered(schema_id)
                 try:
                     files = self._files(registered)
                     self._compiled[schema_id] = _load(compile_files(files))
-                except (UnreadableProto, UnknownReference) as exc:
-                    self._unreadable[schema_id] = UnreadableProtobuf(schema_id, str(exc))
-                    raise self._unreadable[schema_id] from None
+                except UnreadableProto as exc:
+                    self._unreadable[schema_id] = (UnreadableProtobuf(schema_id, str(exc)), time.monotonic())
+                    raise self._unreadable[schema_id][0] from None
+                except UnknownReference as exc:
+                    unreadable = UnreadableProtobuf(schema_id, str(exc), lasting=False)
+                    self._unreadable[schema_id] = (unreadable, time.monotonic())
+                    raise unreadable from None
             return self._compiled[schema_id]
 
     def _files(self, registered: RegisteredSchema) -> dict[str, str]:
@@ -131,9 +147,8 @@ def _check_import_name(name: str) -> None:
 
 def compile_files(files: dict[str, str]) -> descriptor_pb2.FileDescriptorSet:
     """`files` (import name → .proto text; the first is the one compiled, with its imports) as protoc's
-    FileDescriptorSet, imports first; UnreadableProto with protoc's own message if it refuses them."""
-    import grpc_tools
-
+    FileDescriptorSet, imports first; UnreadableProto with protoc's own message if it refuses them,
+    ProtocUnavailable if it could not run to an answer."""
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     root = next(iter(files))
     with tempfile.TemporaryDirectory(prefix="tabletopic-proto-") as scratch:
@@ -148,7 +163,11 @@ def compile_files(files: dict[str, str]) -> descriptor_pb2.FileDescriptorSet:
             done = subprocess.run(command, cwd=scratch, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
                                   check=False)
         except subprocess.TimeoutExpired:
-            raise UnreadableProto(f"protoc took more than {COMPILE_TIMEOUT_S:.0f} s") from None
+            raise ProtocUnavailable(f"protoc took more than {COMPILE_TIMEOUT_S:.0f} s") from None
+        except OSError as exc:
+            raise ProtocUnavailable(f"protoc could not start: {exc}") from None
+        if done.returncode < 0:
+            raise ProtocUnavailable(f"protoc was killed by signal {-done.returncode}")
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip().replace(scratch + "/", "")
             raise UnreadableProto(f"protoc: {message[:1000]}")

@@ -129,7 +129,9 @@ def _value(proto: FieldDescriptor, lowercase: bool, path: str, stack: tuple[str,
     if proto.type == _T.TYPE_GROUP:
         raise SchemaError(path, "groups have no Iceberg column type")
     if proto.type == _T.TYPE_ENUM:
-        names = {number: value.name for number, value in proto.enum_type.values_by_number.items()}
+        names: dict[int, str] = {}
+        for value in proto.enum_type.values:  # with allow_alias, the first declared name of a number (as ptars)
+            names.setdefault(value.number, value.name)
         return Value("enum", pa.string(), enum_names=names)
     if proto.type != _T.TYPE_MESSAGE:
         return Value("scalar", _SCALARS[proto.type])

@@ -25,7 +25,7 @@ class BadMessageIndexes(ValueError):
 
 
 def schema_id_of(value: bytes) -> int:
-    """The schema id of a wire-format value; NotWireFormat if it is not one."""
+    """The schema id of a wire-format value; NotWireFormat (a ValueError) if it is not one."""
     if len(value) < HEADER.size:
         raise NotWireFormat(f"too short for the Confluent wire format ({len(value)} bytes)")
     magic, schema_id = HEADER.unpack_from(value)
@@ -71,10 +71,14 @@ def encode_message_indexes(indexes: tuple[int, ...] | list[int]) -> bytes:
 
 
 def _encode_zigzag(number: int) -> bytes:
-    raw = (number << 1) ^ (number >> 63)
+    return encode_varint((number << 1) ^ (number >> 63))
+
+
+def encode_varint(number: int) -> bytes:
+    """A non-negative integer as a Protobuf base-128 varint."""
     out = bytearray()
-    while raw > 0x7F:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
+    while number > 0x7F:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
     return bytes(out)

@@ -19,12 +19,13 @@ import pyarrow as pa
 
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
-from tabletopic.decode.avro import HEADER, MAGIC, UnreadableSchema, WriterSchemas, schema_id_of
+from tabletopic.decode.avro import UnreadableSchema, WriterSchemas
 from tabletopic.decode.base import BadValue
 from tabletopic.decode.debezium_avro import AFTER_ROW_ID_OFFSET, NotAnEnvelope
 from tabletopic.decode.isolate import describe
 from tabletopic.decode.json_guard import is_too_deep, too_deep_message
 from tabletopic.decode.keys import KeyDecoder
+from tabletopic.decode.wire import HEADER, MAGIC, schema_id_of
 from tabletopic.kafka.registry import UnknownSchemaId
 from tabletopic.upsert.connect_schema import BadLogicalValue, arrow_schema, json_ready, row_fields
 from tabletopic.upsert.debezium import BadEnvelope, ExtraColumns, parse_change, unwrap

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import subprocess
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode.base import SchemaDrift
 from tabletopic.decode.protobuf import ProtobufDecoder, first_value_schema
-from tabletopic.decode.protobuf_schema import ProtobufSchemas
+from tabletopic.decode.protobuf_schema import ProtobufSchemas, ProtocUnavailable
 from tabletopic.decode.protobuf_types import ANY, TIMESTAMP, UINT64
 from tabletopic.decode.wire import (
     BadMessageIndexes,
@@ -477,3 +478,71 @@ def test_config_takes_a_protobuf_table() -> None:
     config = load_config(flags={"kafka": _KAFKA, "schema_registry": _REGISTRY, "tables": tables}, environ={})
     assert [t.format for t in config.tables] == ["protobuf", "protobuf"]
     assert config.tables[1].upsert is not None and config.tables[1].upsert.key_format == "string"
+
+
+# --- review findings --------------------------------------------------------------------------------
+
+COLLIDING = '''syntax = "proto3";
+package c;
+message Outer { message Inner { int64 a = 1; int64 b = 2; } int64 x = 1; }
+message Outer_Inner { int64 b = 1; int64 a = 2; }
+enum Al { option allow_alias = true; ZERO = 0; ONE = 1; UNO = 1; }
+message AliasHolder { Al e = 1; }
+'''
+
+
+@pytest.mark.parametrize(("first", "second"), [((0, 0), (1,)), ((1,), (0, 0))])
+def test_messages_whose_names_flatten_alike_never_share_a_batch_reader(first, second) -> None:
+    registry = new_registry()
+    sid = register(registry, "c-value", COLLIDING)
+    schemas = ProtobufSchemas(registry)
+    decoder = decoder_for(schemas, [framed(sid, b"", first)])
+    decoder.decode(chunk([framed(sid, b"", first)]), allow_drift=False)  # the first message's reader is made
+    value = framed(sid, message_class(schemas, sid, second)(a=1, b=2), second)
+    assert both_paths(decoder, [value]).to_pylist() == [{"a": 1, "b": 2}]
+
+
+def test_an_aliased_enum_number_reads_as_its_first_name_on_both_paths() -> None:
+    registry = new_registry()
+    sid = register(registry, "c-value", COLLIDING)
+    schemas = ProtobufSchemas(registry)
+    value = framed(sid, message_class(schemas, sid, (2,))(e=1), (2,))
+    assert both_paths(decoder_for(schemas, [value]), [value]).to_pylist() == [{"e": "ONE"}]
+
+
+def test_a_protoc_that_cannot_answer_is_retried_never_a_dead_letter(monkeypatch) -> None:
+    from tabletopic.decode import protobuf_schema
+
+    registry = new_registry()
+    sid = register(registry, "t-value", 'syntax = "proto3"; message T { int64 id = 1; }')
+    schemas = ProtobufSchemas(registry)
+    real_run = protobuf_schema.subprocess.run
+    for fault in (subprocess.TimeoutExpired("protoc", 30), OSError(12, "Cannot allocate memory")):
+        def failing(*args: Any, fault: Exception = fault, **kwargs: Any) -> Any:
+            raise fault
+        monkeypatch.setattr(protobuf_schema.subprocess, "run", failing)
+        with pytest.raises(ProtocUnavailable):
+            schemas.compiled(sid)
+    monkeypatch.setattr(protobuf_schema.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, -9, "", ""))
+    with pytest.raises(ProtocUnavailable):
+        schemas.compiled(sid)
+    monkeypatch.setattr(protobuf_schema.subprocess, "run", real_run)
+    values = [framed(sid, b"\x08\x05")]
+    assert decoder_for(schemas, values).decode(chunk(values)).rows.to_pylist() == [{"id": 5}]
+
+
+def test_an_import_registered_later_is_read_without_a_restart(monkeypatch) -> None:
+    from tabletopic.decode import protobuf_schema
+
+    registry = new_registry()
+    readable = register(registry, "ok-value", 'syntax = "proto3"; message T { int64 id = 1; }')
+    order = register(registry, "orders-value", ORDER, {"acme/common.proto": ("acme/common.proto", 1)})
+    schemas = ProtobufSchemas(registry)
+    values = [framed(readable, b"\x08\x01"), framed(order, b"\x08\x02")]
+    decoder = decoder_for(schemas, values[:1])
+    assert [b.code for b in decoder.decode(chunk(values)).bad] == [Reason.INCOMPATIBLE_SCHEMA]
+    register(registry, "acme/common.proto", COMMON)
+    monkeypatch.setattr(protobuf_schema, "MISSING_REFERENCE_RETRY_S", 0.0)
+    with pytest.raises(SchemaDrift):  # readable now: its fields evolve the table first
+        decoder.decode(chunk(values))
