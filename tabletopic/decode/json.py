@@ -39,6 +39,7 @@ from tabletopic.decode.json_guard import (
     value_name_problem,
     without_bad_names,
 )
+from tabletopic.decode.wire import looks_framed, schema_id_of
 
 Drift = Literal["evolve", "strict", "ignore"]
 _PARSE_ERRORS = (pa.ArrowInvalid, ValueError, TypeError, OverflowError, pa.ArrowTypeError,
@@ -258,6 +259,10 @@ class JsonDecoder:
         try:
             parsed = json.loads(value)
         except (ValueError, UnicodeDecodeError) as exc:
+            if looks_framed(value):  # JSON text never starts with byte 0: a registered schema's wire format
+                return BadValue(index, f"malformed JSON: it starts with byte 0 and schema id "
+                                       f"{schema_id_of(value)}, the wire format of a registered JSON "
+                                       "Schema: set json_schema: true on the table", Reason.MALFORMED_JSON)
             return BadValue(index, f"malformed JSON: {exc}", Reason.MALFORMED_JSON)
         if not isinstance(parsed, dict):
             return BadValue(index, f"expected a JSON object, got {type(parsed).__name__}", Reason.MALFORMED_JSON)

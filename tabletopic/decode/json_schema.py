@@ -38,22 +38,17 @@ from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
 from tabletopic.decode.json_check import parser_type
 from tabletopic.decode.json_guard import INT64_MAX, INT64_MIN, too_deep, too_deep_message
 from tabletopic.decode.json_schema_types import arrow_schema_of
+from tabletopic.decode.wire import HEADER, looks_framed, schema_id_of
 from tabletopic.exceptions import SchemaError, SourceUnavailable
 from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 
-MAGIC = 0
-HEADER_SIZE = 5
+HEADER_SIZE = HEADER.size
 # A validator's message quotes the offending value, which may be the whole record.
 MAX_MESSAGE_CHARS = 300
 
 
-def looks_framed(value: bytes | None) -> bool:
-    """Whether `value` starts like the Confluent wire format. JSON text never starts with the byte 0."""
-    return value is not None and len(value) >= HEADER_SIZE and value[0] == MAGIC
-
-
 def _schema_id(value: bytes) -> int:
-    return int.from_bytes(value[1:HEADER_SIZE], "big")
+    return schema_id_of(value)
 
 
 class UnreadableJsonSchema(Exception):

@@ -24,6 +24,11 @@ class BadMessageIndexes(ValueError):
     """A message-index array that parses but cannot name a message (negative, or too many levels)."""
 
 
+def looks_framed(value: bytes | None) -> bool:
+    """Whether `value` starts like the Confluent wire format. JSON text never starts with the byte 0."""
+    return value is not None and len(value) >= HEADER.size and value[0] == MAGIC
+
+
 def schema_id_of(value: bytes) -> int:
     """The schema id of a wire-format value; NotWireFormat (a ValueError) if it is not one."""
     if len(value) < HEADER.size:

@@ -274,3 +274,14 @@ def test_an_unreadable_schema_is_remembered() -> None:
         with pytest.raises(UnreadableJsonSchema):
             schemas.registered(6)
     assert registry.asked == [6]
+
+
+def test_a_framed_value_on_a_schemaless_json_table_names_the_setting_it_needs() -> None:
+    from tabletopic.decode.json import JsonDecoder
+
+    value = framed({"id": 1})
+    decoded = JsonDecoder(pa.schema([pa.field("id", pa.int64())]), "evolve").decode(
+        RecordChunk("t", 0, [7], [None], [value], [0], [None]), allow_drift=False)
+    [bad] = decoded.bad
+    assert bad.code == Reason.MALFORMED_JSON
+    assert "json_schema: true" in bad.reason and "schema id" in bad.reason
