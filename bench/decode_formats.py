@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.decode_formats [--records 200000] [--chunk 10000] [--repetitions 5]
 
-bench/dataset.py's page-view events, encoded three ways with the same fields: schemaless JSON, Avro and
-Protobuf, both in the Confluent wire format, their schemas registered in confluent-kafka's in-process
+bench/dataset.py's page-view events, encoded four ways with the same fields: schemaless JSON, JSON under a registered JSON
+Schema, Avro and Protobuf, the last three in the Confluent wire format, their schemas registered in confluent-kafka's in-process
 registry (`mock://`) behind tabletopic's own registry client, so nothing needs a service. The events are
 cut into chunks of `--chunk` records (the writer's default `batch_size`) and each decoder path decodes
 every chunk, timed by the process's CPU time:
@@ -12,7 +12,9 @@ every chunk, timed by the process's CPU time:
 - avro per-record: `AvroDecoder._decode_each` (fastavro, then `pa.Table.from_pylist`);
 - protobuf batch: `ProtobufDecoder.decode` (protobuf_batch.py, ptars), as the writer calls it;
 - protobuf per-record: `ProtobufDecoder._decode_each` (upb messages, then `pa.Table.from_pylist`);
-- json: `JsonDecoder.decode` on the table's columns (pyarrow.json), as the writer calls it.
+- json: `JsonDecoder.decode` on the table's columns (pyarrow.json), as the writer calls it;
+- json-schema (validated): `JsonSchemaDecoder.decode` (`json_schema: true`): the same JSON framed with a
+  registered JSON Schema's id, each value validated (jsonschema-rs), then read by pyarrow.json.
 
 The paths take turns within each repetition (so a load change on the machine hits them alike); each
 figure is the median over the repetitions. The ceiling the issue compares against is Avro's batch path
@@ -29,6 +31,7 @@ import argparse
 import gc
 import json
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +49,8 @@ from bench.run import code_version
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode.avro import AvroDecoder, WriterSchemas, first_writer_schema, writer_arrow_schema
 from tabletopic.decode.json import JsonDecoder
+from tabletopic.decode.json_schema import JsonSchemaDecoder, JsonSchemas
+from tabletopic.decode.json_schema_types import arrow_schema_of
 from tabletopic.decode.protobuf import ProtobufDecoder, first_value_schema
 from tabletopic.decode.protobuf_schema import ProtobufSchemas
 from tabletopic.decode.wire import HEADER, MAGIC, encode_message_indexes
@@ -80,6 +85,22 @@ message PageView {
 """
 
 DecodePath = Callable[[RecordChunk], pa.Table]
+_HEADER = struct.Struct(">bI")
+# The PageView events as a registered JSON Schema (`json_schema: true`): each value validated, then typed by it.
+_NULLABLE_STRING = {"type": ["string", "null"]}
+PAGE_VIEW_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+    "required": ["event_id", "user_id", "at"],
+    "properties": {
+        "event_id": {"type": "integer"}, "user_id": {"type": "string"}, "session_id": {"type": "string"},
+        "page": {"type": "string"}, "referrer": _NULLABLE_STRING, "amount": {"type": "number"},
+        "quantity": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+        "device": {"type": "object", "properties": {"os": {"type": "string"}, "version": {"type": "integer"},
+                                                    "model": {"type": "string"}}},
+        "tags": {"type": "array", "items": {"type": "string"}}, "user_agent": {"type": "string"},
+        "ip": {"type": "string"},
+    },
+}
 
 
 class Formats:
@@ -90,6 +111,8 @@ class Formats:
         client = registry._client  # confluent-kafka's mock client: registering is not part of tabletopic's API
         avro_id = int(client.register_schema("bench-avro-value", Schema(json.dumps(AVRO_SCHEMA), "AVRO")))
         proto_id = int(client.register_schema("bench-protobuf-value", Schema(PAGE_VIEW_PROTO, "PROTOBUF")))
+        json_schema_id = int(client.register_schema("bench-json-schema-value",
+                                                    Schema(json.dumps(PAGE_VIEW_JSON_SCHEMA), "JSON")))
         self.proto_schemas = ProtobufSchemas(registry)
         self.writer_schemas = WriterSchemas(registry)
         sample = list(events(records))
@@ -98,6 +121,7 @@ class Formats:
             "json": [encode_json(e) for e in sample],
             "avro": [to_avro(e) for e in sample],
             "protobuf": [to_proto(e) for e in sample],
+            "json-schema": [_HEADER.pack(0, json_schema_id) + encode_json(e) for e in sample],
         }
         avro_columns = writer_arrow_schema(first_writer_schema(self.writer_schemas, self.values["avro"][:1]), False)
         proto_columns = first_value_schema(self.proto_schemas, self.values["protobuf"][:1], False)
@@ -105,6 +129,7 @@ class Formats:
         self.avro = AvroDecoder(self.writer_schemas, avro_columns)
         self.protobuf = ProtobufDecoder(self.proto_schemas, proto_columns)
         self.json = JsonDecoder(JSON_VALUE_SCHEMA)
+        self.json_schema = JsonSchemaDecoder(JsonSchemas(registry), arrow_schema_of(PAGE_VIEW_JSON_SCHEMA))
 
     def bytes_per_record(self) -> dict[str, float]:
         return {fmt: round(sum(len(v or b"") for v in values) / len(values), 1) for fmt, values in self.values.items()}
@@ -117,6 +142,7 @@ class Formats:
             "protobuf batch": ("protobuf", lambda c: self.protobuf.decode(c).rows),
             "protobuf per-record": ("protobuf", lambda c: self.protobuf._decode_each(c.values).rows),
             "json": ("json", lambda c: self.json.decode(c).rows),
+            "json-schema (validated)": ("json-schema", lambda c: self.json_schema.decode(c).rows),
         }
 
 
@@ -157,6 +183,10 @@ def check(formats: Formats, size: int) -> dict[str, Any]:
     assert proto_rows.equals(avro_rows.cast(proto_rows.schema)), "Protobuf rows differ from Avro's"
     json_rows = formats.json.decode(first["json"]).rows
     assert json_rows.num_rows == proto_rows.num_rows
+    validated = formats.json_schema.decode(first["json-schema"])
+    assert not validated.bad, "a JSON Schema value was refused"
+    assert validated.rows.select(json_rows.column_names).to_pylist() == json_rows.to_pylist(), \
+        "JSON Schema rows differ from schemaless JSON's"
     return {"rows_checked": proto_rows.num_rows, "protobuf_columns": str(proto_rows.schema).splitlines()}
 
 
@@ -207,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC)
     out = args.out or Path(__file__).parent / "results" / f"decode-{stamp:%Y-%m-%dT%H%M%S}.json"
-    print(f"encoding {args.records:,} events three ways", file=sys.stderr, flush=True)
+    print(f"encoding {args.records:,} events four ways", file=sys.stderr, flush=True)
     formats = Formats(args.records)
     results: dict[str, Any] = {
         "started": stamp.isoformat(timespec="seconds"),
