@@ -5,8 +5,8 @@
 bench/dataset.py's page-view events, encoded four ways with the same fields: schemaless JSON, JSON under
 a registered JSON Schema, Avro and Protobuf, the last three in the Confluent wire format, their schemas
 registered in confluent-kafka's in-process registry (`mock://`) behind tabletopic's own registry client, so
-nothing needs a service. The events are cut into chunks of `--chunk` records (the writer's default `batch_size`) and each decoder path decodes
-every chunk, timed by the process's CPU time:
+nothing needs a service. The events are cut into chunks of `--chunk` records (the writer's default
+`batch_size`) and each decoder path decodes every chunk, timed by the process's CPU time:
 
 - avro batch: `AvroDecoder.decode` (avro_batch.py's native reader), as the writer calls it;
 - avro per-record: `AvroDecoder._decode_each` (fastavro, then `pa.Table.from_pylist`);
