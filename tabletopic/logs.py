@@ -54,6 +54,17 @@ def masked(text: str) -> str:
     return _mask.masker.text(text)
 
 
+class _CurrentStderr:
+    """What structlog prints to: the sys.stderr of the moment, not the one at `configure` (a redirect made
+    later, or a capture since closed, would otherwise swallow lines or fail every later log call)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class _RootHandler(logging.StreamHandler):
     """The one handler tabletopic puts on the root logger (replaced when configure runs again); it writes
     to the sys.stderr of the moment, as print does."""
@@ -89,7 +100,7 @@ def configure(level: str = "info", json_output: bool | None = None, secrets: Ite
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]  # write, flush
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

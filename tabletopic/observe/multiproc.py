@@ -51,8 +51,12 @@ def unsafe_folder(path: str) -> str | None:
 
 
 def remove(folder: str | None) -> None:
+    """The folder `prepare` made, and the variable naming it: nothing started later in this process (a
+    command run in process again) may take a removed folder for its own."""
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get(ENV) == folder:
+            del os.environ[ENV]
 
 
 def forget(pid: int) -> None:

@@ -81,3 +81,18 @@ def test_configuring_again_replaces_the_handler_and_learnt_secrets_are_masked(
     lines = json_lines(capsys.readouterr().err)
     assert [line["event"] for line in lines] == [f"key {logs.MASK}", "own"]  # once: one handler
     assert lines[1]["value"] == logs.MASK
+
+
+def test_lines_go_to_the_stderr_of_the_moment_not_a_closed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logs.configure("info", json_output=True)
+    log = structlog.get_logger("tabletopic.test")
+    log.info("first.line")
+    first.close()  # a test's capture ends, a redirect is undone
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    log.info("second.line")
+    assert json.loads(second.getvalue())["event"] == "second.line"

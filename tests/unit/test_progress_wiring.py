@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,9 @@ from typing import Any
 import pytest
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
-from structlog.testing import capture_logs
 
-from tabletopic import audit_keys, audit_values, logs, replay
+from tabletopic import audit_keys, audit_values, replay
 from tabletopic.catalog.loader import open_catalog
-from tabletopic.cli import main
 from tabletopic.compaction.rewrite import compact
 from tabletopic.config import TableConfig, load_config
 from tabletopic.core.backoff import RetryPolicy
@@ -29,16 +30,6 @@ Report = tuple[str, int, int]
 @pytest.fixture
 def catalog(tmp_path: Path) -> SqlCatalog:
     return SqlCatalog("test", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}")
-
-
-@pytest.fixture
-def quiet_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A command run in this process: its logging set-up would replace capture_logs', its nice would stay."""
-    monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)
-    monkeypatch.setattr(os, "nice", lambda increment: 0)
-    for name in list(os.environ):
-        if name.startswith("TABLETOPIC_"):
-            monkeypatch.delenv(name)
 
 
 def records(partition: int, first: int, values: list[bytes], topic: str = "topic") -> RecordChunk:
@@ -85,13 +76,21 @@ def test_a_compaction_with_nothing_to_do_reports_nothing(catalog: SqlCatalog) ->
     assert reports == []
 
 
+def logged_by(argv: list[str]) -> list[dict[str, Any]]:
+    """The JSON log lines of `tabletopic ARGV` run as a command (its stderr is no terminal: plain lines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TABLETOPIC_")}
+    done = subprocess.run([sys.executable, "-m", "tabletopic", *argv], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+
+
 @pytest.mark.parametrize("command", [["compact"], ["maintain"]])
-def test_compact_and_maintain_log_compact_progress(command: list[str], tmp_path: Path, quiet_command: None) -> None:
+def test_compact_and_maintain_log_compact_progress(command: list[str], tmp_path: Path) -> None:
     warehouse = str(tmp_path / "wh")
     commit_small_files(open_catalog(load_config(None, {"catalog": {"warehouse": warehouse}}, {},
                                                 needs=frozenset()).catalog), 4)
-    with capture_logs() as logged:
-        assert main([*command, "--warehouse", warehouse, "--table", "ns.t"]) == 0
+    logged = logged_by([*command, "--warehouse", warehouse, "--table", "ns.t"])
     shown = [line for line in logged if line["event"] == "compact.progress"]
     assert shown and shown[-1]["final"] is True
     assert (shown[-1]["table"], shown[-1]["files"], shown[-1]["total"]) == ("ns.t", 4, 4)
@@ -121,14 +120,13 @@ def test_replay_reports_dead_letters_decoded_in_steps(catalog: SqlCatalog, monke
                   ["_kafka_offset"].to_pylist()) == list(range(6))  # each letter once, as one chunk would
 
 
-def test_dlq_replay_logs_replay_progress(tmp_path: Path, quiet_command: None) -> None:
+def test_dlq_replay_logs_replay_progress(tmp_path: Path) -> None:
     warehouse = tmp_path / "wh"
     config = tmp_path / "tabletopic.yaml"
     config.write_text(f"catalog:\n  warehouse: {warehouse}\n"
                       "tables:\n  - table: ns.t\n    topic: topic\n    json_drift: evolve\n")
     dead_letters(open_catalog(load_config(str(config), {}, {}, needs=frozenset()).catalog), 3)
-    with capture_logs() as logged:
-        assert main(["dlq", "replay", "--config", str(config), "--table", "ns.t"]) == 0
+    logged = logged_by(["dlq", "replay", "--config", str(config), "--table", "ns.t"])
     shown = [line for line in logged if line["event"] == "replay.progress"]
     assert shown and shown[-1]["final"] is True
     assert (shown[-1]["table"], shown[-1]["records"], shown[-1]["total"]) == ("ns.t", 3, 3)

@@ -56,3 +56,14 @@ def test_run_refuses_a_world_writable_metrics_folder_with_a_clear_error(tmp_path
     assert done.returncode == 2, done.stderr
     assert f"PROMETHEUS_MULTIPROC_DIR: {folder} may be written by other users" in done.stderr
     assert not list(folder.iterdir())  # nothing written into it
+
+
+def test_a_removed_folder_is_no_longer_named_for_the_next_run_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(multiproc.ENV, raising=False)
+    folder = multiproc.prepare()
+    assert folder is not None and os.environ[multiproc.ENV] == folder
+    multiproc.remove(folder)
+    assert multiproc.ENV not in os.environ
+    again = multiproc.prepare()  # a command run again in process makes a fresh folder, not a dead one
+    assert again is not None and os.path.isdir(again)
+    multiproc.remove(again)
