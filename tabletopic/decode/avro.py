@@ -14,7 +14,7 @@ import datetime as dt
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import fastavro
@@ -27,7 +27,7 @@ from tabletopic.core.limits import DEFAULT_MAX_ITEMS
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 from tabletopic.decode import avro_batch, avro_limits
-from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
+from tabletopic.decode.base import BadValue, Decoded, raise_if_drift, rows_of
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.decode.renames import RenameCollision, Renames, rename_record, rename_table, renamed_schema
 from tabletopic.decode.wire import HEADER, MAGIC, schema_id_of
@@ -181,10 +181,7 @@ class AvroDecoder:
                 good.append(index)
             except BadValue as exc:
                 bad.append(exc)
-        try:
-            rows = pa.Table.from_pylist(records, schema=self.schema)
-        except _ARROW_ERRORS:
-            rows, good, bad = self._rows_one_by_one(records, good, bad)
+        rows, good, bad = rows_of(records, good, bad, self.schema)
         return Decoded(rows, good if bad else None, sorted(bad, key=lambda b: b.index))
 
     def _raise_if_drift(self, values: Sequence[bytes | None]) -> None:
@@ -193,31 +190,13 @@ class AvroDecoder:
             with contextlib.suppress(ValueError):
                 if value is not None:
                     ids.add(schema_id_of(value))
-        target, changed = self.schema, False
-        for schema_id in sorted(ids):
-            try:
-                plan = self._plan(schema_id)
-            except UnknownSchemaId:
-                continue
-            if plan.needs_change:
-                merged = plan_evolution(target, plan.target)
-                target, changed = merged.target, changed or bool(merged.changes)
-        if changed:
-            raise SchemaDrift(target, additions_only=False)
+        raise_if_drift(self.schema, self._known_plans(sorted(ids)))
 
-    def _rows_one_by_one(
-        self, records: list[dict[str, Any]], good: list[int], bad: list[BadValue]
-    ) -> tuple[pa.Table, list[int], list[BadValue]]:
-        kept_records, kept = [], []
-        for record, index in zip(records, good, strict=True):
-            try:
-                pa.Table.from_pylist([record], schema=self.schema)
-            except _ARROW_ERRORS as exc:
-                bad.append(BadValue(index, f"type mismatch: {exc}", Reason.TYPE_MISMATCH))
-                continue
-            kept_records.append(record)
-            kept.append(index)
-        return pa.Table.from_pylist(kept_records, schema=self.schema), kept, bad
+    def _known_plans(self, schema_ids: Iterable[int]) -> Iterator[EvolutionPlan]:
+        """The plans of the ids the registry knows (an unknown id's records are dead letters, not drift)."""
+        for schema_id in schema_ids:
+            with contextlib.suppress(UnknownSchemaId):
+                yield self._plan(schema_id)
 
     def _decode_one(self, index: int, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -271,7 +250,6 @@ class AvroDecoder:
             raise BadValue(index, str(exc), Reason.RENAME_COLLISION, schema_id) from None
 
 
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
 def _as_column_values(value: Any) -> Any:

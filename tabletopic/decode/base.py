@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
 
+from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
 
@@ -84,3 +85,38 @@ def split_bad_values(
         visit(0, len(values))
     rows = pa.concat_tables(tables) if tables else schema.empty_table()
     return Decoded(rows, good, bad)
+
+
+# What pa.Table.from_pylist raises for a value its column cannot take.
+ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+
+
+def rows_of(records: list[dict[str, object]], good: list[int], bad: list[BadValue],
+            schema: pa.Schema) -> tuple[pa.Table, list[int], list[BadValue]]:
+    """The decoded `records` (values number `good` of a batch) as rows of `schema`; one whose values a column
+    cannot take joins `bad` as a type mismatch, the others are kept."""
+    try:
+        return pa.Table.from_pylist(records, schema=schema), good, bad
+    except ARROW_ERRORS:
+        pass
+    kept_records, kept = [], []
+    for record, index in zip(records, good, strict=True):
+        try:
+            pa.Table.from_pylist([record], schema=schema)
+        except ARROW_ERRORS as exc:
+            bad.append(BadValue(index, f"type mismatch: {exc}", Reason.TYPE_MISMATCH))
+            continue
+        kept_records.append(record)
+        kept.append(index)
+    return pa.Table.from_pylist(kept_records, schema=schema), kept, bad
+
+
+def raise_if_drift(schema: pa.Schema, plans: Iterable[EvolutionPlan]) -> None:
+    """SchemaDrift towards the schema that takes every plan's changes at once, if any plan needs one."""
+    target, changed = schema, False
+    for plan in plans:
+        if plan.needs_change:
+            merged = plan_evolution(target, plan.target)
+            target, changed = merged.target, changed or bool(merged.changes)
+    if changed:
+        raise SchemaDrift(target, additions_only=False)

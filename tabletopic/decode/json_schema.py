@@ -21,7 +21,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.core.conform import conform_table
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
-from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
+from tabletopic.decode.base import BadValue, Decoded, raise_if_drift
 from tabletopic.decode.json_check import parser_type
 from tabletopic.decode.json_guard import INT64_MAX, INT64_MIN, too_deep, too_deep_message
 from tabletopic.decode.json_schema_types import arrow_schema_of
@@ -186,17 +186,13 @@ class JsonSchemaDecoder:
 
     def _raise_if_drift(self, values: Sequence[bytes | None]) -> None:
         ids = {_schema_id(v) for v in values if looks_framed(v)}  # type: ignore[arg-type]
-        target, changed = self.schema, False
-        for schema_id in sorted(ids):
-            try:
-                plan = self._plan(schema_id)
-            except UnknownSchemaId:
-                continue
-            if plan.needs_change:
-                merged = plan_evolution(target, plan.target)
-                target, changed = merged.target, changed or bool(merged.changes)
-        if changed:
-            raise SchemaDrift(target, additions_only=False)
+        raise_if_drift(self.schema, self._known_plans(sorted(ids)))
+
+    def _known_plans(self, schema_ids: Iterable[int]) -> Iterator[EvolutionPlan]:
+        """The plans of the ids the registry knows (an unknown id's records are dead letters, not drift)."""
+        for schema_id in schema_ids:
+            with contextlib.suppress(UnknownSchemaId):
+                yield self._plan(schema_id)
 
     def _validated(self, values: Sequence[bytes | None]) -> tuple[dict[int | None, _Group], list[BadValue], int]:
         """The valid values grouped by schema id (tombstones under None), the bad ones, and how many of the

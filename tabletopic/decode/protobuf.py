@@ -12,7 +12,8 @@ undecodable body, a value that does not fit its column.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from tabletopic.core.conform import conform_table
 from tabletopic.core.limits import DEFAULT_MAX_ITEMS
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
-from tabletopic.decode.base import BadValue, Decoded, SchemaDrift
+from tabletopic.decode.base import BadValue, Decoded, raise_if_drift, rows_of
 from tabletopic.decode.names import NameCollision
 from tabletopic.decode.protobuf_batch import BatchReader
 from tabletopic.decode.protobuf_record import OutOfRange, TooManyItems, message_row
@@ -112,17 +113,13 @@ class ProtobufDecoder:
 
     def _raise_if_drift(self, headers: Sequence[tuple[Key, int] | None]) -> None:
         keys = {header[0] for header in headers if header is not None}
-        target, changed = self.schema, False
-        for key in sorted(keys):
-            try:
-                plan = self._plan(key)
-            except UnknownSchemaId:
-                continue
-            if plan.evolution.needs_change:
-                merged = plan_evolution(target, plan.evolution.target)
-                target, changed = merged.target, changed or bool(merged.changes)
-        if changed:
-            raise SchemaDrift(target, additions_only=False)
+        raise_if_drift(self.schema, self._known_plans(sorted(keys)))
+
+    def _known_plans(self, keys: Iterable[Key]) -> Iterator[EvolutionPlan]:
+        """The plans of the schema ids the registry knows (an unknown id's records are dead letters, not drift)."""
+        for key in keys:
+            with contextlib.suppress(UnknownSchemaId):
+                yield self._plan(key).evolution
 
     def _decode_batch(self, values: Sequence[bytes | None],
                       headers: Sequence[tuple[Key, int] | None] | None = None) -> pa.Table | None:
@@ -163,25 +160,8 @@ class ProtobufDecoder:
                 good.append(index)
             except BadValue as exc:
                 bad.append(exc)
-        try:
-            rows = pa.Table.from_pylist(records, schema=self.schema)
-        except _ARROW_ERRORS:
-            rows, good, bad = self._rows_one_by_one(records, good, bad)
+        rows, good, bad = rows_of(records, good, bad, self.schema)
         return Decoded(rows, good if bad else None, sorted(bad, key=lambda b: b.index))
-
-    def _rows_one_by_one(
-        self, records: list[dict[str, Any]], good: list[int], bad: list[BadValue]
-    ) -> tuple[pa.Table, list[int], list[BadValue]]:
-        kept_records, kept = [], []
-        for record, index in zip(records, good, strict=True):
-            try:
-                pa.Table.from_pylist([record], schema=self.schema)
-            except _ARROW_ERRORS as exc:
-                bad.append(BadValue(index, f"type mismatch: {exc}", Reason.TYPE_MISMATCH))
-                continue
-            kept_records.append(record)
-            kept.append(index)
-        return pa.Table.from_pylist(kept_records, schema=self.schema), kept, bad
 
     def _decode_one(self, index: int, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -222,7 +202,6 @@ class ProtobufDecoder:
             raise BadValue(index, str(exc), Reason.RENAME_COLLISION, schema_id) from None
 
 
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
 def _headers(values: Sequence[bytes | None]) -> list[tuple[Key, int] | None]:
