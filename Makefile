@@ -31,10 +31,11 @@ $(STAMP): pyproject.toml | $(APP_STAMP)
 	 || { echo "PostgreSQL is needed (the CDC tests): apt-get install -y postgresql"; exit 1; }
 	$(UV_INSTALL) -e '.[dev]'
 	@command -v go >/dev/null || { echo "Go is needed to build helm and kubeconform (chart tests): apt-get install -y golang-go"; exit 1; }
-	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import kafka, registry, rest_catalog, spark, trino; kafka.fetch(); kafka.fetch(version=kafka.KAFKA_3_9_VERSION); registry.fetch(); rest_catalog.fetch(); spark.fetch(); trino.fetch()'
 	$(BIN)/python -c 'from tabletopic.local import k8s_tools; k8s_tools.fetch_helm(); k8s_tools.fetch_kubeconform(); k8s_tools.kubernetes_schemas()'
 	$(BIN)/python -c 'from bench.peer import connect; connect.fetch()'
 	$(BIN)/python -c 'from tabletopic.local import debezium; debezium.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import nessie, postgres, s3proxy; nessie.fetch(); postgres.fetch_jdbc_driver(); s3proxy.fetch()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)
@@ -44,8 +45,9 @@ app: $(APP_STAMP) ## create .venv with tabletopic and its runtime dependencies o
 quickstart: app ## start a local broker (fetched once, ~43 MB), produce sample events, write them to a table, print rows and the audit
 	$(BIN)/tabletopic quickstart
 
-test: setup ## every test: unit, then integration against a real broker, catalog and S3 server
-	$(BIN)/pytest -q
+# Two processes, a file each at a time, each with its own broker, catalogs and engines; the slowest 40 listed.
+test: setup ## every test: unit, integration against a real broker, catalog and S3 server, the compatibility matrix
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=40
 
 test-unit: setup ## unit tests only (no services)
 	$(BIN)/pytest -q tests/unit

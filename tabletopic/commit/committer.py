@@ -50,6 +50,7 @@ from tabletopic.commit.offsets import (
     topic_ids_key,
     topic_ids_to_record,
 )
+from tabletopic.commit.state_keys import over_state
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.conform import conform_table
 from tabletopic.exceptions import CommitError, PermanentFault
@@ -399,7 +400,9 @@ def for_our_commit(table: Table) -> Table:
 
 
 def append_files(table: Table, files: list[DataFile], properties: dict[str, str]) -> int | None:
-    """One fast-append snapshot holding `files`; raises CommitFailedException if the table moved."""
+    """One fast-append snapshot holding `files`, its base's state with `properties` over it; raises
+    CommitFailedException if the table moved."""
+    properties = over_state(table, properties)
     transaction = for_our_commit(table).transaction()
     with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
         for data_file in files:

@@ -36,6 +36,7 @@ from pyiceberg.typedef import Record
 
 from tabletopic.catalog.pyiceberg_private import PreparedSnapshot, data_file_spec_id, new_manifest_writer
 from tabletopic.commit.committer import for_our_commit
+from tabletopic.commit.state_keys import over_state
 
 _ROW = "__tabletopic_row"
 
@@ -142,6 +143,7 @@ def commit_upsert(table: Table, data_files: list[DataFile], delete_files: list[D
     for tombstones only, `append` with no files at all (it moves the offsets). Returns the new
     snapshot's id; raises CommitFailedException if the table moved since `table` was loaded (the
     manifests it wrote are deleted then: the caller retries on a new base with the same files)."""
+    properties = over_state(table, properties)
     table = for_our_commit(table)
     snapshot_id = table.metadata.new_snapshot_id()
     written: list[str] = []

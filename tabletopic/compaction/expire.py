@@ -22,8 +22,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY
 from tabletopic.commit.committer import append_files
+from tabletopic.commit.state_keys import CARRIED_FROM_KEY, is_state_key
 from tabletopic.compaction.files import referenced_files
 from tabletopic.compaction.plan import SnapshotInfo, keys_to_carry, snapshots_to_expire
 from tabletopic.core.backoff import RetryPolicy
@@ -35,25 +35,11 @@ MAX_ATTEMPTS = 100
 # A writer committed meanwhile: the next attempt reloads after 0.02 s, 0.04 s, … up to 1 s.
 RETRY = RetryPolicy(initial_backoff_s=0.02, max_backoff_s=1.0, growth="linear", jitter=False)
 DEADLINE_S = 120.0  # from the first attempt
-STATE_KEY_PREFIX = "tabletopic."
-CARRIED_FROM_KEY = "tabletopic.carried-from"  # {key: id of the snapshot its value was copied from}
-# Summary keys that describe their own snapshot only; every other tabletopic.* key is state a reader
-# takes from the newest ancestor carrying it (offsets maps, the newest record's time, ...).
-PER_SNAPSHOT_KEYS = frozenset({
-    "tabletopic.commit-id", "tabletopic.writer-id", "tabletopic.offsets-reset", "tabletopic.compaction-id",
-    "tabletopic.manifest-merge-id", "tabletopic.replay-id", FREEZE_SUMMARY_KEY, CARRIED_FROM_KEY,
-})
-
-
 @dataclass
 class ExpiryResult:
     expired: int = 0
     files_deleted: int = 0
     carried: int = 0  # state keys copied forward into a new snapshot
-
-
-def is_state_key(key: str) -> bool:
-    return key.startswith(STATE_KEY_PREFIX) and key not in PER_SNAPSHOT_KEYS
 
 
 def snapshot_infos(table: Table) -> list[SnapshotInfo]:

@@ -21,6 +21,7 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog.pyiceberg_private import ReplaceSnapshot, new_manifest_writer
 from tabletopic.commit.committer import for_our_commit
+from tabletopic.commit.state_keys import over_state
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,8 @@ def merge_manifests(catalog: Catalog, identifier: str, min_manifests: int) -> in
         snapshot_id = table.metadata.new_snapshot_id()
         try:
             merged, files = _merged(table, manifests, snapshot_id, written)
-            replace = ReplaceSnapshot(for_our_commit(table), snapshot_id, merged, [], [], {MERGE_ID_KEY: merge_id})
+            replace = ReplaceSnapshot(for_our_commit(table), snapshot_id, merged, [], [],
+                                      over_state(table, {MERGE_ID_KEY: merge_id}))
             try:
                 replace.stage()
             finally:

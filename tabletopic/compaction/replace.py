@@ -48,6 +48,7 @@ from tabletopic.catalog.pyiceberg_private import (
     new_manifest_writer,
 )
 from tabletopic.commit.committer import for_our_commit
+from tabletopic.commit.state_keys import over_state
 from tabletopic.compaction.plan import DeleteInfo, FileInfo, dangling_deletes, deletes_touching
 
 
@@ -168,6 +169,7 @@ class Replacement:
         assert base is not None and base.snapshot_id == self._base_id, "rebase before committing"
         # The snapshot is made from the base alone: pyiceberg's deep copies of a long history would make
         # each attempt slower than busy writers' gaps between commits.
+        properties = over_state(table, self.properties)
         table = for_our_commit(table)
         removed = {f.path for group in self.groups for f in group.removed}
         base_manifests = base.manifests(table.io)
@@ -193,7 +195,7 @@ class Replacement:
         snapshot = ReplaceSnapshot(table, self.snapshot_id, manifests,
                                    [*(self._homes[p].entry.data_file for p in removed),
                                     *(self._delete_homes[p].entry.data_file for p in dropped_deletes)],
-                                   (f for group in self.groups for f in group.added), self.properties)
+                                   (f for group in self.groups for f in group.added), properties)
         try:
             snapshot.stage()
         finally:

@@ -1,4 +1,5 @@
-"""A single-node Apache Kafka 4.x broker in KRaft mode, built from Maven Central jars.
+"""A single-node Apache Kafka broker in KRaft mode, built from Maven Central jars: 4.1 by default,
+3.9 (the last 3.x line) on request, `LocalKafka(..., version=KAFKA_3_9_VERSION)`.
 
 Step 1 (`fetch`) downloads the broker's runtime jars (kafka_jars.py: each with its pinned SHA-1) into a
 cache folder outside git, once: about 43 MB, plain HTTPS, no Maven.
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabletopic.local.jvm import cache_root, java
-from tabletopic.local.kafka_jars import BROKER_JARS, MAVEN_CENTRAL, Jar
+from tabletopic.local.kafka_jars import BROKER_JARS, BROKER_JARS_3_9, MAVEN_CENTRAL, Jar
 from tabletopic.local.ports import free_port, wait_for_port
 from tabletopic.local.process import stop_process
 from tabletopic.local.tls import KeyPair, LocalCA, make_ca
 
 KAFKA_VERSION = "4.1.1"
+KAFKA_3_9_VERSION = "3.9.2"
 LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.17"
 # A cold JVM on a loaded 2-core machine takes 10-20 s to open its listener.
@@ -43,27 +45,35 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 _SCRAM_SAFE = re.compile(r"[A-Za-z0-9._~@+/-]+")
 
 
-def kafka_libs() -> Path:
-    return cache_root() / f"kafka-{KAFKA_VERSION}" / "libs"
+def kafka_libs(version: str = KAFKA_VERSION) -> Path:
+    return cache_root() / f"kafka-{version}" / "libs"
+
+
+def broker_jars(version: str = KAFKA_VERSION) -> tuple[Jar, ...]:
+    pinned = {KAFKA_VERSION: BROKER_JARS, KAFKA_3_9_VERSION: BROKER_JARS_3_9}
+    if version not in pinned:
+        raise ValueError(f"no pinned jars for Apache Kafka {version}: {', '.join(pinned)} (kafka_jars.py)")
+    return pinned[version]
 
 
 DOWNLOAD_THREADS = 8
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
-def fetch(repository: str = MAVEN_CENTRAL) -> Path:
+def fetch(repository: str = MAVEN_CENTRAL, version: str = KAFKA_VERSION) -> Path:
     """Download the broker's jars into the cache (a no-op when they are there).
 
     Each jar is checked against its pinned SHA-1 before the folder takes its final name, so a
     half-done or tampered download never looks like a cache hit."""
-    libs = kafka_libs()
-    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+    jars = broker_jars(version)
+    libs = kafka_libs(version)
+    if (libs / f"kafka_2.13-{version}.jar").exists():
         return libs
     staging = libs.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
-        for _ in pool.map(lambda jar: _download(jar, repository, staging), BROKER_JARS):
+        for _ in pool.map(lambda jar: _download(jar, repository, staging), jars):
             pass
     staging.rename(libs)
     return libs
@@ -85,22 +95,17 @@ def _download(jar: Jar, repository: str, folder: Path) -> None:
         raise RuntimeError(f"{url}: sha1 {digest.hexdigest()} differs from the pinned {jar.sha1}; refusing it")
 
 
-_LOG4J2 = """Configuration:
-  status: warn
-  Appenders:
-    File:
-      name: file
-      fileName: "{log}"
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: WARN
-      AppenderRef:
-        - ref: file
-    Logger:
-      - name: kafka.server.KafkaRaftServer
-        level: INFO
+# log4j2's properties format: it needs no parser jar (YAML would want jackson-dataformat-yaml, not in 3.9's list).
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
 """
 
 
@@ -125,8 +130,10 @@ class LocalKafka:
     mtls: bool = False
     mtls_port: int = field(default_factory=free_port)
     tls: LocalCA | None = field(default=None, repr=False)
+    version: str = KAFKA_VERSION
 
     def __post_init__(self) -> None:
+        broker_jars(self.version)  # an unknown version fails here, not at start
         if self.secure:
             for what, value in (("sasl_username", self.sasl_username), ("sasl_password", self.sasl_password)):
                 if not _SCRAM_SAFE.fullmatch(value):
@@ -255,8 +262,7 @@ class LocalKafka:
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            **self._share_group_properties(),
             # Tests create a group and expect it to form at once, not after the default 3 s.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
@@ -265,12 +271,17 @@ class LocalKafka:
         props.update(self.extra_properties)
         return props
 
+    def _share_group_properties(self) -> dict[str, str]:
+        if int(self.version.split(".")[0]) < 4:  # 3.9 has no share groups: it would warn of unknown settings
+            return {}
+        return {"share.coordinator.state.topic.replication.factor": "1", "share.coordinator.state.topic.min.isr": "1"}
+
     def start(self) -> LocalKafka:
-        libs = fetch()
+        libs = fetch(version=self.version)
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
-        log4j = self.workdir / "log4j2.yaml"
+        log4j = self.workdir / "log4j2.properties"
         log4j.write_text(_LOG4J2.format(log=self.workdir / "server.log"))
         jvm = [
             java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
@@ -314,9 +325,12 @@ if __name__ == "__main__":
     import json
     import sys
 
-    # `python -m tabletopic.local.kafka [--secure] [--mtls]`: the bootstrap, or the librdkafka settings per listener.
+    # `python -m tabletopic.local.kafka [--secure] [--mtls] [--version=3.9.2]`: the bootstrap, or the librdkafka
+    # settings per listener.
     secure, mtls = "--secure" in sys.argv, "--mtls" in sys.argv
-    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="tabletopic-kafka-")), secure=secure, mtls=mtls).start()
+    version = next((a.removeprefix("--version=") for a in sys.argv if a.startswith("--version=")), KAFKA_VERSION)
+    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="tabletopic-kafka-")), secure=secure, mtls=mtls,
+                       version=version).start()
     if secure or mtls:
         listeners = ["plaintext"] + ["sasl_ssl"] * secure + ["mtls"] * mtls
         print(json.dumps({name: kafka.client_settings(name) for name in listeners}, indent=2), flush=True)

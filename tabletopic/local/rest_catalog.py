@@ -16,11 +16,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tabletopic.local.jvm import cache_root, java, maven
 from tabletopic.local.ports import free_port
 from tabletopic.local.process import http_answers, stop_process, wait_until_ready
-from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
+from tabletopic.local.s3 import REGION
 
 ICEBERG_VERSION = "1.10.1"
 START_TIMEOUT_S = 60.0
@@ -73,10 +74,21 @@ def fetch() -> Path:
     return target
 
 
+class S3Server(Protocol):
+    """What the catalog needs of its S3 server: moto's (`LocalS3`) or another (`LocalS3Proxy`)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def catalog_properties(self) -> dict[str, str]: ...
+
+    def create_bucket(self, name: str) -> None: ...
+
+
 @dataclass
 class LocalRestCatalog:
     workdir: Path
-    s3: LocalS3
+    s3: S3Server
     bucket: str = "warehouse"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -97,6 +109,7 @@ class LocalRestCatalog:
         jars = fetch()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.s3.create_bucket(self.bucket)
+        s3 = self.s3.catalog_properties()
         env = {
             **os.environ,
             "CATALOG_REST_PORT": str(self.port),
@@ -107,8 +120,8 @@ class LocalRestCatalog:
             "CATALOG_S3_ENDPOINT": self.s3.endpoint,
             "CATALOG_S3_PATH__STYLE__ACCESS": "true",
             "CATALOG_CLIENT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": s3["s3.access-key-id"],
+            "AWS_SECRET_ACCESS_KEY": s3["s3.secret-access-key"],
             "AWS_REGION": REGION,
         }
         command = [java(), "-Xmx512m", "-cp", f"{jars}/*", "org.apache.iceberg.rest.RESTCatalogServer"]

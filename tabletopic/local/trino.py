@@ -87,6 +87,8 @@ class LocalTrino:
             "query.max-memory=1GB",
             "query.max-memory-per-node=512MB",
             f"plugin.dir={home() / 'plugin'}",
+            # Tests add catalogs at run time (CREATE CATALOG): one server reads every catalog of the matrix.
+            "catalog.management=dynamic",
             "",
         ]))
         (etc / "catalog" / "lake.properties").write_text("\n".join([

@@ -31,6 +31,7 @@ from tabletopic.catalog.projection import FREEZE_SUMMARY_KEY, FROZEN_KEY, JOURNA
 from tabletopic.catalog.tables import create_table, load_if_exists
 from tabletopic.commit.committer import for_our_commit, table_offsets
 from tabletopic.commit.offsets import OffsetMap
+from tabletopic.commit.state_keys import over_state
 from tabletopic.core import failpoints
 from tabletopic.deadletter import rows as dead_letter
 from tabletopic.exceptions import CommitError, TabletopicError
@@ -74,7 +75,8 @@ def freeze(catalog: Catalog, identifier: str, group: str, cutover: str, until: f
         offsets = table_offsets(table, group)
         transaction = for_our_commit(table).transaction()
         transaction.set_properties({FROZEN_KEY: encode_freeze(cutover, until)})
-        with transaction.update_snapshot(snapshot_properties={FREEZE_SUMMARY_KEY: cutover}).fast_append():
+        frozen = over_state(table, {FREEZE_SUMMARY_KEY: cutover})
+        with transaction.update_snapshot(snapshot_properties=frozen).fast_append():
             pass  # an empty snapshot: a writer's append based on the snapshot before it fails
         try:
             transaction.commit_transaction()

@@ -6,8 +6,7 @@ Two runs of the writer, so the tables have an earlier snapshot to travel back to
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.registry import LocalRegistry
 from tabletopic.local.rest_catalog import LocalRestCatalog
-from tabletopic.local.trino import LocalTrino
 from tests.engines import dataset
 from tests.support import Writer, catalog_of, log_end, produce, wait_committed, writer_config
 
@@ -46,33 +44,6 @@ def _run_writer(config: Path, table: str, ends: dict[tuple[str, int], int]) -> N
         assert writer.stop() == 0, writer.log()
     finally:
         writer.kill()
-
-
-@pytest.fixture(scope="session")
-def trino_server(rest_catalog: LocalRestCatalog, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrino]:
-    server = LocalTrino(tmp_path_factory.mktemp("trino"), rest_catalog).start()
-    _wait_until_queryable(server)
-    yield server
-    server.stop()
-
-
-def _wait_until_queryable(server: LocalTrino, timeout_s: float = 120.0) -> None:
-    """/v1/info says started before the node can run queries; a real query is the test."""
-    from trino.dbapi import connect
-    from trino.exceptions import TrinoQueryError
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        connection = connect(host="127.0.0.1", port=server.port, user="tests")
-        try:
-            connection.cursor().execute("SELECT 1").fetchall()
-            return
-        except TrinoQueryError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-        finally:
-            connection.close()
 
 
 @pytest.fixture(scope="session")
