@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml | $(APP_STAMP)
 	$(BIN)/python -c 'from tabletopic.local import k8s_tools; k8s_tools.fetch_helm(); k8s_tools.fetch_kubeconform(); k8s_tools.kubernetes_schemas()'
 	$(BIN)/python -c 'from bench.peer import connect; connect.fetch()'
 	$(BIN)/python -c 'from tabletopic.local import debezium; debezium.fetch()'
-	$(BIN)/python -c 'from tabletopic.local import nessie, postgres, s3proxy; nessie.fetch(); postgres.fetch_jdbc_driver(); s3proxy.fetch()'
+	$(BIN)/python -c 'from tabletopic.local import hive_metastore, nessie, postgres, s3proxy; nessie.fetch(); postgres.fetch_jdbc_driver(); s3proxy.fetch(); hive_metastore.fetch()'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install tabletopic and dev tools, fetch Kafka, registry, REST catalog, Spark and Trino (cached)

@@ -274,7 +274,8 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
     """Read every planned partition to its end, committing as the service does; returns records read.
 
     A partition is done once the reader's position reaches the planned end: the last offsets of a
-    range may hold no record (a transaction marker, a compacted record)."""
+    range may hold no record (a transaction marker, a compacted record). Its offsets then cover the
+    whole range, padded to its end: a rerun finds nothing left, and the table stands where the range ends."""
     registry = config.schema_registry
     writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
     group = backfill_group(config.group_id)
@@ -291,12 +292,16 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
         log.warning("backfill.isolation_forced", configured=isolation, used="read_committed",
                     reason="records of aborted transactions are not records of the topic")
     to_mark = {(plan.topic, p.partition): p.begins for p in todo.values() if p.begins is not None}
+    # Where this run's reading of each partition begins: a range with no record at its end is padded from here.
+    sink.committed.update({(plan.topic, p.partition): p.start for p in todo.values()})
     reader = RangeReader(config.kafka, plan.topic, {p.partition: p.start for p in todo.values()})
     labels = {p.partition: f"{plan.topic}/{p.partition}" for p in plan.partitions}
     firsts = {p.partition: p.start for p in plan.partitions}
     progress = Progress("backfill.progress", {labels[p.partition]: p.records for p in plan.partitions},
                         plain=plain_progress, table=plan.table)
     read = 0
+    finished: dict[int, int] = {}  # partition -> the end of its range, reached
+    ingested_to = {p.partition: p.start for p in todo.values()}  # past the last record this run took
     try:
         while todo:
             batch = reader.read(config.consumer.batch_size, 1.0)
@@ -316,6 +321,7 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
                 if len(inside):
                     share = target.share(inside)
                     sink.ingest(share, now, (inside.first, inside.last) if target.routed else None)
+                    ingested_to[chunk.partition] = inside.last + 1
                     read += len(share)
                 reached[chunk.partition] = max(reached.get(chunk.partition, 0), chunk.last + 1)
             for partition, position in reader.positions(sorted(todo)).items():
@@ -328,10 +334,16 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
                 if position >= wanted.end:
                     reader.pause(partition)
                     del todo[partition]
+                    finished[partition] = wanted.end
                 elif partition in batch.reached:  # the log's end, and still short of the planned end
                     raise TabletopicError(f"{plan.topic}/{partition}: the log ended at {position}, before "
                                           f"offset {wanted.end}")
             if not todo or sink.is_flush_due(now, config.commit.interval_seconds, config.commit.max_buffer_bytes):
+                for partition, end in finished.items():
+                    # Only from where this run's own records end (a fenced or replayed flush leaves the table
+                    # elsewhere: what lies between is not this run's to claim), never past the range's end.
+                    if sink.covered((plan.topic, partition)) == ingested_to[partition]:
+                        sink.pass_over((plan.topic, partition), end, now)
                 if to_mark and sink.exists():
                     mark_began(catalog, target.spec.table, group, to_mark)
                     to_mark = {}

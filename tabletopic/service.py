@@ -39,6 +39,7 @@ from tabletopic.config import Config, TableConfig
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.exits import ExitCode
 from tabletopic.core.records import RecordChunk
+from tabletopic.core.stop_flag import StopFlag
 from tabletopic.deadletter.flood import DeadLetterFlood
 from tabletopic.deadletter.topic import DeadLetterTopic
 from tabletopic.decode.avro import WriterSchemas
@@ -65,6 +66,9 @@ LIST_TOPICS_TIMEOUT_S = 5.0
 CLAIM_RETRY_MAX_S = 30.0
 # How often a table a rebuild's cutover froze tries its commit again.
 FROZEN_RETRY_S = 1.0
+# How often the consumer's positions are asked for the offsets it passed without a record (a transaction's
+# marker): once a second bounds the cost (some microseconds a partition) whatever the poll rate.
+PASS_OVER_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -80,14 +84,14 @@ def writer_id() -> str:
 class Service:
     def __init__(self, config: Config, catalog: Catalog | None = None, consumer: GroupMember | None = None,
                  list_topics: Callable[[float], list[str]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stopping: StopFlag | None = None) -> None:
         """`consumer` (default: a GroupConsumer on `config.kafka`), `list_topics` (every topic the cluster
-        has, within a timeout) and `clock` are the loop's seams to the broker and to time."""
+        has, within a timeout) and `clock` are the loop's seams to the broker and to time. `stopping`: a flag
+        made before the service (a stop asked while it opens its catalog and consumer is kept)."""
         self.config = config
         self._clock = clock
         self.writer_id = writer_id()
-        self._stopping = threading.Event()
-        self._stop_signal: str | None = None  # the signal that asked for the stop, logged once out of the handler
+        self._stopping = stopping if stopping is not None else StopFlag()
         catalog = catalog or open_catalog(config.catalog)
         writer_schemas = (
             WriterSchemas(SchemaRegistry(config.schema_registry.url, config.schema_registry.properties))
@@ -126,6 +130,7 @@ class Service:
         self._claim_retry_at = 0.0
         self._frozen_by: dict[str, str] = {}  # table -> the cutover whose freeze was said
         self._repositioned: set[TopicPartition] = set()  # this poll's partitions read again from their table
+        self._next_pass_over = 0.0
 
     def _add_sink(self, spec: TableConfig, topics: list[str], routed: bool = False) -> TableSink:
         sink = self._make_sink(spec, routed)
@@ -312,8 +317,7 @@ class Service:
         def handle(signum: int, _frame: FrameType | None) -> None:
             # No logging here: the handler runs between two bytecodes of the main thread, which may be
             # inside the log writer's lock already (a deadlock: the writer never stopped, seen in tests).
-            self._stop_signal = signal.Signals(signum).name
-            self.stop()
+            self._stopping.set(signal.Signals(signum).name)
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
@@ -346,7 +350,7 @@ class Service:
     def _loop(self) -> int:
         settings = self.config.consumer
         commit = self.config.commit
-        while not self._stopping.is_set():
+        while not self._stopping.requested:
             chunks = self.consumer.poll(settings.batch_size, settings.poll_timeout_seconds)
             now = self._clock()
             failure: RecordError | None = None
@@ -381,6 +385,7 @@ class Service:
                 return ExitCode.CONFIG
             if self.consumer.out_of_range:
                 self._on_out_of_range()
+            self._pass_over_empty_offsets(now)
             for sink in self.sinks:
                 interval = sink.spec.commit_interval_seconds or commit.interval_seconds
                 if sink.is_flush_due(now, interval, commit.max_buffer_bytes):
@@ -391,6 +396,22 @@ class Service:
             self._relieve_memory(now)
             self._watch.turn(now, self.sinks, self._partitions_of)
         return ExitCode.OK
+
+    def _pass_over_empty_offsets(self, now: float) -> None:
+        """Offsets the consumer passed without a record (transaction markers, aborted transactions, compacted
+        gaps) join each running table's range, so its offsets reach the consumer's position: no lag of one
+        left behind the last commit marker. A paused partition, or one whose table is held or halted, waits
+        (what it fetched was put back or dropped; a seek leaves its position unknown until it reads again)."""
+        if now < self._next_pass_over:
+            return
+        self._next_pass_over = now + PASS_OVER_INTERVAL_S
+        running = sorted(tp for tp in self.consumer.assigned if not self._gate.is_paused(tp))
+        if not running:
+            return
+        for tp, position in self.consumer.consumed_to(running).items():
+            for sink in self._sinks_for(tp[0]):
+                if sink.identifier not in self._held and sink.identifier not in self._positions.halted:
+                    sink.pass_over(tp, position, now)
 
     def _shares(self, chunk: RecordChunk) -> list[tuple[TableSink, RecordChunk]]:
         """The chunk for its table, or, for a routed topic, each table's share (empty ones too)."""
@@ -530,8 +551,8 @@ class Service:
 
     def _shutdown(self, code: int) -> int:
         """Flush, commit and leave the group, or give up after the shutdown bound (the table stays consistent)."""
-        if self._stop_signal is not None:
-            log.info("service.stopping", signal=self._stop_signal)
+        if self._stopping.reason is not None:
+            log.info("service.stopping", signal=self._stopping.reason)
         timeout = self.config.shutdown_timeout_seconds
         watchdog = threading.Timer(timeout, _exit_now, args=(timeout,))
         watchdog.daemon = True
@@ -658,5 +679,7 @@ class Service:
 
 
 def _exit_now(timeout: float) -> None:
-    log.error("service.shutdown_timeout", seconds=timeout)
-    os._exit(ExitCode.SHUTDOWN_TIMEOUT)
+    try:  # the line is said if it can be: a closed stderr (its reader gone) must not keep the process alive
+        log.error("service.shutdown_timeout", seconds=timeout)
+    finally:
+        os._exit(ExitCode.SHUTDOWN_TIMEOUT)

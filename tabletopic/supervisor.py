@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import structlog
 
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.exits import ExitCode
+from tabletopic.core.stop_flag import StopFlag
 from tabletopic.observe import multiproc
 
 log = structlog.get_logger(__name__)
@@ -37,23 +39,89 @@ FATAL_EXITS = (ExitCode.BAD_RECORD, ExitCode.CONFIG)
 
 
 SUPERVISOR_PID_ENV = "TABLETOPIC_SUPERVISOR_PID"
+# Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart's grace margin is at least 3 s).
+EXIT_MARGIN_S = 2.0
+# How often a worker looks whether its supervisor is still its parent.
+PARENT_CHECK_S = 0.5
+
+
+def supervisor_pid() -> int | None:
+    """In a worker: the pid of the supervisor that started it (None: not a pool's worker)."""
+    value = os.environ.get(SUPERVISOR_PID_ENV)
+    return int(value) if value else None
 
 
 def stop_with_supervisor() -> None:
     """In a worker: get SIGTERM (a clean stop) when the supervisor dies, even by kill -9 (Linux)."""
-    parent = os.environ.get(SUPERVISOR_PID_ENV)
-    if parent is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != int(parent):  # it died before the request took effect
+    supervisor = supervisor_pid()
+    if supervisor is not None and not _signal_on_supervisor_death(supervisor):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-# Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart's grace margin is at least 3 s).
-EXIT_MARGIN_S = 2.0
+def _signal_on_supervisor_death(supervisor: int) -> bool:
+    """SIGTERM when the supervisor dies (Linux). False when it is dead already (too late to be told)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        # Sent when the supervisor's THREAD that started this process ends: Supervisor.run starts every
+        # worker from the main thread (signal.signal refuses any other), which lives as long as the process.
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    return os.getppid() == supervisor
+
+
+class WorkerStop:
+    """What makes a `tabletopic run` process stop, and stop for sure: installed first thing, before the catalog,
+    the tables and the consumer are opened (a stop asked meanwhile is kept in `flag`, for the service made later).
+
+    A stop is asked by SIGTERM/SIGINT or, in a pool's worker, by its supervisor's death (its parent-death
+    signal, and a thread that watches the parent, which needs no signal handler to run). From then on the
+    process has shutdown_timeout_seconds to stop cleanly, whatever phase it is in (starting up, a first poll, a
+    commit retrying for minutes, a hanging catalog call): past the bound this thread ends it (exit 3), and past
+    the bound plus EXIT_MARGIN_S the kernel does (SIGALRM), should Python no longer run any thread (a hang
+    in the interpreter's exit, a write on a full pipe)."""
+
+    def __init__(self, shutdown_timeout_s: float, flag: StopFlag | None = None,
+                 supervisor: int | None = None) -> None:
+        self.flag = flag if flag is not None else StopFlag()
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.supervisor = supervisor
+        self._exit_at: float | None = None
+
+    def install(self) -> None:
+        """In the main thread (signal handlers can only be set there)."""
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the kernel's bound: SIGALRM's default ends the process
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        threading.Thread(target=self._watch, name="tabletopic-stop", daemon=True).start()
+        if self.supervisor is not None and not _signal_on_supervisor_death(self.supervisor):
+            self.request("supervisor_gone")
+
+    def request(self, reason: str) -> None:
+        """Ask for the stop and start its bound; safe from a signal handler and from any thread."""
+        if self._exit_at is None:
+            self._exit_at = time.monotonic() + self.shutdown_timeout_s
+            signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout_s + EXIT_MARGIN_S)
+        self.flag.set(reason)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # No logging here: the handler runs between two bytecodes of the main thread, maybe inside the log's lock.
+        self.request(signal.Signals(signum).name)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if self.supervisor is not None and os.getppid() != self.supervisor:
+                self.request("supervisor_gone")
+            if self._exit_at is not None and time.monotonic() >= self._exit_at:
+                _exit_past_bound(self.shutdown_timeout_s, self.flag.reason)
+
+
+def _exit_past_bound(timeout: float, reason: str | None) -> None:
+    try:  # said if it can be: a closed stderr (its reader gone) must not keep the process alive
+        log.error("service.shutdown_timeout", seconds=timeout, stop=reason)
+    finally:
+        os._exit(ExitCode.SHUTDOWN_TIMEOUT)
 
 
 RESTART_BACKOFF = RetryPolicy(initial_backoff_s=1.0, max_backoff_s=MAX_BACKOFF_S, jitter=False)

@@ -44,6 +44,8 @@ class FakeClock:
 class Log:
     start: int = 0  # the first offset still held (retention moves it on)
     records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)  # (key, value) at each offset
+    # Offsets that hold no record (a transaction marker, an aborted or compacted-away record): passed, not handed over.
+    gaps: set[int] = field(default_factory=set)
 
     @property
     def end(self) -> int:
@@ -61,6 +63,7 @@ class FakeConsumer:
         self.authentication_error: str | None = None
         self.paused: set[TP] = set()
         self.positions: dict[TP, int] = {}
+        self.consumed: dict[TP, int] = {}  # past what poll handed over (and gaps passed); unknown after a seek
         self.group_offsets: dict[TP, int] = {}
         self.group_commits: list[tuple[dict[TP, int], bool]] = []
         self.calls: list[tuple[str, object]] = []  # ("pause" | "resume" | "seek" | ..., argument), in order
@@ -83,6 +86,12 @@ class FakeConsumer:
                 keys: list[bytes | None] | None = None) -> None:
         self.logs[(topic, partition)].records.extend(zip(keys or [None] * len(values), values, strict=True))
 
+    def mark(self, topic: str, partition: int, count: int = 1) -> None:
+        """`count` offsets that hold no record (transaction markers, say) at the log's end."""
+        log = self.logs[(topic, partition)]
+        log.gaps.update(range(log.end, log.end + count))
+        log.records.extend([(None, None)] * count)
+
     def recreate(self, topic: str) -> None:
         """Deleted and created again under the same name: a new id, empty logs."""
         partitions = sum(1 for t, _ in self.logs if t == topic)
@@ -93,6 +102,7 @@ class FakeConsumer:
         starts = self._handlers.start_offsets(tps)
         for tp in tps:
             self.positions[tp] = starts.get(tp, self._start_of(tp))
+            self.consumed.pop(tp, None)
             self._reported.discard(tp)
         self.assigned.update(tps)
         self.paused.difference_update(tps)  # a partition assigned afresh starts unpaused
@@ -113,6 +123,7 @@ class FakeConsumer:
             self.paused.difference_update(tps)
             for tp in tps:
                 self.positions.pop(tp, None)
+                self.consumed.pop(tp, None)
 
     def _start_of(self, tp: TP) -> int:
         log = self.logs[tp]
@@ -137,14 +148,16 @@ class FakeConsumer:
                     self._reported.add(tp)
                     self.out_of_range.add(tp)
                 continue
-            taken = log.records[position:position + room]
-            if not taken:
+            window = log.records[position:position + room]
+            if not window:
                 continue
-            offsets = list(range(position, position + len(taken)))
-            chunks.append(RecordChunk(tp[0], tp[1], offsets, [k for k, _ in taken], [v for _, v in taken],
-                                      [1767225600000 + o for o in offsets], [None] * len(taken)))
-            self.positions[tp] = position + len(taken)
-            room -= len(taken)
+            offsets = [o for o in range(position, position + len(window)) if o not in log.gaps]
+            taken = [log.records[o] for o in offsets]
+            if taken:
+                chunks.append(RecordChunk(tp[0], tp[1], offsets, [k for k, _ in taken], [v for _, v in taken],
+                                          [1767225600000 + o for o in offsets], [None] * len(taken)))
+            self.positions[tp] = self.consumed[tp] = position + len(window)
+            room -= len(window)
             if not room:
                 break
         if not chunks:
@@ -167,13 +180,18 @@ class FakeConsumer:
         if tp in self.assigned:
             self.calls.append(("seek", (tp, offset)))
             self.positions[tp] = offset
+            self.consumed.pop(tp, None)
             self._reported.discard(tp)
 
     def reposition(self, tp: TP, offset: int | None) -> None:
         if tp in self.assigned:
             self.calls.append(("reposition", (tp, offset)))
             self.positions[tp] = self._start_of(tp) if offset is None else offset
+            self.consumed.pop(tp, None)
             self._reported.discard(tp)
+
+    def consumed_to(self, tps: list[TP]) -> dict[TP, int]:
+        return {tp: self.consumed[tp] for tp in tps if tp in self.consumed}
 
     def topic_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
         self._answer()

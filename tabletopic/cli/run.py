@@ -115,10 +115,11 @@ def _start_maintenance(config: Config) -> Any:
 
 
 def _run(config: Config) -> int:
-    from tabletopic.service import Service
-    from tabletopic.supervisor import stop_with_supervisor
+    from tabletopic.supervisor import WorkerStop, supervisor_pid
 
-    service = Service(config)
-    service.install_signal_handlers()
-    stop_with_supervisor()
-    return service.run()
+    # Before the service opens anything: a stop asked from here on is kept, and bounded by the shutdown timeout.
+    stop = WorkerStop(config.shutdown_timeout_seconds, supervisor=supervisor_pid())
+    stop.install()
+    from tabletopic.service import Service
+
+    return Service(config, stopping=stop.flag).run()

@@ -154,6 +154,8 @@ def _is_transient_one(exc: BaseException) -> bool:
         *_types("sqlalchemy.exc", "OperationalError"), *_types("sqlite3", "OperationalError"),
         *_types("botocore.exceptions", "BotoCoreError"),  # connection, timeout, credential refresh
         *_types("aiohttp", "ClientError"),
+        # Hive Metastore's client: a connection refused, reset or closed mid-call
+        *_types("thrift.transport.TTransport", "TTransportException"),
     ))
 
 

@@ -118,6 +118,19 @@ def judge(batch: OffsetRange, committed_next: int | None) -> Verdict:
     return Verdict.FENCE
 
 
+def passed_without_records(covered: int | None, position: int | None) -> OffsetRange | None:
+    """The offsets a read-committed consumer has passed beyond `covered` (where what a table holds and
+    buffers of a partition ends) without delivering a record there, given its `position` (the offset past
+    all it consumed since its assignment or last seek). Such offsets hold transaction markers, records of
+    aborted transactions or nothing (compacted away): no record of the topic, now or later (an offset is
+    never reused, and the consumer passes only offsets below the last stable offset, whose fate is
+    decided). Claiming them keeps a table's next offset at the consumer's, not one short of the log end
+    behind a commit marker. None when there are none, or when either side is unknown."""
+    if covered is None or position is None or position <= covered:
+        return None
+    return OffsetRange(covered, position - 1)
+
+
 def merge_offsets(parent: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int]) -> OffsetMap:
     """The cumulative map for a new snapshot; refuses to move any partition backwards."""
     merged = dict(parent)

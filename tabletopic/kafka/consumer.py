@@ -71,6 +71,9 @@ class GroupConsumer:
         except KafkaException as exc:
             raise ConfigError("kafka", str(exc.args[0].str() if exc.args else exc)) from None
         self.assigned: set[TP] = set()
+        # Partitions that handed over a record since their assignment, seek or last error: only their
+        # position is trusted (`consumed_to`).
+        self._delivered: set[TP] = set()
         self._paused: set[TP] = set()  # librdkafka cannot be asked; a partition assigned afresh is paused again
         self.out_of_range: set[TP] = set()  # partitions whose position the log no longer holds; the owner clears it
         self.authentication_error: str | None = None  # wrong credentials: retrying will not fix them
@@ -89,6 +92,7 @@ class GroupConsumer:
                 p.offset = starts.get((p.topic, p.partition), self._start)
             log.info("kafka.assigned", partitions={f"{p.topic}/{p.partition}": p.offset for p in partitions})
             self.assigned.update(tps)
+            self._delivered.difference_update(tps)
             consumer.incremental_assign(partitions)
             held = [TopicPartition(t, p) for t, p in handlers.hold(tps)]
             if held:  # before the first fetch
@@ -104,6 +108,7 @@ class GroupConsumer:
                 (handlers.lost if lost else handlers.revoked)(tps)
             finally:
                 self.assigned.difference_update(tps)
+                self._delivered.difference_update(tps)
                 self._paused.difference_update(tps)
                 consumer.incremental_unassign(partitions)
 
@@ -123,8 +128,12 @@ class GroupConsumer:
         """Up to `max_records`, grouped into one chunk per topic-partition, in offset order."""
         messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
         chunks, failed = group_messages(messages)
+        self._delivered.update((chunk.topic, chunk.partition) for chunk in chunks)
         for message in failed:
             error = cast(KafkaError, message.error())
+            if message.topic() is not None and message.partition() is not None:
+                # librdkafka before 2.13.2 moved the position past a fetch error's offset: never trust it then.
+                self._delivered.discard((cast(str, message.topic()), cast(int, message.partition())))
             if error.code() == KafkaError._PARTITION_EOF:
                 continue
             if error.fatal():
@@ -152,6 +161,7 @@ class GroupConsumer:
         fails must not leave the position where it was: the partition is then assigned afresh at `offset`."""
         if tp not in self.assigned:
             return
+        self._delivered.discard(tp)
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException as exc:
@@ -159,6 +169,8 @@ class GroupConsumer:
             self._assign_afresh(tp, offset)
 
     def _assign_afresh(self, tp: TP, offset: int) -> None:
+        # librdkafka resets the position of an unassigned partition later, on another thread.
+        self._delivered.discard(tp)
         self._consumer.incremental_unassign([TopicPartition(tp[0], tp[1])])
         self._consumer.incremental_assign([TopicPartition(tp[0], tp[1], offset)])
         if tp in self._paused:  # a partition assigned afresh starts unpaused
@@ -171,11 +183,23 @@ class GroupConsumer:
             return
         if offset is None:
             offset = self._start
+        self._delivered.discard(tp)
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException:
             self._assign_afresh(tp, offset)
         log.info("kafka.repositioned", partition=f"{tp[0]}/{tp[1]}", offset=offset)
+
+    def consumed_to(self, tps: list[TP]) -> dict[TP, int]:
+        """librdkafka's position: moved by each record handed over and each control record (transaction
+        marker) met. Only for partitions that handed over a record since their assignment, their last seek
+        and their last error: librdkafka resets a position asynchronously after an unassignment, and its
+        versions before 2.13.2 moved it past the offset of a fetch error (a record never handed over)."""
+        tps = [tp for tp in tps if tp in self._delivered]
+        if not tps:
+            return {}
+        found = self._consumer.position([TopicPartition(t, p) for t, p in tps])
+        return {(tp.topic, tp.partition): int(tp.offset) for tp in found if tp.offset >= 0 and tp.error is None}
 
     def topic_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
         """Each topic's id as the broker has it now (a topic deleted and created again has a new one).

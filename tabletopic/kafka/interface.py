@@ -49,6 +49,12 @@ class GroupMember(Protocol):
         """Seek, also out of an error state; None: where a partition no table has seen starts."""
         ...
 
+    def consumed_to(self, tps: list[TP]) -> dict[TP, int]:
+        """Per partition, the offset past all it consumed since its assignment or last seek: past the
+        transaction markers and aborted records it skipped too. Left out while unknown (nothing consumed
+        since); never ahead of what `poll` has handed over."""
+        ...
+
     def topic_ids(self, topics: list[str], timeout_s: float = 10.0) -> dict[str, str]:
         """Each topic's id as the broker has it now; a topic it does not describe is left out.
         Raises KafkaException (kafka/errors.py) when the broker does not answer."""

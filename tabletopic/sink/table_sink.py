@@ -13,7 +13,7 @@ from pyiceberg.catalog import Catalog
 from tabletopic.catalog.projection import hash_of
 from tabletopic.commit.buffer import TableBuffer
 from tabletopic.commit.committer import CommitOutcome, Committer
-from tabletopic.commit.offsets import OffsetMap, TopicPartition
+from tabletopic.commit.offsets import OffsetMap, TopicPartition, passed_without_records
 from tabletopic.config import TableConfig
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.records import RecordChunk
@@ -26,6 +26,7 @@ from tabletopic.sink.intake import Intake, Intaken
 from tabletopic.sink.keyed_intake import KeyedIntake
 from tabletopic.sink.table_shape import TableShape
 from tabletopic.sink.writer import TableWriter
+from tabletopic.upsert.payload import with_flag
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,22 @@ class TableSink:
             # letters kept once (the dead-letter table trims by offset).
             return
         self.buffer.add(tp, first, last, taken.rows, now)
+
+    def covered(self, tp: TopicPartition) -> int | None:
+        """Where what the table holds and buffers of `tp` ends (the next offset), if known."""
+        held = self.buffer.partitions.get(tp)
+        return held.last + 1 if held is not None else self.committed.get(tp)
+
+    def pass_over(self, tp: TopicPartition, position: int, now: float) -> None:
+        """The consumer stands at `position` in `tp`, past everything it delivered: offsets between the end
+        of what the table holds or buffers and there held no record (commit/offsets.py
+        `passed_without_records`) and join the buffered range, so the next commit's offset reaches
+        `position`. Nothing is claimed while where the table stands is unknown."""
+        gap = passed_without_records(self.covered(tp), position)
+        if gap is None or self.shape.schema is None:
+            return
+        schema = with_flag(self.shape.schema) if self.writer.upsert else self.shape.schema
+        self.buffer.add(tp, gap.first, gap.last, schema.empty_table(), now)
 
     def _flood_limit(self, now: float) -> FloodLimit | None:
         rate = self._dead_letter_rate

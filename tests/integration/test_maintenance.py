@@ -152,10 +152,10 @@ def test_an_old_deployments_offsets_and_a_tag_neither_pin_history_nor_stop_expir
                      "--keep-snapshots", "1", "--orphans-older-than-hours", "0")
     assert maintained.returncode == 0, maintained.stderr[-3000:]
     loaded = iceberg.load_table(table)
-    # Left: the tagged snapshot, the compaction `maintain` made (newer than its cut-off) and the newest, which
-    # carries both deployments' offsets forward. The writers' history in between is gone.
+    # Left: the tagged snapshot and the compaction `maintain` made (newer than its cut-off), which repeats both
+    # deployments' offsets as every snapshot tabletopic makes does. The writers' history in between is gone.
     kept = {s.snapshot_id for s in loaded.snapshots()}
-    assert tagged in kept and len(kept) == 3, [s.summary for s in loaded.snapshots()]
+    assert tagged in kept and len(kept) == 2, [s.summary for s in loaded.snapshots()]
     carried = loaded.current_snapshot().summary.additional_properties
     assert {"tabletopic.offsets.tests", "tabletopic.offsets.old-deployment"} <= carried.keys()
     assert table_offsets(loaded, "old-deployment") == log_end(kafka.bootstrap, old_topic, 2)
@@ -198,8 +198,11 @@ def test_built_in_maintenance_keeps_pattern_tables_and_dead_letter_tables(kafka,
     def value(n: int) -> bytes:  # every tenth one a dead letter
         return b"{not json" if n % 10 == 0 else json.dumps({"n": n}).encode()
 
-    producer = feed_slowly(kafka.bootstrap, topic, 6000, 300, 0.3, value=value)
+    # The writer first: fed to one that is still starting (a loaded machine), the records would make one
+    # commit, too few small files for a compaction.
     writer = spawn_writer(config)
+    writer.wait_for("service.started", timeout=120)
+    producer = feed_slowly(kafka.bootstrap, topic, 6000, 300, 0.3, value=value)
     for name in (table, letters):
         _wait_event(writer, "compaction.done", name)
         _wait_event(writer, "snapshots.expired", name)
@@ -225,7 +228,7 @@ def test_compaction_lands_while_writers_append_between_its_attempts(kafka, new_t
     from tabletopic.commit.committer import table_offsets
     from tabletopic.compaction import replace, rewrite
 
-    records = 12_000
+    records = 30_000  # ~25 s of input: the writers still append while compaction's attempts are held
     topic = new_topic(PARTITIONS)
     table = "maint.race"
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh", workers=2,

@@ -15,7 +15,7 @@ from tests.support import Writer, assert_exactly_once, catalog_of, feed_slowly, 
 
 RECORDS = 30_000
 PARTITIONS = 4
-BOUND_S = 10.0
+BOUND_S = 15.0
 # The pool's parent waits for its workers, which stop by themselves at the bound.
 PARENT_MARGIN_S = 3.0
 
@@ -37,10 +37,12 @@ def test_sigterm_during_load_commits_what_was_read_and_exits_within_the_bound(
     # A long interval: at SIGTERM the buffers hold everything read since the last commit.
     config = writer_config(tmp_path / "config.yaml", kafka.bootstrap, topic, table, tmp_path / "wh", workers=2,
                            shutdown_timeout_seconds=BOUND_S, commit={"interval_seconds": 30})
-    feeder = feed_slowly(kafka.bootstrap, topic, RECORDS, batch=500, pause_s=0.1)
     writer = spawn_writer(config)
-    writer.wait_for("supervisor.worker_started")
-    time.sleep(8)  # both workers in the group and reading, no commit yet
+    writer.wait_for("supervisor.worker_started", timeout=120)
+    # Fed once the pool is up (on a loaded machine its start may take longer than the whole feed): ~15 s.
+    feeder = feed_slowly(kafka.bootstrap, topic, RECORDS, batch=500, pause_s=0.25)
+    writer.wait_for("table.created", timeout=120)
+    time.sleep(4)  # both workers in the group and reading, no commit yet
     assert feeder.is_alive(), "the load must still run at SIGTERM"
 
     started = time.monotonic()
