@@ -34,7 +34,8 @@ from pyiceberg.table import Table
 
 from tabletopic.catalog import reader
 from tabletopic.catalog.tables import load_if_exists
-from tabletopic.commit.committer import append_files, write_data_files
+from tabletopic.commit.committer import append_files, for_our_commit, write_data_files
+from tabletopic.commit.state_keys import over_state
 from tabletopic.config import TableConfig
 from tabletopic.core import metadata
 from tabletopic.core.backoff import RetryPolicy
@@ -134,7 +135,11 @@ def replay(
     condition = _matching(_coordinates(rows))
     for _ in range(MAX_ATTEMPTS):
         try:
-            catalog.load_table(letters_table.name()).delete(delete_filter=condition)
+            letters_now = catalog.load_table(letters_table.name())
+            # Its snapshot repeats the table's state (the dead letters' offsets) like every snapshot tabletopic
+            # makes; pyiceberg's own retry is off (`for_our_commit`): it would commit that state on a newer base.
+            for_our_commit(letters_now).delete(delete_filter=condition,
+                                               snapshot_properties=over_state(letters_now, {REPLAY_ID_KEY: replay_id}))
             break
         except CommitFailedException:
             continue

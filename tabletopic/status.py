@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
 from tabletopic.catalog.reader import data_file_sizes
 from tabletopic.catalog.tables import load_if_exists
@@ -61,13 +63,9 @@ def table_status(catalog: Catalog, config: Config, identifier: str, topics: list
         rows = positions(catalog, identifier, config.group_id, config.kafka, topics)
         status.lag = sum(r.lag or 0 for r in rows)
         status.partitions_invalid = sum(1 for r in rows if r.problem)
-    key = offsets_key(config.group_id)
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        if snapshot.summary is not None and key in snapshot.summary.additional_properties:
-            status.last_commit_age_s = round((now_ms - snapshot.timestamp_ms) / 1000, 1)
-            break
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    committed = last_moved(table, offsets_key(config.group_id))
+    if committed is not None:
+        status.last_commit_age_s = round((now_ms - committed.timestamp_ms) / 1000, 1)
     newest = table_newest_record_ms(table)
     if newest is not None:
         status.newest_record_age_s = round((now_ms - newest) / 1000, 1)
@@ -75,3 +73,22 @@ def table_status(catalog: Catalog, config: Config, identifier: str, topics: list
     status.data_files = len(sizes)
     status.small_files = sum(1 for size in sizes if size < config.maintenance.target_file_size_bytes * 3 // 4)
     return status
+
+
+def last_moved(table: Table, key: str) -> Snapshot | None:
+    """The newest snapshot that changed `key`'s value (a commit of the group's writer, or a reset): every
+    snapshot tabletopic makes repeats the offsets, so a compaction's or another group's is not one. Where the
+    history ends (expired, or a catalog that serves no parents), the oldest snapshot carrying it."""
+    by_id = {snapshot.snapshot_id: snapshot for snapshot in table.metadata.snapshots}
+    snapshot = table.current_snapshot()
+    for _ in range(len(by_id)):
+        if snapshot is None:
+            return None
+        value = snapshot.summary.additional_properties.get(key) if snapshot.summary is not None else None
+        parent = by_id.get(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id is not None else None
+        if value is not None:
+            before = parent.summary.additional_properties.get(key) if parent and parent.summary else None
+            if parent is None or before != value:
+                return snapshot
+        snapshot = parent
+    return None

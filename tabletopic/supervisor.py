@@ -104,6 +104,12 @@ class WorkerStop:
             signal.setitimer(signal.ITIMER_REAL, self.shutdown_timeout_s + EXIT_MARGIN_S)
         self.flag.set(reason)
 
+    def disarm(self) -> None:
+        """The stop is done: neither the thread nor the kernel ends the process for it (a supervisor's death
+        noticed later arms the bound again)."""
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._exit_at = None
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # No logging here: the handler runs between two bytecodes of the main thread, maybe inside the log's lock.
         self.request(signal.Signals(signum).name)
@@ -113,7 +119,8 @@ class WorkerStop:
             time.sleep(PARENT_CHECK_S)
             if self.supervisor is not None and os.getppid() != self.supervisor:
                 self.request("supervisor_gone")
-            if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            exit_at = self._exit_at  # read once: `disarm` may clear it meanwhile
+            if exit_at is not None and time.monotonic() >= exit_at:
                 _exit_past_bound(self.shutdown_timeout_s, self.flag.reason)
 
 

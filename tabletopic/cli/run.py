@@ -122,4 +122,8 @@ def _run(config: Config) -> int:
     stop.install()
     from tabletopic.service import Service
 
-    return Service(config, stopping=stop.flag).run()
+    try:
+        return Service(config, stopping=stop.flag).run()
+    finally:
+        # The service stopped within its bound; what follows (maintenance, HTTP) has timeouts of its own.
+        stop.disarm()

@@ -55,7 +55,7 @@ from tabletopic.compaction.plan import DeleteInfo, FileInfo, dangling_deletes, d
 def commit_replace(table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]) -> None:
     """One `replace` snapshot on `main`; raises CommitFailedException if the table moved since `table` was loaded."""
     # Our loop validates and retries (compaction.rewrite); the producer reads the base snapshot only.
-    commit_overwrite_as_replace(for_our_commit(table), removed, added, properties)
+    commit_overwrite_as_replace(for_our_commit(table), removed, added, over_state(table, properties))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from tabletopic.catalog.projection import (
     hash_of,
 )
 from tabletopic.catalog.tables import load_if_exists
-from tabletopic.commit.committer import append_files, for_our_commit, snapshot_summaries, table_offsets
+from tabletopic.commit.committer import append_files, snapshot_summaries, table_offsets
 from tabletopic.commit.offsets import OffsetMap, encode_offsets, merge_offsets, offsets_key
 from tabletopic.config import Config, TableConfig
 from tabletopic.core import failpoints, metadata
@@ -386,7 +386,7 @@ class Build:
         marks = {tp: read_to[tp] for tp, n in frozen_at.items() if own.get(tp, -1) < n}
         if not marks:
             return
-        append_files(for_our_commit(rebuilt), [], {offsets_key(self.group): encode_offsets(merge_offsets(own, marks))})
+        append_files(rebuilt, [], {offsets_key(self.group): encode_offsets(merge_offsets(own, marks))})
         log.info("rebuild.offsets_covered", table=self.spec.table, offsets=offsets_text(marks))
 
 

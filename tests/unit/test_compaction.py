@@ -447,3 +447,17 @@ def test_a_catalog_that_serves_only_the_current_snapshot_still_gives_every_group
     for group, expected in (("g", {("topic", 0): 150}), ("g.backfill", {("topic", 1): 50})):
         assert table_offsets(table, group) == expected
         assert table_offsets(current_only, group) == expected, group
+
+
+def test_the_last_commit_status_shows_is_the_writers_not_a_compactions_that_repeats_its_offsets(catalog):
+    from tabletopic.commit.offsets import offsets_key
+    from tabletopic.status import last_moved
+
+    write_commits(catalog, 3, group="g")
+    written = catalog.load_table("ns.t").current_snapshot()
+    compact(catalog, "ns.t", target_bytes=64 << 20)
+    table = catalog.load_table("ns.t")
+    assert table.current_snapshot().summary.operation.value == "replace"
+    assert offsets_key("g") in table.current_snapshot().summary.additional_properties
+    assert last_moved(table, offsets_key("g")).snapshot_id == written.snapshot_id
+    assert last_moved(table, offsets_key("other")) is None
