@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from tabletopic.local.jvm import cache_root, java, maven
-from tabletopic.local.ports import free_port
+from tabletopic.local.ports import accepts_connections, free_port
 from tabletopic.local.process import stop_process, wait_until_ready
 from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 
@@ -155,12 +154,6 @@ def _site_xml(settings: dict[str, str]) -> str:
     return f"<?xml version=\"1.0\"?>\n<configuration>\n{properties}\n</configuration>\n"
 
 
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @dataclass
 class LocalHiveMetastore:
     workdir: Path
@@ -221,8 +214,8 @@ class LocalHiveMetastore:
             self.process = subprocess.Popen(command, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                                             env={**os.environ, "METASTORE_HOME": str(home())})
         try:
-            wait_until_ready(self.process, lambda: _accepts(self.port), START_TIMEOUT_S, "the Hive Metastore", log,
-                             interval_s=0.5)
+            wait_until_ready(self.process, lambda: accepts_connections(self.port), START_TIMEOUT_S,
+                             "the Hive Metastore", log, interval_s=0.5)
         except TimeoutError:
             self.stop()
             raise

@@ -16,6 +16,17 @@ REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
 
 
+def file_io_properties(endpoint: str, access_key: str, secret_key: str, region: str) -> dict[str, str]:
+    """pyiceberg FileIO properties for a loopback S3-compatible server (path-style addressing)."""
+    return {
+        "s3.endpoint": endpoint,
+        "s3.access-key-id": access_key,
+        "s3.secret-access-key": secret_key,
+        "s3.region": region,
+        "s3.path-style-access": "true",
+    }
+
+
 @dataclass
 class LocalS3:
     workdir: Path
@@ -28,13 +39,7 @@ class LocalS3:
 
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties that point at this server."""
-        return {
-            "s3.endpoint": self.endpoint,
-            "s3.access-key-id": ACCESS_KEY,
-            "s3.secret-access-key": SECRET_KEY,
-            "s3.region": REGION,
-            "s3.path-style-access": "true",
-        }
+        return file_io_properties(self.endpoint, ACCESS_KEY, SECRET_KEY, REGION)
 
     def start(self) -> LocalS3:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ The same surface as `LocalS3` (moto): `endpoint`, `catalog_properties()`, `creat
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tabletopic.local.jvm import cache_root, java, maven
-from tabletopic.local.ports import free_port
+from tabletopic.local.ports import accepts_connections, free_port
 from tabletopic.local.process import stop_process, wait_until_ready
+from tabletopic.local.s3 import file_io_properties
 
 # The newest release on Maven Central; its classes are built for Java 17.
 S3PROXY_VERSION = "4.1.0"
@@ -47,12 +47,6 @@ def fetch() -> Path:
     return target
 
 
-def _accepts_connections(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @dataclass
 class LocalS3Proxy:
     workdir: Path
@@ -65,13 +59,7 @@ class LocalS3Proxy:
 
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties that point at this server."""
-        return {
-            "s3.endpoint": self.endpoint,
-            "s3.access-key-id": ACCESS_KEY,
-            "s3.secret-access-key": SECRET_KEY,
-            "s3.region": REGION,
-            "s3.path-style-access": "true",
-        }
+        return file_io_properties(self.endpoint, ACCESS_KEY, SECRET_KEY, REGION)
 
     def _properties(self) -> str:
         return "\n".join([
@@ -101,7 +89,7 @@ class LocalS3Proxy:
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         try:
-            wait_until_ready(self.process, lambda: _accepts_connections(self.port), START_TIMEOUT_S,
+            wait_until_ready(self.process, lambda: accepts_connections(self.port), START_TIMEOUT_S,
                              "S3Proxy", log, interval_s=0.2)
         except TimeoutError:
             self.stop()
