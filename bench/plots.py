@@ -145,6 +145,33 @@ def rss_figure(results: dict[str, Any], path: Path) -> Path | None:
     return _save(figure, path)
 
 
+def tradeoff_figure(runs: Sequence[dict[str, Any]], p99_target_s: float, path: Path) -> Path | None:
+    """A replay's throttle (bench.backfill, bench.rebuild) against the live table's p99 and the replay's time:
+    one point per case that caught up, the unthrottled case at the rate it reached; the baseline's p99 as a line."""
+    points = sorted((r["throttle"] or r["replay_records_per_s"], r["p99_s"], r["catch_up_s"], r["throttle"] is None)
+                    for r in runs if r.get("caught_up") and r.get("replay_records_per_s"))
+    if not points:
+        return None
+    baseline = next((r["p99_s"] for r in runs if "replay_exit" not in r), None)
+    figure, live = plt.subplots(figsize=(7, 4))
+    x = [p[0] / 1000 for p in points]
+    live.plot(x, [p[1] for p in points], marker="o", color=TABLETOPIC_COLOR, label="live p99 (s)")
+    live.axhline(p99_target_s, color="#555555", linestyle="--", linewidth=1, label=f"target {p99_target_s:.0f} s")
+    if baseline is not None:
+        live.axhline(baseline, color=STARTUP_COLOR, linestyle=":", linewidth=1, label=f"no replay {baseline:.1f} s")
+    live.set_xlabel("replay's --max-records-per-second (thousands; the last point: unthrottled, at the rate reached)")
+    live.set_ylabel("live table's freshness p99 (s)")
+    live.set_ylim(bottom=0)
+    taken = live.twinx()
+    taken.plot(x, [p[2] for p in points], marker="s", color=PEER_COLOR, label="replay's time (s)")
+    taken.set_ylabel("replay's time, launch to exit (s)")
+    taken.set_ylim(bottom=0)
+    lines = live.get_legend_handles_labels()[0] + taken.get_legend_handles_labels()[0]
+    labels = live.get_legend_handles_labels()[1] + taken.get_legend_handles_labels()[1]
+    live.legend(lines, labels, loc="lower left", fontsize=8)
+    return _save(figure, path)
+
+
 def draw(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """Every figure the results hold data for, as PNGs in out_dir; the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)

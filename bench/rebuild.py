@@ -89,29 +89,27 @@ SLACK_S = 5.0  # issue 22: a user can hold the live p99 within interval + 5 s
 @dataclass(frozen=True)
 class Case:
     label: str
-    rebuild: bool
+    replay: bool
     throttle: float | None = None  # --max-records-per-second
 
 
-def cases(throttles: list[float]) -> list[Case]:
-    return [Case("baseline (no rebuild)", False), Case("rebuild, unthrottled", True),
-            *(Case(f"rebuild at {t:,.0f}/s", True, t) for t in throttles)]
+def cases(throttles: list[float], what: str = "rebuild") -> list[Case]:
+    return [Case(f"baseline (no {what})", False), Case(f"{what}, unthrottled", True),
+            *(Case(f"{what} at {t:,.0f}/s", True, t) for t in throttles)]
 
 
 # --- the rebuild as a child process ----------------------------------------------------------
 
 
-class RebuildProcess:
-    """`tabletopic rebuild --no-cutover` as a child process, its output in files, reaped on a thread with
-    wait4 (its exact CPU); `on_exit` runs as soon as it has exited."""
+class ReplayProcess:
+    """A replay (`tabletopic rebuild --no-cutover`, `tabletopic backfill`) as a child process, its output in files,
+    reaped on a thread with wait4 (its exact CPU); `on_exit` runs as soon as it has exited. `started_event`: the
+    log event that ends its start-up; `read_pattern`: the regex of its last line's count of records read."""
 
-    def __init__(self, config: Path, table: str, throttle: float | None, out: Path, on_exit: Callable[[], None]
-                 ) -> None:
-        command = [sys.executable, "-m", "tabletopic", "rebuild", "--config", str(config), "--table", table,
-                   "--no-cutover"]
-        if throttle is not None:
-            command += ["--max-records-per-second", str(throttle)]
+    def __init__(self, command: list[str], out: Path, on_exit: Callable[[], None], started_event: str,
+                 read_pattern: str) -> None:
         self.stdout, self.stderr = out.with_suffix(".out"), out.with_suffix(".log")
+        self.started_event, self.read_pattern = started_event, read_pattern
         self.launched_at = time.time()
         with self.stdout.open("w") as stdout, self.stderr.open("w") as stderr:
             self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
@@ -119,7 +117,7 @@ class RebuildProcess:
         self.code: int | None = None
         self.cpu_s = 0.0
         self._on_exit = on_exit
-        self._reaper = threading.Thread(target=self._reap, daemon=True, name="rebuild-reaper")
+        self._reaper = threading.Thread(target=self._reap, daemon=True, name="replay-reaper")
         self._reaper.start()
 
     def _reap(self) -> None:
@@ -130,25 +128,34 @@ class RebuildProcess:
         self._on_exit()
 
     def stop(self) -> None:
-        """Killed if it still runs (it did not catch up in time): a rebuild resumes, so nothing is lost."""
+        """Killed if it still runs (it did not catch up in time): a replay resumes, so nothing is lost."""
         if self.ended_at is None:
             self.process.kill()
         self._reaper.join(60)
 
     def records_read(self) -> int | None:
-        found = re.search(r"\((\d+) records read\)", self.stdout.read_text())
+        found = re.search(self.read_pattern, self.stdout.read_text())
         return int(found.group(1)) if found else None
 
     def began_at(self) -> float | None:
-        """The wall time of its `rebuild.starts` event: start-up (imports, catalog, lease, log bounds) done."""
+        """The wall time of its start event: start-up (imports, catalog, log bounds) done."""
         for line in self.stderr.read_text().splitlines():
-            if '"rebuild.starts"' in line:
+            if f'"{self.started_event}"' in line:
                 stamp = json.loads(line).get("timestamp")
                 return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None
         return None
 
     def tail(self) -> str:
         return "".join(self.stderr.read_text().splitlines(keepends=True)[-20:])
+
+
+def rebuild_process(config: Path, table: str, throttle: float | None, out: Path, on_exit: Callable[[], None]
+                    ) -> ReplayProcess:
+    command = [sys.executable, "-m", "tabletopic", "rebuild", "--config", str(config), "--table", table,
+               "--no-cutover"]
+    if throttle is not None:
+        command += ["--max-records-per-second", str(throttle)]
+    return ReplayProcess(command, out, on_exit, "rebuild.starts", r"\((\d+) records read\)")
 
 
 # --- one case --------------------------------------------------------------------------------
@@ -163,14 +170,14 @@ def run_case(bench: Bench, fmt: str, history: int, rate: float, case: Case, base
     produced = dataset.produce(bench.kafka.bootstrap, topic, fmt, history, registry_url=registry_url)
     catalog = bench.open()
     prepare_table(catalog, table, fmt)
-    if case.rebuild:
+    if case.replay:
         prepare_table(catalog, rebuild_name(table), fmt)
     config = bench.config(name, topic, table, fmt, 1, bench.commit_interval_s)
     encode = dataset.encoder(fmt, registry_url, topic)
-    window_s = timeout_s if case.rebuild else baseline_s
+    window_s = timeout_s if case.replay else baseline_s
     values = [encode(e) for e in dataset.events(min(100_000, max(1, int(rate * window_s))), seed=dataset.SEED + 1)]
     writer = WriterProcess(config, bench.work / f"{name}.log", {}, bench.cpus)
-    rebuild: RebuildProcess | None = None
+    rebuild: ReplayProcess | None = None
     try:
         print(f"[{case.label}] the live writer takes the history", file=sys.stderr, flush=True)
         history_s = wait_for_history(catalog, table, group, produced.ends, writer, timeout_s)
@@ -178,10 +185,10 @@ def run_case(bench: Bench, fmt: str, history: int, rate: float, case: Case, base
         started = time.time()
         cpu_before = writer.monitor.sample().cpu_s
         producer.start()
-        if case.rebuild:
+        if case.replay:
             print(f"[{case.label}] tabletopic rebuild --no-cutover, live feed at {rate:,.0f}/s", file=sys.stderr,
                   flush=True)
-            rebuild = RebuildProcess(config, table, case.throttle, bench.work / f"{name}-rebuild", producer.stop)
+            rebuild = rebuild_process(config, table, case.throttle, bench.work / f"{name}-rebuild", producer.stop)
         else:
             print(f"[{case.label}] live feed at {rate:,.0f}/s for {baseline_s:.0f} s", file=sys.stderr, flush=True)
         seen = watch_until_covered(catalog, table, group, producer, writer,
@@ -206,7 +213,7 @@ def run_case(bench: Bench, fmt: str, history: int, rate: float, case: Case, base
         "live_writer_cpu_share": round(live_cpu_s / max(1e-9, live_cpu_over_s), 2),  # cores, window + last commit
     }
     if rebuild is not None:
-        figures.update(rebuild_figures(bench, rebuild, table))
+        figures.update(replay_figures(bench, rebuild, rebuild_name(table)))
     print(f"[{case.label}] {json.dumps({k: v for k, v in figures.items() if k not in ('topic', 'table')})}",
           file=sys.stderr, flush=True)
     return figures
@@ -226,21 +233,21 @@ def wait_for_history(catalog: Catalog, table: str, group: str, ends: dict[tuple[
     return time.monotonic() - started
 
 
-def rebuild_figures(bench: Bench, rebuild: RebuildProcess, table: str) -> dict[str, Any]:
-    read = rebuild.records_read()
-    began = rebuild.began_at()
-    caught_up = rebuild.code == 0 and read is not None
-    ended = rebuild.ended_at or time.time()
-    rows = total_records(bench.open().load_table(rebuild_name(table)))
-    figures: dict[str, Any] = {"rebuild_exit": rebuild.code, "caught_up": caught_up, "rebuild_read": read,
-                               "rebuild_rows": rows, "rebuild_cpu_s": round(rebuild.cpu_s, 1),
-                               "catch_up_s": round(ended - rebuild.launched_at, 1)}
+def replay_figures(bench: Bench, replay: ReplayProcess, into: str) -> dict[str, Any]:
+    read = replay.records_read()
+    began = replay.began_at()
+    caught_up = replay.code == 0 and read is not None
+    ended = replay.ended_at or time.time()
+    rows = total_records(bench.open().load_table(into))
+    figures: dict[str, Any] = {"replay_exit": replay.code, "caught_up": caught_up, "replay_read": read,
+                               "replay_rows": rows, "replay_cpu_s": round(replay.cpu_s, 1),
+                               "catch_up_s": round(ended - replay.launched_at, 1)}
     if caught_up and read and began is not None:
-        figures["rebuild_startup_s"] = round(began - rebuild.launched_at, 1)
-        figures["rebuild_records_per_s"] = round(read / max(1e-9, ended - began))
-        figures["rebuild_cpu_s_per_million"] = round(rebuild.cpu_s / read * 1e6, 1)
+        figures["replay_startup_s"] = round(began - replay.launched_at, 1)
+        figures["replay_records_per_s"] = round(read / max(1e-9, ended - began))
+        figures["replay_cpu_s_per_million"] = round(replay.cpu_s / read * 1e6, 1)
     else:
-        figures["rebuild_log_tail"] = rebuild.tail()
+        figures["replay_log_tail"] = replay.tail()
     return figures
 
 
@@ -250,32 +257,32 @@ def rebuild_figures(bench: Bench, rebuild: RebuildProcess, table: str) -> dict[s
 def with_ratios(runs: list[dict[str, Any]]) -> None:
     """Each rebuild's records/s over the unthrottled one's, each live p99 over the baseline's (same run)."""
     baseline = next((r for r in runs if r["case"].startswith("baseline")), None)
-    unthrottled = next((r for r in runs if "rebuild_exit" in r and r["throttle"] is None), None)
+    unthrottled = next((r for r in runs if "replay_exit" in r and r["throttle"] is None), None)
     for run in runs:
         if baseline is not None and baseline["p99_s"] > 0:
             run["p99_ratio_to_baseline"] = round(run["p99_s"] / baseline["p99_s"], 2)
-        full = unthrottled.get("rebuild_records_per_s") if unthrottled is not None else None
-        if full and run.get("rebuild_records_per_s"):
-            run["rebuild_ratio_to_unthrottled"] = round(run["rebuild_records_per_s"] / full, 2)
+        full = unthrottled.get("replay_records_per_s") if unthrottled is not None else None
+        if full and run.get("replay_records_per_s"):
+            run["replay_ratio_to_unthrottled"] = round(run["replay_records_per_s"] / full, 2)
 
 
-def rows_of(runs: list[dict[str, Any]], interval_s: float) -> list[list[str]]:
+def rows_of(runs: list[dict[str, Any]], interval_s: float, what: str = "rebuild") -> list[list[str]]:
     def figure(run: dict[str, Any], key: str, form: str = "{:,}") -> str:
         value = run.get(key)
         return "-" if value is None else form.format(value)
 
     rows = [["case", "live rec/s", "live p50 s", "live p99 s", "p99 / baseline", f"p99 <= {interval_s + SLACK_S:.0f} s",
-             "rebuild read", "rebuild rec/s", "rec/s / unthrottled", "catch-up s", "rebuild CPU s/M", "rows = read"]]
+             f"{what} read", f"{what} rec/s", "rec/s / unthrottled", "catch-up s", f"{what} CPU s/M", "rows = read"]]
     for run in runs:
-        rebuilt = "rebuild_exit" in run
+        rebuilt = "replay_exit" in run
         rows.append([
             run["case"], figure(run, "rate_achieved"), figure(run, "p50_s", "{:.2f}"), figure(run, "p99_s", "{:.2f}"),
             figure(run, "p99_ratio_to_baseline", "{:.2f}"), "yes" if run["within_interval_plus_5s"] else "no",
-            figure(run, "rebuild_read"), figure(run, "rebuild_records_per_s"),
-            figure(run, "rebuild_ratio_to_unthrottled", "{:.2f}"),
+            figure(run, "replay_read"), figure(run, "replay_records_per_s"),
+            figure(run, "replay_ratio_to_unthrottled", "{:.2f}"),
             (figure(run, "catch_up_s", "{:.1f}") if run.get("caught_up") else "not caught up") if rebuilt else "-",
-            figure(run, "rebuild_cpu_s_per_million", "{:.1f}"),
-            ("yes" if run["rebuild_rows"] == run["rebuild_read"] else "NO") if rebuilt else "-",
+            figure(run, "replay_cpu_s_per_million", "{:.1f}"),
+            ("yes" if run["replay_rows"] == run["replay_read"] else "NO") if rebuilt else "-",
         ])
     return rows
 
@@ -356,23 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"history": args.history, "rate": args.rate, "throttles": throttles, "format": args.format,
                 "baseline_s": args.baseline_seconds, "commit_interval_s": args.commit_interval,
                 "partitions": dataset.PARTITIONS}
-    command = " ".join(["python -m bench.rebuild", *(sys.argv[1:] if argv is None else argv)])
-    results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
-                               "settings": settings, "machine": machine(), "code_at_start": code_version(), "runs": []}
+    results = begin_results("bench.rebuild", argv, settings)
     with contextlib.ExitStack() as cleanup:
-        work = Path(tempfile.mkdtemp(prefix="tabletopic-bench-rebuild-"))
-        if args.keep:
-            cleanup.callback(print, f"work folder kept: {work}", file=sys.stderr)
-        else:
-            cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        work = work_folder(cleanup, "rebuild", args.keep)
         bench = start_services(cleanup, work, args.format, args.catalog, args.commit_interval)
         settings["catalog"] = bench.catalog_kind
         for case in cases(throttles):
             results["runs"].append(run_case(bench, args.format, args.history, args.rate, case,
                                             args.baseline_seconds, args.timeout))
-    with_ratios(results["runs"])
-    results["code_at_end"] = code_version()
-    results["load_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    end_results(results)
     out = args.out or Path(__file__).parent / "results" / f"rebuild-{results['started'].replace(':', '')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
@@ -383,8 +382,29 @@ def main(argv: list[str] | None = None) -> int:
         append_results(RESULTS_MD, results)
         print(f"\nappended to {RESULTS_MD}")
     print(f"\nresults: {out}")
-    ok = all(r.get("caught_up", True) and r.get("rebuild_rows", 0) == r.get("rebuild_read", 0) for r in results["runs"])
+    ok = all(r.get("caught_up", True) and r.get("replay_rows", 0) == r.get("replay_read", 0) for r in results["runs"])
     return 0 if ok else 1
+
+
+def begin_results(module: str, argv: list[str] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    command = " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
+    return {"started": datetime.now(UTC).isoformat(timespec="seconds"), "command": command, "settings": settings,
+            "machine": machine(), "code_at_start": code_version(), "runs": []}
+
+
+def end_results(results: dict[str, Any]) -> None:
+    with_ratios(results["runs"])
+    results["code_at_end"] = code_version()
+    results["load_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def work_folder(cleanup: contextlib.ExitStack, name: str, keep: bool) -> Path:
+    work = Path(tempfile.mkdtemp(prefix=f"tabletopic-bench-{name}-"))
+    if keep:
+        cleanup.callback(print, f"work folder kept: {work}", file=sys.stderr)
+    else:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 def start_services(cleanup: contextlib.ExitStack, work: Path, fmt: str, catalog: str, interval_s: float) -> Bench:

@@ -36,7 +36,7 @@ from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import table_offsets
 from tabletopic.commit.offsets import OffsetMap, decode_offsets, encode_offsets
 from tabletopic.config import Config, TableConfig
-from tabletopic.core import metadata
+from tabletopic.core import metadata, throttle
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.core.records import RecordChunk
 from tabletopic.deadletter.rows import dlq_identifier
@@ -270,12 +270,16 @@ def _first_live_offsets(catalog: Catalog, identifier: str, table: Table, topic: 
     return found
 
 
-def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, plain_progress: bool = False) -> int:
+def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, plain_progress: bool = False,
+                 max_records_per_second: float | None = None) -> int:
     """Read every planned partition to its end, committing as the service does; returns records read.
 
     A partition is done once the reader's position reaches the planned end: the last offsets of a
     range may hold no record (a transaction marker, a compacted record). Its offsets then cover the
-    whole range, padded to its end: a rerun finds nothing left, and the table stands where the range ends."""
+    whole range, padded to its end: a rerun finds nothing left, and the table stands where the range ends.
+
+    Under `max_records_per_second`, a batch is read only once the records taken from the log so far are
+    within the rate (so it holds on average, in bursts of up to one batch); commits fall due meanwhile."""
     registry = config.schema_registry
     writer_schemas = WriterSchemas(SchemaRegistry(registry.url, registry.properties)) if registry.url else None
     group = backfill_group(config.group_id)
@@ -300,44 +304,54 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
     progress = Progress("backfill.progress", {labels[p.partition]: p.records for p in plan.partitions},
                         plain=plain_progress, table=plan.table)
     read = 0
+    taken = 0  # records taken from the log, routed elsewhere or not: what the throttle holds to its rate
     finished: dict[int, int] = {}  # partition -> the end of its range, reached
     ingested_to = {p.partition: p.start for p in todo.values()}  # past the last record this run took
+    started = time.monotonic()
+    log.info("backfill.starts", table=plan.table, records=sum(p.records for p in todo.values()),
+             max_records_per_second=max_records_per_second)
     try:
         while todo:
-            batch = reader.read(config.consumer.batch_size, 1.0)
-            for error in batch.errors:
-                log.warning("kafka.error", error=error)
-            if batch.out_of_range:  # retention took the range meanwhile: stop, never spin on it
-                raise TabletopicError(f"{plan.topic}/{sorted(set(batch.out_of_range))}: the log no longer holds the "
-                                      f"offsets the backfill reads next (retention took them)")
-            now = time.monotonic()
-            reached: dict[int, int] = dict(batch.reached)
-            for chunk in batch.chunks:
-                wanted = todo.get(chunk.partition)
-                if wanted is None:
-                    continue
-                # only the planned range: records at or past its end stay unread
-                inside = chunk.head(bisect.bisect_left(chunk.offsets, wanted.end))
-                if len(inside):
-                    share = target.share(inside)
-                    sink.ingest(share, now, (inside.first, inside.last) if target.routed else None)
-                    ingested_to[chunk.partition] = inside.last + 1
-                    read += len(share)
-                reached[chunk.partition] = max(reached.get(chunk.partition, 0), chunk.last + 1)
-            for partition, position in reader.positions(sorted(todo)).items():
-                reached[partition] = max(reached.get(partition, 0), position)
-            for partition, position in reached.items():
-                wanted = todo.get(partition)
-                if wanted is None:
-                    continue
-                progress.advance(labels[partition], min(position, wanted.end) - firsts[partition])
-                if position >= wanted.end:
-                    reader.pause(partition)
-                    del todo[partition]
-                    finished[partition] = wanted.end
-                elif partition in batch.reached:  # the log's end, and still short of the planned end
-                    raise TabletopicError(f"{plan.topic}/{partition}: the log ended at {position}, before "
-                                          f"offset {wanted.end}")
+            wait = throttle.throttle_wait(taken, time.monotonic() - started, max_records_per_second)
+            if wait:  # commits still fall due while throttled
+                time.sleep(min(wait, throttle.NAP_S))
+                now = time.monotonic()
+            else:
+                batch = reader.read(config.consumer.batch_size, 1.0)
+                for error in batch.errors:
+                    log.warning("kafka.error", error=error)
+                if batch.out_of_range:  # retention took the range meanwhile: stop, never spin on it
+                    raise TabletopicError(f"{plan.topic}/{sorted(set(batch.out_of_range))}: the log no longer holds "
+                                          f"the offsets the backfill reads next (retention took them)")
+                now = time.monotonic()
+                reached: dict[int, int] = dict(batch.reached)
+                for chunk in batch.chunks:
+                    wanted = todo.get(chunk.partition)
+                    if wanted is None:
+                        continue
+                    # only the planned range: records at or past its end stay unread
+                    inside = chunk.head(bisect.bisect_left(chunk.offsets, wanted.end))
+                    taken += len(inside)
+                    if len(inside):
+                        share = target.share(inside)
+                        sink.ingest(share, now, (inside.first, inside.last) if target.routed else None)
+                        ingested_to[chunk.partition] = inside.last + 1
+                        read += len(share)
+                    reached[chunk.partition] = max(reached.get(chunk.partition, 0), chunk.last + 1)
+                for partition, position in reader.positions(sorted(todo)).items():
+                    reached[partition] = max(reached.get(partition, 0), position)
+                for partition, position in reached.items():
+                    wanted = todo.get(partition)
+                    if wanted is None:
+                        continue
+                    progress.advance(labels[partition], min(position, wanted.end) - firsts[partition])
+                    if position >= wanted.end:
+                        reader.pause(partition)
+                        del todo[partition]
+                        finished[partition] = wanted.end
+                    elif partition in batch.reached:  # the log's end, and still short of the planned end
+                        raise TabletopicError(f"{plan.topic}/{partition}: the log ended at {position}, before "
+                                              f"offset {wanted.end}")
             if not todo or sink.is_flush_due(now, config.commit.interval_seconds, config.commit.max_buffer_bytes):
                 for partition, end in finished.items():
                     # Only from where this run's own records end (a fenced or replayed flush leaves the table

@@ -60,7 +60,7 @@ DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 ENV_PREFIX = "TABLETOPIC_"
 # Variables of ours that are not config keys: the download cache, the config file, a worker's supervisor.
 NOT_OVERRIDES = frozenset({"TABLETOPIC_CACHE", "TABLETOPIC_CONFIG", "TABLETOPIC_SUPERVISOR_PID", "TABLETOPIC_FAILPOINT",
-                           SECRET_DIRS_ENV})
+                           "TABLETOPIC_PROBING_WORKER", SECRET_DIRS_ENV})
 
 DEFAULT_WAREHOUSE = "warehouse"
 DEFAULT_GROUP = "tabletopic"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
-from tabletopic.core.metadata import NAMES as METADATA_NAMES
+from tabletopic.core.columns import NAMES as METADATA_NAMES
 from tabletopic.core.partition_terms import parse_term
 from tabletopic.core.upsert_mode import KEY_COLUMN
 from tabletopic.exceptions import ConfigError

@@ -39,6 +39,9 @@ FATAL_EXITS = (ExitCode.BAD_RECORD, ExitCode.CONFIG)
 
 
 SUPERVISOR_PID_ENV = "TABLETOPIC_SUPERVISOR_PID"
+# Set for the one worker that probes the catalog and the broker for the supervisor's /readyz (observe/probes.py):
+# the supervisor loads neither client, so that it stays small.
+PROBING_WORKER_ENV = "TABLETOPIC_PROBING_WORKER"
 # Kubernetes' grace period must cover shutdown_timeout_seconds plus this (the chart's grace margin is at least 3 s).
 EXIT_MARGIN_S = 2.0
 # How often a worker looks whether its supervisor is still its parent.
@@ -49,6 +52,11 @@ def supervisor_pid() -> int | None:
     """In a worker: the pid of the supervisor that started it (None: not a pool's worker)."""
     value = os.environ.get(SUPERVISOR_PID_ENV)
     return int(value) if value else None
+
+
+def probing_worker() -> bool:
+    """In a worker: whether it publishes the probes' verdicts for its supervisor's /readyz."""
+    return os.environ.get(PROBING_WORKER_ENV) == "1"
 
 
 def stop_with_supervisor() -> None:
@@ -150,17 +158,21 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, worker_argv: Sequence[str], workers: int, shutdown_timeout_s: float) -> None:
+    def __init__(self, worker_argv: Sequence[str], workers: int, shutdown_timeout_s: float,
+                 probing: bool = False) -> None:
+        """`probing`: the first slot's worker probes the services for this process's /readyz."""
         self.worker_argv = list(worker_argv)
         self.slots = [WorkerSlot(i) for i in range(workers)]
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.probing = probing
         self._stopping: str | None = None  # the signal that asked the pool to stop
 
     def _start(self, slot: WorkerSlot) -> None:
         # One maintenance process for the pool, the parent's: not one per worker.
         # The parent serves HTTP for the pool too, from the metrics files all of them write.
         env = {**os.environ, "TABLETOPIC_MAINTENANCE__ENABLED": "false", "TABLETOPIC_HTTP__ENABLED": "false",
-               SUPERVISOR_PID_ENV: str(os.getpid())}
+               SUPERVISOR_PID_ENV: str(os.getpid()),
+               PROBING_WORKER_ENV: "1" if self.probing and slot.index == 0 else ""}
         slot.process = subprocess.Popen([sys.executable, "-m", "tabletopic", *self.worker_argv], env=env)
         slot.started_at = time.monotonic()
         slot.restart_at = None

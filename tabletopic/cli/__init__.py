@@ -50,13 +50,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault(*_NATIVE_ALLOCATOR)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from pyiceberg.exceptions import NoSuchTableError
-
     try:
         return int(args.handler(args, argv))
     except ConfigError as exc:
         print(f"tabletopic: {logs.masked(str(exc))}", file=sys.stderr)
         return ExitCode.CONFIG
-    except NoSuchTableError as exc:  # a command on a table the catalog does not hold (a typo, another warehouse)
+    except Exception as exc:
+        if not _no_such_table(exc):
+            raise
+        # a command on a table the catalog does not hold (a typo, another warehouse)
         print(f"tabletopic: no such table in the catalog: {logs.masked(str(exc))}", file=sys.stderr)
         return ExitCode.CONFIG
+
+
+def _no_such_table(exc: Exception) -> bool:
+    """pyiceberg's NoSuchTableError, without loading pyiceberg where nothing did (a pool's supervisor)."""
+    if "pyiceberg.exceptions" not in sys.modules:
+        return False
+    from pyiceberg.exceptions import NoSuchTableError
+
+    return isinstance(exc, NoSuchTableError)

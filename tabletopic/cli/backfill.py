@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tabletopic.cli.common import (
     table_name,
     timestamp_ms,
 )
+from tabletopic.core.throttle import rate_shares
 from tabletopic.exceptions import ConfigError
 
 EXAMPLE = """\
@@ -26,11 +28,13 @@ EXAMPLE = """\
       --from-timestamp 2026-01-01T00:00:00Z --to-timestamp 2026-02-01T00:00:00Z --dry-run
   tabletopic backfill --config tabletopic.yaml --topic orders --table shop.orders --into shop.orders_v2 \\
       --from-offset 0 --workers 4
+  tabletopic backfill --config tabletopic.yaml --topic orders --table shop.orders --into shop.orders_v2 \
+      --from-offset 0 --max-records-per-second 20000    # leave the live writer its share of the machine
 
 Progress: a bar per partition (rate, ETA) on a terminal, else backfill.progress log lines."""
 # Flags that say which range to read: a parallel backfill's parent gives each child its own instead.
 RANGE_FLAGS = frozenset({"--from-offset", "--from-timestamp", "--partitions", "--to-offset", "--to-timestamp",
-                         "--workers", "--partition-ends"})
+                         "--workers", "--partition-ends", "--max-records-per-second"})
 
 
 def add(commands: Any) -> None:
@@ -51,6 +55,9 @@ def add(commands: Any) -> None:
     stop.add_argument("--to-timestamp", help="ISO-8601: stop before the first record at or after it")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, read nothing")
     parser.add_argument("--workers", type=int, default=1, help="processes, each reading a share of the partitions")
+    parser.add_argument("--max-records-per-second", type=float, metavar="N",
+                        help="read at most N records a second on average, all --workers together (default: as "
+                             "fast as it can); the live writer beside it keeps its share of the machine")
     parser.add_argument("--partition-ends", help=argparse.SUPPRESS)  # PARTITION:OFFSET,… from a parent's plan
     parser.set_defaults(handler=command)
 
@@ -71,6 +78,9 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     stop_with_supervisor()  # a worker of a parallel backfill: stop when its parent dies, even by kill -9
     if args.workers < 1:
         raise ConfigError("--workers", "must be 1 or more")
+    rate = args.max_records_per_second
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise ConfigError("--max-records-per-second", f"must be a number above 0, not {rate}")
     # The table's entry in --config, if any, gives its settings; a table not listed is read as JSON.
     config = load(args, connection_flags(args), needs={KAFKA, REGISTRY})
     logs.configure(config.log_level, secrets=config.secret_values)
@@ -112,7 +122,8 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.workers > 1 and len(plan.partitions) > 1:
         return _in_parallel(args, argv, plan)
     # A parallel backfill's children log their progress: the parent's terminal is not theirs to draw on.
-    read = run_backfill(catalog, config, target, plan, plain_progress=bool(args.partition_ends))
+    read = run_backfill(catalog, config, target, plan, plain_progress=bool(args.partition_ends),
+                        max_records_per_second=rate)
     print(f"backfill done: {read} records into {spec.table}")
     return 0
 
@@ -122,15 +133,16 @@ def _in_parallel(args: argparse.Namespace, argv: list[str], plan: Any) -> int:
     never share a partition); the parent waits and exits with the worst code."""
     from tabletopic.supervisor import SUPERVISOR_PID_ENV
 
-    shares = [plan.partitions[i::args.workers] for i in range(args.workers)]
+    shares = [share for share in (plan.partitions[i::args.workers] for i in range(args.workers)) if share]
+    rates = rate_shares(args.max_records_per_second, [sum(p.records for p in share) for share in shares])
     base = [a for a in argv if a != "--dry-run"]
     children = []
-    for share in shares:
-        if not share:
-            continue
+    for share, rate in zip(shares, rates, strict=True):
         starts = ",".join(f"{p.partition}:{p.start}" for p in share)
         ends = ",".join(f"{p.partition}:{p.end}" for p in share)
         child_argv = [*without_range_flags(base), "--partitions", starts, "--partition-ends", ends, "--workers", "1"]
+        if rate is not None:
+            child_argv += ["--max-records-per-second", repr(rate)]
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}  # a child dies with this parent
         children.append(subprocess.Popen([sys.executable, "-m", "tabletopic", *child_argv], env=env))
     codes = [child.wait() for child in children]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from typing import Any
 
 from tabletopic import logs
@@ -18,6 +19,7 @@ from tabletopic.cli.common import (
 )
 from tabletopic.config import Config, default_workers
 from tabletopic.core.exits import ExitCode
+from tabletopic.core.stop_flag import StopFlag
 from tabletopic.exceptions import ConfigError
 
 EXAMPLE = """\
@@ -90,14 +92,15 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     if config.http.enabled:
         from tabletopic.observe.http import serve
 
-        server = serve(config, expected_workers=workers)
+        server = serve(config, expected_workers=workers, pool=workers > 1)
     maintenance = _start_maintenance(config)
     try:
         if workers > 1:
             from tabletopic.supervisor import Supervisor
 
             worker_argv = [*argv, "--workers", "1"]  # the last --workers wins
-            return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds).run()
+            return Supervisor(worker_argv, workers, config.shutdown_timeout_seconds,
+                              probing=server is not None).run()
         return _run(config)
     finally:
         if maintenance is not None:
@@ -109,17 +112,19 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
 def _start_maintenance(config: Config) -> Any:
     if not config.maintenance.enabled:
         return None
-    from tabletopic.compaction.scheduler import MaintenanceProcess
+    from tabletopic.compaction.process import MaintenanceProcess
 
     return MaintenanceProcess(config).start()
 
 
 def _run(config: Config) -> int:
-    from tabletopic.supervisor import WorkerStop, supervisor_pid
+    from tabletopic.supervisor import WorkerStop, probing_worker, supervisor_pid
 
     # Before the service opens anything: a stop asked from here on is kept, and bounded by the shutdown timeout.
     stop = WorkerStop(config.shutdown_timeout_seconds, supervisor=supervisor_pid())
     stop.install()
+    if probing_worker():
+        _publish_probes(config, stop.flag)
     from tabletopic.service import Service
 
     try:
@@ -127,3 +132,12 @@ def _run(config: Config) -> int:
     finally:
         # The service stopped within its bound; what follows (maintenance, HTTP) has timeouts of its own.
         stop.disarm()
+
+
+def _publish_probes(config: Config, flag: StopFlag) -> None:
+    """The pool's probes, run here for the supervisor's /readyz (it loads no catalog or Kafka client)."""
+    from tabletopic.observe.probes import broker_probe, catalog_probe, publish_forever
+
+    probes = {"catalog": catalog_probe(config.catalog), "broker": broker_probe(config.kafka)}
+    threading.Thread(target=publish_forever, args=(probes, lambda: flag.requested), name="tabletopic-probes",
+                     daemon=True).start()

@@ -17,13 +17,11 @@ and their `<table>__dlq`; one that does not exist yet is passed over.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from pyiceberg.catalog import Catalog
@@ -204,30 +202,3 @@ def _topics_or(known: list[str], config: Config) -> list[str]:
     except Exception as exc:
         log.warning("maintenance.topics_unavailable", error=f"{type(exc).__name__}: {exc}")
         return known
-
-
-def _process_main(config: Config, parent_pid: int, stop: Any) -> None:
-    # A parent killed with -9 cannot stop us: notice it is gone.
-    run_forever(config, lambda: stop.is_set() or os.getppid() != parent_pid)
-
-
-class MaintenanceProcess:
-    """The maintenance loop in a child process of `tabletopic run`."""
-
-    def __init__(self, config: Config) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._process = context.Process(target=_process_main, args=(config, os.getpid(), self._stop),
-                                        name="tabletopic-maintenance", daemon=True)
-
-    def start(self) -> MaintenanceProcess:
-        self._process.start()
-        log.info("maintenance.started", pid=self._process.pid)
-        return self
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._process.join(timeout_s)
-        if self._process.is_alive():
-            self._process.terminate()  # a compaction cut short leaves only orphans, cleaned later
-            self._process.join(timeout_s)

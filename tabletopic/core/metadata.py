@@ -5,14 +5,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tabletopic.core.columns import HEADERS, KEY, NAMES, OFFSET, PARTITION, TIMESTAMP, TOPIC
 from tabletopic.core.records import RecordChunk
 
-TOPIC = "_kafka_topic"
-PARTITION = "_kafka_partition"
-OFFSET = "_kafka_offset"
-TIMESTAMP = "_kafka_timestamp"
-KEY = "_kafka_key"
-HEADERS = "_kafka_headers"
+__all__ = ["FIELDS", "HEADERS", "HEADERS_TYPE", "KEY", "NAMES", "OFFSET", "PARTITION", "TIMESTAMP", "TOPIC",
+           "metadata_arrays"]
 
 HEADERS_TYPE = pa.map_(pa.string(), pa.binary())
 FIELDS = [
@@ -23,7 +20,7 @@ FIELDS = [
     pa.field(KEY, pa.binary()),
     pa.field(HEADERS, HEADERS_TYPE),
 ]
-NAMES = frozenset(f.name for f in FIELDS)
+assert frozenset(f.name for f in FIELDS) == NAMES
 
 
 def metadata_arrays(chunk: RecordChunk) -> dict[str, pa.Array]:

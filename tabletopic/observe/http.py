@@ -19,7 +19,6 @@ from tabletopic.config import Config
 from tabletopic.exceptions import ConfigError
 from tabletopic.observe import health, metrics
 from tabletopic.observe.multiproc import ENV
-from tabletopic.observe.probes import Probe, broker_probe, catalog_probe
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +43,24 @@ def worker_values(registry: CollectorRegistry, name: str) -> dict[str, float]:
     return values
 
 
+class Verdict(Protocol):
+    def error(self) -> str | None: ...
+
+
+@dataclass
+class PublishedVerdict:
+    """A pool's verdict on a service, as its probing worker published it in the metrics files."""
+
+    probe: str
+
+    def error(self) -> str | None:
+        return metrics.probe_verdict(_registry().collect(), self.probe)
+
+
 @dataclass
 class Endpoints:
-    catalog: Probe
-    broker: Probe
+    catalog: Verdict
+    broker: Verdict
     expected_workers: int
     stall_s: float
     started: float
@@ -166,9 +179,18 @@ def make_server(host: str, port: int, endpoints: Answers, timeout_s: float, max_
     return BoundedHTTPServer((host, port), _handler(endpoints, timeout_s), max_connections, timeout_s)
 
 
-def serve(config: Config, expected_workers: int) -> ThreadingHTTPServer:
-    endpoints = Endpoints(catalog_probe(config.catalog), broker_probe(config.kafka), expected_workers,
-                          config.http.stall_seconds, time.time())
+def serve(config: Config, expected_workers: int, pool: bool = False) -> ThreadingHTTPServer:
+    """`pool`: served by a pool's supervisor, which reads the probes' verdicts its probing worker publishes
+    instead of loading the catalog and Kafka clients to probe itself."""
+    catalog: Verdict
+    broker: Verdict
+    if pool:
+        catalog, broker = PublishedVerdict("catalog"), PublishedVerdict("broker")
+    else:
+        from tabletopic.observe.probes import broker_probe, catalog_probe
+
+        catalog, broker = catalog_probe(config.catalog), broker_probe(config.kafka)
+    endpoints = Endpoints(catalog, broker, expected_workers, config.http.stall_seconds, time.time())
     try:
         server = make_server(config.http.host, config.http.port, endpoints, config.http.request_timeout_seconds,
                              config.http.max_connections)

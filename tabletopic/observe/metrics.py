@@ -148,6 +148,35 @@ def halted_tables(families: Iterable[Any]) -> dict[str, str]:
     return {labels["table"]: labels["reason"] for labels in _set_samples(families, table_halted._name)}
 
 
+probe_failing = Gauge("tabletopic_probe_failing", "1 while the pool's probing worker finds the service failing "
+                      "(probe: catalog or broker; verdict: what /readyz says)", ["probe", "verdict"],
+                      multiprocess_mode="livemax")
+probe_checked = Gauge("tabletopic_probe_checked", "1 once the pool's probing worker has a verdict on the service",
+                      ["probe"], multiprocess_mode="livemax")
+# This process's failing verdict per probe, so that a new verdict clears the previous one's sample.
+_verdicts: dict[str, str] = {}
+
+
+def record_probe(probe: str, verdict: str | None) -> None:
+    """A pool worker's latest verdict on a service (None: it answers), for the supervisor's /readyz."""
+    previous = _verdicts.pop(probe, None)
+    if previous is not None and previous != verdict:
+        probe_failing.labels(probe, previous).set(0)
+    if verdict is not None:
+        _verdicts[probe] = verdict
+        probe_failing.labels(probe, verdict).set(1)
+    probe_checked.labels(probe).set(1)
+
+
+def probe_verdict(families: Iterable[Any], probe: str) -> str | None:
+    """The published verdict on `probe` in collected metric families: None when it answers."""
+    collected = list(families)
+    if not any(labels["probe"] == probe for labels in _set_samples(collected, probe_checked._name)):
+        return "not checked yet"
+    return next((labels["verdict"] for labels in _set_samples(collected, probe_failing._name)
+                 if labels["probe"] == probe), None)
+
+
 def _set_samples(families: Iterable[Any], name: str) -> Iterator[dict[str, str]]:
     for family in families:
         if family.name == name:

@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from tabletopic.commit import faults
 from tabletopic.config import CatalogConfig
 
 log = structlog.get_logger(__name__)
@@ -75,6 +74,8 @@ def verdict_of(exc: BaseException) -> str:
     """What /readyz says of a failed check: the fault's reason code and fix when no retry fixes it (a 403,
     refused credentials), else only the kind of error. Never the exception's text: it may hold a URL with
     a token, a host name, a user; that goes to the log."""
+    from tabletopic.commit import faults  # pyiceberg's errors: loaded where a probe runs, never in a supervisor
+
     fault = faults.permanent(exc)
     if fault is not None:
         return f"{fault.reason} ({fault.fix})"
@@ -100,3 +101,14 @@ def broker_probe(kafka: Mapping[str, str]) -> Probe:
     from tabletopic.kafka.admin import topic_lister
 
     return Probe(topic_lister(kafka, PROBE_TIMEOUT_S - 1), "broker")
+
+
+def publish_forever(probes: Mapping[str, Probe], stopping: Callable[[], bool], period_s: float = PROBE_CACHE_S) -> None:
+    """In a pool's probing worker (on a thread): each probe's verdict into the metrics files every `period_s`,
+    where the supervisor's /readyz reads it (the supervisor loads no catalog or Kafka client itself)."""
+    from tabletopic.observe import metrics
+
+    while not stopping():
+        for name, probe in probes.items():
+            metrics.record_probe(name, probe.error(wait_s=PROBE_TIMEOUT_S))
+        time.sleep(period_s)

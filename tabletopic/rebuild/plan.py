@@ -1,5 +1,5 @@
 """The pure decisions of a rebuild: table names, the renames of a swap, when the rebuild has caught up,
-how long to wait under a throttle, and the estimated time to catch up."""
+and the estimated time to catch up."""
 
 from __future__ import annotations
 
@@ -90,13 +90,6 @@ def eta_seconds(behind_now: int, behind_before: int, seconds: float) -> float | 
     if behind_now == 0:
         return 0.0
     return behind_now / closing if closing > 0 else None
-
-
-def throttle_wait(read: int, elapsed_s: float, max_per_second: float | None) -> float:
-    """Seconds to wait so that `read` records over `elapsed_s` stay within `max_per_second`. Pure."""
-    if not max_per_second:
-        return 0.0
-    return max(0.0, read / max_per_second - elapsed_s)
 
 
 def offsets_text(offsets: OffsetMap) -> dict[str, int]:

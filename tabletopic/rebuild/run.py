@@ -31,7 +31,7 @@ from tabletopic.catalog.tables import load_if_exists
 from tabletopic.commit.committer import append_files, snapshot_summaries, table_offsets
 from tabletopic.commit.offsets import OffsetMap, encode_offsets, merge_offsets, offsets_key
 from tabletopic.config import Config, TableConfig
-from tabletopic.core import failpoints, metadata
+from tabletopic.core import failpoints, metadata, throttle
 from tabletopic.core.backoff import RetryPolicy
 from tabletopic.decode.avro import WriterSchemas
 from tabletopic.exceptions import ConfigError, RecordError
@@ -51,7 +51,6 @@ from tabletopic.rebuild.plan import (
     previous_name,
     rebuild_name,
     swap_moves,
-    throttle_wait,
 )
 from tabletopic.sink import TableSink
 
@@ -62,7 +61,6 @@ LEASE_RENEW_S = 10.0
 LIVE_REFRESH_S = 2.0  # how often the live table's offsets are read while building
 PROGRESS_EVERY_S = 5.0
 READ_TIMEOUT_S = 0.5
-THROTTLE_NAP_S = 0.2  # the loop's other duties (commits, the lease, progress) go on while throttled
 # The cutover must have read up to the frozen offsets this long before its freeze lapses, or it lets go.
 FREEZE_MARGIN_S = 15.0
 
@@ -254,10 +252,10 @@ class Build:
             while True:
                 # Under a throttle, a batch is read only once the records so far are within the rate; never while
                 # the live writer waits on a freeze.
-                wait = 0.0 if cut is not None else throttle_wait(self.read, time.monotonic() - started,
+                wait = 0.0 if cut is not None else throttle.throttle_wait(self.read, time.monotonic() - started,
                                                                   self.request.max_records_per_second)
                 if wait:
-                    time.sleep(min(wait, THROTTLE_NAP_S))
+                    time.sleep(min(wait, throttle.NAP_S))
                 else:
                     self._read_once(reader)
                 now = time.monotonic()

@@ -237,3 +237,74 @@ def test_a_backfill_below_an_earlier_one_is_refused_not_taken_for_done(kafka, ne
     assert "refused" in lower.stderr and "begin below offset 10" in lower.stderr and "--into" in lower.stderr
     values = catalog_of(config).load_table("low.copy").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
     assert sorted(values) == list(range(10, 20))
+
+
+THROTTLED = 20_000
+LIMIT = 4000.0  # records/s, both processes together
+
+
+def test_a_throttled_backfill_holds_its_rate_commits_meanwhile_and_a_kill_loses_nothing(kafka, new_topic, tmp_path):
+    """Two processes share a limit by their records; each commits on time while it waits, and a kill -9 of the
+    parent (its children die with it) midway leaves a table the unthrottled rerun completes exactly once."""
+    topic = new_topic(PARTITIONS)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "live.events", tmp_path / "wh",
+                           commit={"interval_seconds": 1}, consumer={"batch_size": 500})
+    produce(kafka.bootstrap, topic, records(0, THROTTLED))
+    args = ("--topic", topic, "--table", "live.events", "--into", "paced.events", "--from-offset", "0")
+
+    first = backfill(config, *args, "--workers", "2", "--max-records-per-second", str(LIMIT))
+    assert first.stderr is not None
+    starts: list[dict[str, object]] = []
+    commits = 0
+    for line in first.stderr:
+        if '"backfill.starts"' in line:
+            starts.append(json.loads(line))
+        commits += '"backfill.commit"' in line
+        if commits == 3:
+            break
+    else:
+        raise AssertionError(f"the backfill ended ({first.wait()}) before its third commit")
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    # The limit is split by the records each child reads (two partitions each, about half the records).
+    limits = sorted(float(str(e["max_records_per_second"])) for e in starts)
+    assert len(limits) == 2 and abs(sum(limits) - LIMIT) < 1e-6 and min(limits) > 0.3 * LIMIT, starts
+    iceberg = catalog_of(config)
+    partial = iceberg.load_table("paced.events").scan().count()
+    # Three commits at a 1 s interval came well before the limit allowed the whole range (>= 4.5 s of reading).
+    assert 0 < partial < THROTTLED
+
+    rerun = run_backfill(config, *args, "--workers", "2", timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    values = iceberg.load_table("paced.events").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert len(values) == THROTTLED and sorted(values) == list(range(THROTTLED))
+    audit = subprocess.run([sys.executable, "-m", "tabletopic", "audit", "--config", str(config), "--topic", topic,
+                            "--table", "paced.events", "--group-id", "tests.backfill"],
+                           capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_limit_that_is_no_rate_is_refused(kafka, new_topic, tmp_path):
+    topic = new_topic(1)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "live.events", tmp_path / "wh")
+    for bad in ("0", "-5", "nan", "inf"):
+        done = run_backfill(config, "--topic", topic, "--table", "live.events", "--into", "x.y", "--from-offset", "0",
+                            "--max-records-per-second", bad)
+        assert done.returncode != 0 and "--max-records-per-second" in done.stderr, (bad, done.stderr)
+
+
+def test_a_backfill_throttled_to_longer_naps_than_the_poll_interval_reads_on(kafka, new_topic, tmp_path):
+    """The range reader is assigned its partitions, not a group's member: a throttle that leaves it unpolled past
+    max.poll.interval.ms costs no rebalance and no error, and the range lands whole."""
+    topic = new_topic(1)
+    config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, "live.events", tmp_path / "wh",
+                           kafka={"max.poll.interval.ms": "6000"}, consumer={"batch_size": 1000})
+    produce(kafka.bootstrap, topic, records(0, 1200))
+    # At 100 records/s, the second batch of 1000 is read ten seconds after the first: past the 6 s interval.
+    done = run_backfill(config, "--topic", topic, "--table", "live.events", "--into", "slow.events",
+                        "--from-offset", "0", "--max-records-per-second", "100", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backfill done: 1200 records" in done.stdout
+    assert "max.poll" not in done.stderr.lower() and "kafka.error" not in done.stderr, done.stderr[-3000:]
+    values = catalog_of(config).load_table("slow.events").scan(selected_fields=("n",)).to_arrow()["n"].to_pylist()
+    assert sorted(values) == list(range(1200))

@@ -59,3 +59,16 @@ def test_the_cli_writes_beside_the_json(tmp_path: Path) -> None:
     assert plots.main([str(result)]) == 0
     assert_pngs(sorted((tmp_path / "2026-12-01T100000").iterdir()),
                 {plots.THROUGHPUT_PNG, plots.FRESHNESS_PNG, plots.RSS_PNG})
+
+
+def test_the_tradeoff_curve_of_a_throttled_replay(tmp_path: Path) -> None:
+    baseline = {"case": "baseline (no backfill)", "throttle": None, "p99_s": 10.6}
+    replays = [{"case": f"backfill at {t}/s", "throttle": t, "p99_s": p99, "catch_up_s": took, "caught_up": True,
+                "replay_exit": 0, "replay_records_per_s": t} for t, p99, took in ((20_000.0, 10.9, 260.0),
+                                                                                   (40_000.0, 11.8, 130.0))]
+    unthrottled = {"case": "backfill, unthrottled", "throttle": None, "p99_s": 13.0, "catch_up_s": 75.0,
+                   "caught_up": True, "replay_exit": 0, "replay_records_per_s": 68_000}
+    path = plots.tradeoff_figure([baseline, unthrottled, *replays], 15.0, tmp_path / "curve.png")
+    assert path is not None and path.read_bytes().startswith(PNG_MAGIC)
+    not_caught_up = {**unthrottled, "caught_up": False}
+    assert plots.tradeoff_figure([baseline, not_caught_up], 15.0, tmp_path / "none.png") is None

@@ -107,7 +107,7 @@ def test_timestamps_are_utc_unless_they_say_otherwise() -> None:
 
 def test_a_parallel_backfill_child_gets_no_range_flags_of_its_parent() -> None:
     argv = ["backfill", "--config", "c.yaml", "--topic", "t", "--table", "a.b", "--from-offset", "5",
-            "--to-timestamp=2026-01-01", "--workers", "4"]
+            "--to-timestamp=2026-01-01", "--workers", "4", "--max-records-per-second", "900"]
     assert without_range_flags(argv) == ["backfill", "--config", "c.yaml", "--topic", "t", "--table", "a.b"]
 
 

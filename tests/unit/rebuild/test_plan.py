@@ -1,5 +1,5 @@
 """The pure decisions of a rebuild (tabletopic/rebuild/plan.py): the renames of a swap, the journal, when the
-rebuild has caught up, the throttle and the estimated time to catch up."""
+rebuild has caught up and the estimated time to catch up."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from tabletopic.rebuild.plan import (
     previous_name,
     rebuild_name,
     swap_moves,
-    throttle_wait,
 )
 
 T = "ns.t"
@@ -139,15 +138,6 @@ def test_eta_is_the_gap_over_the_rate_it_closes_at() -> None:
 ])
 def test_no_eta_while_the_gap_does_not_close(now: int, before: int, seconds: float) -> None:
     assert eta_seconds(now, before, seconds) is None
-
-
-def test_the_throttle_waits_only_what_keeps_the_rate_under_its_limit() -> None:
-    assert throttle_wait(1000, 1.0, 100.0) == 9.0
-    assert throttle_wait(1000, 20.0, 100.0) == 0.0  # slower than the limit already
-    assert throttle_wait(0, 0.0, 100.0) == 0.0
-    assert throttle_wait(1000, 0.0, 100.0) == 10.0  # no time elapsed yet
-    assert throttle_wait(10**9, 0.0, None) == 0.0  # no limit
-    assert throttle_wait(10**9, 0.0, 0.0) == 0.0  # 0: no limit, never an endless wait
 
 
 offset_maps = st.dictionaries(st.tuples(st.text(max_size=12), st.integers(min_value=0, max_value=10_000)),
