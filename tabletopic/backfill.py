@@ -307,12 +307,12 @@ def run_backfill(catalog: Catalog, config: Config, target: Target, plan: Plan, p
     taken = 0  # records taken from the log, routed elsewhere or not: what the throttle holds to its rate
     finished: dict[int, int] = {}  # partition -> the end of its range, reached
     ingested_to = {p.partition: p.start for p in todo.values()}  # past the last record this run took
-    started = time.monotonic()
+    pace = throttle.Throttle(max_records_per_second)
     log.info("backfill.starts", table=plan.table, records=sum(p.records for p in todo.values()),
              max_records_per_second=max_records_per_second)
     try:
         while todo:
-            wait = throttle.throttle_wait(taken, time.monotonic() - started, max_records_per_second)
+            wait = pace.wait(taken)
             if wait:  # commits still fall due while throttled
                 time.sleep(min(wait, throttle.NAP_S))
                 now = time.monotonic()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tabletopic.core.fault_fixes import FIXES
+
 
 def liveness(heartbeats: Mapping[str, float], now: float, running_for: float, stall_s: float) -> str | None:
     """Alive while every worker's loop has turned within `stall_s` (a commit may hold a turn for a while)."""
@@ -25,8 +27,6 @@ def readiness(joined: Mapping[str, float], expected_workers: int, catalog_error:
     if catalog_error is not None:
         return f"catalog unreachable: {catalog_error}"
     if halted:
-        from tabletopic.commit.faults import FIXES  # pyiceberg's errors: not loaded by a supervisor until needed
-
         return "; ".join(f"table {table} halted ({reason}): {FIXES.get(reason, 'see the log')}"
                          for table, reason in sorted(halted.items()))
     in_group = sum(1 for value in joined.values() if value >= 1)

@@ -151,13 +151,16 @@ def halted_tables(families: Iterable[Any]) -> dict[str, str]:
 probe_failing = Gauge("tabletopic_probe_failing", "1 while the pool's probing worker finds the service failing "
                       "(probe: catalog or broker; verdict: what /readyz says)", ["probe", "verdict"],
                       multiprocess_mode="livemax")
-probe_checked = Gauge("tabletopic_probe_checked", "1 once the pool's probing worker has a verdict on the service",
-                      ["probe"], multiprocess_mode="livemax")
+probe_checked_at = Gauge("tabletopic_probe_checked_at_seconds", "When the pool's probing worker last gave a verdict "
+                         "on the service (unix time)", ["probe"], multiprocess_mode="livemax")
 # This process's failing verdict per probe, so that a new verdict clears the previous one's sample.
 _verdicts: dict[str, str] = {}
+# A published verdict older than this is no verdict: the probing worker is stalled (a round of probes takes at
+# most two probe timeouts and a period, 15 s).
+STALE_VERDICT_S = 45.0
 
 
-def record_probe(probe: str, verdict: str | None) -> None:
+def record_probe(probe: str, verdict: str | None, now: float | None = None) -> None:
     """A pool worker's latest verdict on a service (None: it answers), for the supervisor's /readyz."""
     previous = _verdicts.pop(probe, None)
     if previous is not None and previous != verdict:
@@ -165,14 +168,20 @@ def record_probe(probe: str, verdict: str | None) -> None:
     if verdict is not None:
         _verdicts[probe] = verdict
         probe_failing.labels(probe, verdict).set(1)
-    probe_checked.labels(probe).set(1)
+    probe_checked_at.labels(probe).set(time.time() if now is None else now)
 
 
-def probe_verdict(families: Iterable[Any], probe: str) -> str | None:
-    """The published verdict on `probe` in collected metric families: None when it answers."""
+def probe_verdict(families: Iterable[Any], probe: str, now: float | None = None) -> str | None:
+    """The published verdict on `probe` in collected metric families: None when it answers. No verdict, or
+    a stale one, is a failing verdict that says so (the probing worker is down, starting or stalled)."""
     collected = list(families)
-    if not any(labels["probe"] == probe for labels in _set_samples(collected, probe_checked._name)):
-        return "not checked yet"
+    checked = [sample.value for family in collected if family.name == probe_checked_at._name
+               for sample in family.samples if sample.labels.get("probe") == probe]
+    if not checked or max(checked) <= 0:
+        return "no verdict yet (the pool's probing worker, worker 0, is starting or restarting)"
+    age = (time.time() if now is None else now) - max(checked)
+    if age > STALE_VERDICT_S:
+        return f"no verdict for {age:.0f} s (the pool's probing worker, worker 0, is stalled)"
     return next((labels["verdict"] for labels in _set_samples(collected, probe_failing._name)
                  if labels["probe"] == probe), None)
 

@@ -31,7 +31,6 @@ class Probe:
         self._timeout_s = timeout_s
         self._clock = clock
         self._cache_s = cache_s
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._lock = threading.Lock()  # HTTP requests arrive on threads of their own
         self._running: concurrent.futures.Future[None] | None = None
         self._started = 0.0
@@ -45,7 +44,7 @@ class Probe:
             if self._running is None:
                 if self._checked_at is not None and now - self._checked_at < self._cache_s:
                     return self._verdict
-                self._running, self._started = self._pool.submit(self._check), now
+                self._running, self._started = self._submit(), now
             try:
                 self._running.result(timeout=wait_s)
                 self._note(None, None)
@@ -58,6 +57,22 @@ class Probe:
             self._running = None  # done: the next call after the cache period checks again
             self._checked_at = now
             return self._verdict
+
+    def _submit(self) -> concurrent.futures.Future[None]:
+        """The check on a daemon thread: a check the service never answers must not hold the process's exit
+        (an executor's threads are joined when the interpreter ends)."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self._check()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        threading.Thread(target=run, name=f"tabletopic-probe-{self._name}", daemon=True).start()
+        return future
 
     def _note(self, verdict: str | None, exc: Exception | None) -> None:
         self._verdict = verdict
@@ -110,5 +125,8 @@ def publish_forever(probes: Mapping[str, Probe], stopping: Callable[[], bool], p
 
     while not stopping():
         for name, probe in probes.items():
-            metrics.record_probe(name, probe.error(wait_s=PROBE_TIMEOUT_S))
+            try:
+                metrics.record_probe(name, probe.error(wait_s=PROBE_TIMEOUT_S))
+            except Exception as exc:  # e.g. the metrics folder full: /readyz then reads the verdict as stale
+                log.warning("probe.publish_failed", probe=name, error=f"{type(exc).__name__}: {exc}")
         time.sleep(period_s)

@@ -241,7 +241,7 @@ class Build:
 
     def run(self) -> str:
         reader = RangeReader(self.config.kafka, self.topic, self.starts)
-        started = time.monotonic()
+        pace = throttle.Throttle(self.request.max_records_per_second)
         progress = Progress(self.live_name)
         live = self._live_offsets()
         live_read_at = lease_at = time.monotonic()
@@ -252,8 +252,9 @@ class Build:
             while True:
                 # Under a throttle, a batch is read only once the records so far are within the rate; never while
                 # the live writer waits on a freeze.
-                wait = 0.0 if cut is not None else throttle.throttle_wait(self.read, time.monotonic() - started,
-                                                                  self.request.max_records_per_second)
+                wait = pace.wait(self.read)
+                if cut is not None:
+                    wait = 0.0
                 if wait:
                     time.sleep(min(wait, throttle.NAP_S))
                 else:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tabletopic.core.throttle import rate_shares, throttle_wait
+from tabletopic.core.throttle import Throttle, rate_shares, throttle_wait
 
 
 def test_the_throttle_waits_only_what_keeps_the_rate_under_its_limit() -> None:
@@ -22,6 +22,7 @@ def test_a_limit_is_split_by_the_records_each_reader_has() -> None:
     assert rate_shares(1000.0, [300, 100]) == [750.0, 250.0]
     assert rate_shares(None, [300, 100]) == [None, None]
     assert rate_shares(1000.0, [0, 0]) == [500.0, 500.0]
+    assert rate_shares(1e308, [3, 1]) == [0.75e308, 0.25e308]  # no overflow to inf
 
 
 @given(st.floats(min_value=1.0, max_value=1e7), st.lists(st.integers(min_value=0, max_value=10**9), min_size=1,
@@ -35,3 +36,29 @@ def test_shares_add_up_to_the_limit_and_none_is_zero(limit: float, records: list
     times = [n / s for n, s in zip(records, shares, strict=True) if n and s]
     if times:
         assert max(times) == pytest.approx(min(times))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stall_saves_up_at_most_a_burst_of_reading() -> None:
+    clock = Clock()
+    pace = Throttle(1000.0, clock, burst_s=1.0)
+    assert pace.wait(0) == 0.0
+    assert pace.wait(500) == 0.5  # half a second ahead of the rate
+    clock.now += 30.0  # a commit retried for 30 s: no reading meanwhile
+    assert pace.wait(500) == 0.0
+    # What it may read at once is a burst (1 s: 1,000 records), not the 30 s it did not read.
+    assert pace.wait(1500) == 0.0
+    assert pace.wait(2000) == 0.5
+    assert pace.wait(30_500) > 28.0
+
+
+def test_without_a_limit_it_never_waits() -> None:
+    assert Throttle(None).wait(10**9) == 0.0
+    assert Throttle(0.0).wait(10**9) == 0.0
