@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import fastavro
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tabletopic.catalog.evolution import EvolutionPlan, plan_evolution
 from tabletopic.core.conform import conform_table
@@ -30,7 +31,7 @@ from tabletopic.decode import avro_batch, avro_limits
 from tabletopic.decode.base import BadValue, Decoded, raise_if_drift, rows_of
 from tabletopic.decode.names import NameCollision, Rename, avro_renamer, lowercase_schema
 from tabletopic.decode.renames import RenameCollision, Renames, rename_record, rename_table, renamed_schema
-from tabletopic.decode.wire import HEADER, MAGIC, schema_id_of
+from tabletopic.decode.wire import HEADER, schema_id_of
 from tabletopic.exceptions import SchemaError, SourceUnavailable
 from tabletopic.kafka.registry import SchemaTexts, UnknownSchemaId
 
@@ -131,25 +132,24 @@ class AvroDecoder:
         return plan
 
     def decode(self, chunk: RecordChunk, allow_drift: bool = True) -> Decoded:
+        framed = avro_batch.frames(chunk.values)
         if allow_drift:
-            self._raise_if_drift(chunk.values)
-        rows = self._decode_batch(chunk.values)
+            self._raise_if_drift(chunk.values, framed)
+        rows = self._decode_batch(chunk.values, framed)
         if rows is not None:
             return Decoded(rows)
         return self._decode_each(chunk.values)
 
-    def _decode_batch(self, values: Sequence[bytes | None]) -> pa.Table | None:
+    def _decode_batch(self, values: Sequence[bytes | None], framed: avro_batch.Framed | None = None) -> pa.Table | None:
         """The fast path: each schema id's bodies read at once (avro_batch.py); None if any value or
         schema needs the per-record path."""
-        positions: dict[int, list[int]] = {}
-        bodies: list[bytes] = []
-        for index, value in enumerate(values):
-            if value is None or len(value) < HEADER.size or value[0] != MAGIC:
-                return None
-            positions.setdefault(int.from_bytes(value[1:5], "big"), []).append(index)
-            bodies.append(value[HEADER.size:])
-        parts, order = [], []
-        for schema_id, indexes in positions.items():
+        framed = framed or avro_batch.frames(values)
+        if framed is None:
+            return None
+        ids = np.unique(framed.schema_ids)
+        parts = []
+        for schema_id in ids.tolist():
+            rows = None if ids.size == 1 else np.flatnonzero(framed.schema_ids == schema_id)
             try:
                 plan = self._plan(schema_id)
             except UnknownSchemaId:
@@ -157,19 +157,33 @@ class AvroDecoder:
             text = self._schemas.batch_json(schema_id)
             if plan.incompatible or plan.needs_change or text is None or self._renamers.get(schema_id) is not None:
                 return None
-            walker = self._schemas.item_walker(schema_id)
-            if any(avro_limits.items_refusal(walker, bodies[i], 0, self._max_items) for i in indexes):
+            if self._too_many_items(schema_id, values, framed, rows):
                 return None
+            block, sizes = framed.bodies(rows)
             try:
-                read = avro_batch.read_batch(text, self._schemas.parsed(schema_id), [bodies[i] for i in indexes])
+                read = avro_batch.read_block(text, self._schemas.parsed(schema_id), block, sizes)
                 parts.append(conform_table(rename_table(read, self._renames), self.schema))
             except Exception:  # the per-record path finds and names the records at fault
                 return None
-            order.extend(indexes)
-        # Back to the records' order (several schema versions may share a batch). The take also
-        # copies the rows into Arrow's memory pool: buffered in the native reader's own allocator,
-        # they held ~170 MiB more at the peak of a 256 MiB buffer cap (bench/RESULTS.md).
-        return pa.concat_tables(parts).take(pc.sort_indices(pa.array(order)))
+        # The take copies the rows into Arrow's memory pool (and, with several schema versions, back
+        # to the records' order): buffered in the native reader's own allocator, they held ~170 MiB
+        # more at the peak of a 256 MiB buffer cap (bench/RESULTS.md).
+        if len(parts) == 1:
+            return parts[0].take(np.arange(framed.lengths.size))
+        order = np.concatenate([np.flatnonzero(framed.schema_ids == i) for i in ids.tolist()])
+        return pa.concat_tables(parts).take(np.argsort(order, kind="stable"))
+
+    def _too_many_items(self, schema_id: int, values: Sequence[bytes | None], framed: avro_batch.Framed,
+                        rows: npt.NDArray[np.int64] | None) -> bool:
+        """Whether a body of `rows` (all when None) holds more array items and map entries than allowed.
+        Only bodies long enough to hold that many are walked."""
+        walker = self._schemas.item_walker(schema_id)
+        if walker is None:
+            return False
+        indexes = np.arange(framed.lengths.size) if rows is None else rows
+        long_ones = indexes[framed.lengths[indexes] - HEADER.size > self._max_items * walker.floor]
+        return any(avro_limits.items_refusal(walker, values[i], HEADER.size, self._max_items)
+                   for i in long_ones.tolist())
 
     def _decode_each(self, values: Sequence[bytes | None]) -> Decoded:
         records: list[dict[str, Any]] = []
@@ -184,12 +198,15 @@ class AvroDecoder:
         rows, good, bad = rows_of(records, good, bad, self.schema)
         return Decoded(rows, good if bad else None, sorted(bad, key=lambda b: b.index))
 
-    def _raise_if_drift(self, values: Sequence[bytes | None]) -> None:
-        ids = set()
-        for value in values:
-            with contextlib.suppress(ValueError):
-                if value is not None:
-                    ids.add(schema_id_of(value))
+    def _raise_if_drift(self, values: Sequence[bytes | None], framed: avro_batch.Framed | None = None) -> None:
+        if framed is not None:
+            ids = set(np.unique(framed.schema_ids).tolist())
+        else:
+            ids = set()
+            for value in values:
+                with contextlib.suppress(ValueError):
+                    if value is not None:
+                        ids.add(schema_id_of(value))
         raise_if_drift(self.schema, self._known_plans(sorted(ids)))
 
     def _known_plans(self, schema_ids: Iterable[int]) -> Iterator[EvolutionPlan]:

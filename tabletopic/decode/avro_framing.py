@@ -44,9 +44,13 @@ def check_framing(schema: Any, bodies: Sequence[bytes]) -> None:
     """Raises Unframed unless every body is exactly one record of `schema` (fastavro-parsed) that
     both readers read alike. The walk costs a few numpy calls per schema node and array item round;
     past a budget that grows with the batch, it gives up (the per-record path is cheaper then)."""
-    lengths = np.fromiter(map(len, bodies), dtype=np.int64, count=len(bodies))
+    check_block(schema, b"".join(bodies), np.fromiter(map(len, bodies), dtype=np.int64, count=len(bodies)))
+
+
+def check_block(schema: Any, block: bytes, lengths: Longs) -> None:
+    """check_framing of bodies laid end to end in `block`, `lengths` their sizes."""
     end = np.cumsum(lengths)
-    walk = _Walk(b"".join([*bodies, bytes(_VARINT_MAX)]), budget=8 * _nodes(schema) + 2 * len(bodies))
+    walk = _Walk(block + bytes(_VARINT_MAX), budget=8 * _nodes(schema) + 2 * len(lengths))
     at = walk.value(schema, end - lengths, end)
     if not np.array_equal(at, end):
         short = int(np.flatnonzero(at != end)[0])

@@ -152,7 +152,8 @@ class JsonDecoder:
 
     def __init__(self, schema: pa.Schema, drift: Drift = "evolve") -> None:
         self.table_schema = schema
-        # pyarrow.json parses into 32-bit-offset types only; the rows are cast to the table's types after.
+        # The table's types, but lists as 32-bit lists (pyarrow.json makes no large list): assembling the rows
+        # widens their offsets, nothing else is cast.
         self.schema = pa.schema([pa.field(f.name, parser_type(f.type), nullable=True) for f in schema])
         self.drift = drift
         self._unknown = "ignore" if drift == "ignore" else "error"

@@ -106,11 +106,9 @@ _INTEGER_RANGES: dict[str, tuple[int, int]] = {
 
 
 def parser_type(data_type: pa.DataType) -> pa.DataType:
-    """`data_type` with 32-bit offsets: the only kind pyarrow.json parses into (Arrow casts back)."""
-    if pa.types.is_large_string(data_type):
-        return pa.string()
-    if pa.types.is_large_binary(data_type):
-        return pa.binary()
+    """`data_type` as pyarrow.json parses into it: its strings and binaries as they are (large ones too:
+    no cast of their data after), a large list as a list (what pyarrow.json cannot make: widening its
+    offsets after leaves the items as parsed)."""
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
         return pa.list_(parser_type(data_type.value_type))
     if pa.types.is_struct(data_type):

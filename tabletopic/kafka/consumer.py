@@ -41,16 +41,20 @@ _CONSUMER_ONLY = ("group.", "fetch.", "queued.", "session.timeout.ms", "heartbea
                   "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store", "auto.offset.reset",
                   "enable.partition.eof", "isolation.level", "max.partition.fetch.bytes", "check.crcs",
                   "offset.store.method")
-_DEFAULTS = {
-    "partition.assignment.strategy": "cooperative-sticky",
-    "enable.partition.eof": "false",
-    # The prefetch queue (one for all partitions of a group member): librdkafka's 64 MiB default
-    # is more memory than a sidecar needs, while 2 MiB (less than one 10k-record poll batch)
-    # capped a consumer at ~165k records/s of ~360 B and stalled it between polls (bench/RESULTS.md).
-    "queued.max.messages.kbytes": "16384",
+PREFETCH = {
+    # The prefetch queue (one for all partitions of a group member). librdkafka holds ~2.5 times
+    # its size (message headers, decompressed message sets): 16 MiB took ~100 MiB of a writer's
+    # memory, 4 MiB ~50, and consumed as fast (~500k records/s of ~190 B alone on a shared core).
+    # Below one 10k-record poll batch (2 MiB) it stalled a consumer between polls (bench/RESULTS.md).
+    "queued.max.messages.kbytes": "4096",
     # A partition whose prefetch is over that limit stops fetching for this long: librdkafka's
     # 1000 ms default left a busy member idle for most of each second (bench/RESULTS.md).
     "fetch.queue.backoff.ms": "10",
+}
+_DEFAULTS = {
+    "partition.assignment.strategy": "cooperative-sticky",
+    "enable.partition.eof": "false",
+    **PREFETCH,
 }
 
 

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from tabletopic.core.records import RecordChunk
 from tabletopic.exceptions import AuditError
 from tabletopic.kafka.client_logs import with_logger
-from tabletopic.kafka.consumer import group_messages
+from tabletopic.kafka.consumer import PREFETCH, group_messages
 
 # Metadata and watermark calls against a healthy local or remote cluster answer well within this.
 REQUEST_TIMEOUT_S = 30.0
@@ -29,9 +29,10 @@ class PartitionLog:
 
 def range_consumer(settings: Mapping[str, str], purpose: str, extra: Mapping[str, str] | None = None) -> Consumer:
     """A consumer for reading ranges by assignment (never joins a group, commits nothing): read-committed
-    whatever the settings say, so aborted transactions are never read; it tells the end of a partition."""
+    whatever the settings say, so aborted transactions are never read; it tells the end of a partition. Its
+    prefetch is the writers' (a throttled backfill would otherwise hold librdkafka's 64 MiB default, full)."""
     return Consumer(with_logger({
-        **settings, **(extra or {}),
+        **PREFETCH, **settings, **(extra or {}),
         "group.id": f"tabletopic-{purpose}-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": "false",
         "enable.partition.eof": "true",

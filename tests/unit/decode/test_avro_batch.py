@@ -7,11 +7,16 @@ import io
 import json
 import random
 import struct
+import subprocess
+import sys
 from typing import Any
 
 import fastavro
+import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tabletopic.core.reasons import Reason
 from tabletopic.core.records import RecordChunk
@@ -154,3 +159,70 @@ def test_container_frames_the_bodies_as_one_block() -> None:
     rows = list(fastavro.reader(io.BytesIO(avro_batch.container(json.dumps(schema), bodies))))
     assert rows == [{"a": n} for n in range(5)]
     assert pa.Table.from_pylist(rows).num_rows == 5
+
+
+def _large(data_type: pa.DataType) -> pa.DataType:
+    """A column type as pyiceberg's Schema.as_arrow gives it (large strings, binaries and lists)."""
+    if pa.types.is_string(data_type):
+        return pa.large_string()
+    if pa.types.is_binary(data_type):
+        return pa.large_binary()
+    if pa.types.is_list(data_type):
+        return pa.large_list(pa.field("element", _large(data_type.value_type), nullable=False))
+    if pa.types.is_struct(data_type):
+        return pa.struct([pa.field(f.name, _large(f.type)) for f in data_type])
+    return data_type
+
+
+def test_the_batch_path_equals_the_per_record_path_in_the_tables_large_types() -> None:
+    rng = random.Random(11)
+    values: list[bytes | None] = [wire(EVERY_TYPE, record(rng, n), SCHEMA_ID) for n in range(500)]
+    small = avro_to_arrow(fastavro.parse_schema(EVERY_TYPE))
+    subject = AvroDecoder(WriterSchemas(Registry({SCHEMA_ID: EVERY_TYPE})),  # type: ignore[arg-type]
+                          pa.schema([pa.field(f.name, _large(f.type)) for f in small]))
+    batch = subject._decode_batch(values)
+    assert batch is not None
+    each = subject._decode_each(values)
+    assert batch.schema.equals(each.rows.schema)
+    assert batch.equals(each.rows)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=20)), min_size=1, max_size=30),
+       st.data())
+@settings(max_examples=200, deadline=None)
+def test_frames_find_each_values_schema_id_and_body(
+        records: list[tuple[int, bytes]], data: st.DataObject) -> None:
+    values: list[bytes | None] = [struct.pack(">bI", 0, schema_id) + body for schema_id, body in records]
+    framed = avro_batch.frames(values)
+    assert framed is not None
+    assert framed.schema_ids.tolist() == [schema_id for schema_id, _ in records]
+    block, sizes = framed.bodies()
+    assert block == b"".join(body for _, body in records)
+    assert sizes.tolist() == [len(body) for _, body in records]
+    rows = sorted(data.draw(st.sets(st.integers(0, len(records) - 1), min_size=1)))
+    block, sizes = framed.bodies(np.array(rows, dtype=np.int64))
+    assert block == b"".join(records[i][1] for i in rows)
+    assert sizes.tolist() == [len(records[i][1]) for i in rows]
+
+
+@pytest.mark.parametrize("odd", [None, b"", b"\x00\x00\x00\x01", b"\x01\x00\x00\x00\x01body"])
+def test_frames_refuse_a_batch_with_a_value_not_in_the_wire_format(odd: bytes | None) -> None:
+    good = struct.pack(">bI", 0, 1) + b"body"
+    assert avro_batch.frames([good, odd, good]) is None
+
+
+def test_the_native_reader_does_not_load_polars() -> None:
+    """polars (~30 MiB a process, with its own allocator and threads) only wraps what the reader gives."""
+    schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}, {"name": "s", "type": "string"}]}
+    script = f"""
+import json, sys, fastavro
+from tabletopic.decode import avro_batch
+schema = json.loads({json.dumps(json.dumps(schema))})
+bodies = [bytes([n * 2, 4]) + b"hi" for n in range(3)]  # zig-zag: n, then the length 2
+table = avro_batch.read_batch(json.dumps(schema), fastavro.parse_schema(schema), bodies)
+assert table.to_pylist() == [{{"a": n, "s": "hi"}} for n in range(3)], table.to_pylist()
+print("polars" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

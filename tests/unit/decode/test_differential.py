@@ -205,6 +205,12 @@ JSON_SCHEMA = pa.schema([
     pa.field("flag", pa.bool_()), pa.field("tags", pa.list_(pa.string())),
     pa.field("inner", pa.struct([pa.field("x", pa.int64())])),
 ])
+# JSON_SCHEMA as a table read back from the catalog gives it (pyiceberg's Schema.as_arrow).
+LARGE_JSON_SCHEMA = pa.schema([
+    pa.field("id", pa.int64()), pa.field("name", pa.large_string()), pa.field("score", pa.float64()),
+    pa.field("flag", pa.bool_()), pa.field("tags", pa.large_list(pa.field("element", pa.large_string(), False))),
+    pa.field("inner", pa.struct([pa.field("x", pa.int64())])),
+])
 json_records = st.fixed_dictionaries({}, optional={
     "name": st.none() | st.text(max_size=6), "score": st.none() | st.floats(allow_nan=False, allow_infinity=False),
     "flag": st.none() | st.booleans(), "tags": st.none() | st.lists(st.text(max_size=4), max_size=3),
@@ -279,6 +285,15 @@ def check_json_batches(batch: tuple[list[bytes | None], list[str]]) -> None:
     assert (decoded.good if decoded.good is not None else list(range(len(values)))) == good
     assert [b.index for b in decoded.bad] == bad
     assert decoded.rows.to_pylist() == rows
+
+    # The table's own types (pyiceberg gives large strings and lists): the same rows, parsed straight
+    # into its string types, so nothing but a list's offsets is cast after.
+    large = JsonDecoder(LARGE_JSON_SCHEMA).decode(chunk(values), allow_drift=False)
+    assert (large.good if large.good is not None else list(range(len(values)))) == good
+    assert [b.index for b in large.bad] == bad
+    assert large.rows.to_pylist() == rows
+    assert large.rows.schema.field("name").type == pa.large_string()
+    assert large.rows.schema.field("tags").type.value_type == pa.large_string()
 
     # Renamed (as intake renames before decoding): the same records good, their rows under the new names.
     renamed_values = [None if v is None else rename_json(v, JSON_RENAMES) for v in values]

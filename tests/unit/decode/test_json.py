@@ -138,3 +138,21 @@ def test_the_per_record_path_never_converts_a_value_into_another_type(value, pat
     assert decoded.good == [0, 2]
     assert [(b.index, b.code) for b in decoded.bad] == [(1, Reason.TYPE_MISMATCH)]
     assert path in decoded.bad[0].reason
+
+
+def test_strings_are_parsed_straight_into_the_tables_large_types():
+    """pyiceberg gives a table's strings as large_string: parsed so, the rows need no cast of their text
+    (only a list's offsets are widened after: pyarrow.json makes no large list)."""
+    schema = pa.schema([pa.field("name", pa.large_string()), pa.field("blob", pa.large_binary()),
+                        pa.field("inner", pa.struct([pa.field("s", pa.large_string())])),
+                        pa.field("tags", pa.large_list(pa.field("element", pa.large_string(), nullable=False)))])
+    values = [b'{"name": "a", "blob": "b", "inner": {"s": "c"}, "tags": ["x", "y"]}', b'{"name": "\\u00e9"}']
+    decoded = JsonDecoder(schema).decode(chunk(values))
+    assert decoded.bad == []
+    rows = decoded.rows
+    assert rows.schema.field("name").type == pa.large_string()
+    assert rows.schema.field("blob").type == pa.large_binary()
+    assert rows.schema.field("inner").type == pa.struct([pa.field("s", pa.large_string())])
+    assert rows.schema.field("tags").type.value_type == pa.large_string()
+    assert rows.to_pylist() == [{"name": "a", "blob": b"b", "inner": {"s": "c"}, "tags": ["x", "y"]},
+                                {"name": "é", "blob": None, "inner": None, "tags": None}]
