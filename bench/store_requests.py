@@ -43,6 +43,9 @@ from urllib.parse import parse_qs
 
 import yaml
 
+from tabletopic.local.ports import wait_for_port
+from tabletopic.local.s3 import LocalS3
+
 COUNTS_PATH = "/__request_counts__"
 Key = tuple[str, str, str]  # client, operation, object kind
 
@@ -162,27 +165,10 @@ def serve(port: int) -> None:
     run_simple("127.0.0.1", port, CountingApp(app), threaded=True, request_handler=MotoRequestHandler)
 
 
-@dataclass
-class CountingS3:
-    """The counting moto server as the REST catalog's S3 (tabletopic.local.rest_catalog.S3Server)."""
-
-    workdir: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def catalog_properties(self) -> dict[str, str]:
-        from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY, file_io_properties
-
-        return file_io_properties(self.endpoint, ACCESS_KEY, SECRET_KEY, REGION)
+class CountingS3(LocalS3):
+    """LocalS3, served by the counting moto app instead of `moto.server` (the REST catalog's S3 as well)."""
 
     def start(self) -> CountingS3:
-        from tabletopic.local.ports import free_port, wait_for_port
-
-        self.port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         with (self.workdir / "s3.log").open("ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "bench.store_requests", "--serve", str(self.port)],
@@ -190,23 +176,9 @@ class CountingS3:
         wait_for_port(self.port, 30, "counting S3 server")
         return self
 
-    def create_bucket(self, name: str) -> None:
-        import boto3
-
-        from tabletopic.local.s3 import ACCESS_KEY, REGION, SECRET_KEY
-
-        boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                     region_name=REGION).create_bucket(Bucket=name)
-
     def counts(self) -> Counter[Key]:
         with urllib.request.urlopen(self.endpoint + COUNTS_PATH, timeout=30) as answer:
             return Counter({(c, o, k): int(n) for c, o, k, n in json.load(answer)})
-
-    def stop(self) -> None:
-        from tabletopic.local.process import stop_process
-
-        stop_process(self.process, timeout_s=15)
-        self.process = None
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
