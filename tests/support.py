@@ -162,13 +162,14 @@ def json_n(n: int) -> bytes:
 
 def feed_slowly(
     bootstrap: str, topic: str, records: int, batch: int, pause_s: float,
-    value: Callable[[int], bytes] = json_n, key: Callable[[int], bytes | None] = lambda n: None,
+    value: Callable[[int], bytes] = json_n, key: Callable[[int], bytes | None] = lambda n: None, first: int = 0,
 ) -> threading.Thread:
-    """Produce values for n = 0..records-1, `batch` at a time with a pause between, on a started thread:
+    """Produce values for n = first..first+records-1, `batch` at a time with a pause between, on a started thread:
     input that keeps arriving while a test kills, stalls or compacts."""
     def run() -> None:
-        for start in range(0, records, batch):
-            numbers = range(start, min(start + batch, records))
+        end = first + records
+        for start in range(first, end, batch):
+            numbers = range(start, min(start + batch, end))
             produce(bootstrap, topic, ((None, key(n), value(n), None) for n in numbers))
             time.sleep(pause_s)
 

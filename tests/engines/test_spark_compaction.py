@@ -28,10 +28,12 @@ def test_spark_rewrites_files_while_tabletopic_keeps_committing(kafka: LocalKafk
                            catalog={"name": "lake", **rest_catalog.client_properties()},
                            commit={"interval_seconds": 0.5})
 
-    producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 1000, 0.7)
-    writer = Writer(config)
     spark = SparkEngine(rest_catalog)
+    writer = Writer(config)
+    producer = None
     try:
+        writer.wait_for("kafka.assigned", timeout=120)  # ~21 s of input from here, however slow the start
+        producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 1000, 0.7)
         writer.wait_for("commit.done", timeout=120)
         rewrites = []
         for _ in range(3):
@@ -48,6 +50,8 @@ def test_spark_rewrites_files_while_tabletopic_keeps_committing(kafka: LocalKafk
     finally:
         writer.kill()
         spark.close()
+        if producer is not None:
+            producer.join()
     assert sum(rewrites) > 0, rewrites
     operations = [s.summary.operation.value for s in iceberg.load_table(TABLE).snapshots()]
     # The writer committed after Spark's replace: its offsets were found behind Spark's snapshot.
