@@ -8,6 +8,7 @@ processors, masking and renderer, via a handler on the root logger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -56,13 +57,20 @@ def masked(text: str) -> str:
 
 class _CurrentStderr:
     """What structlog prints to: the sys.stderr of the moment, not the one at `configure` (a redirect made
-    later, or a capture since closed, would otherwise swallow lines or fail every later log call)."""
+    later, or a capture since closed, would otherwise swallow lines or fail every later log call).
+
+    A line that cannot be written (its reader gone: a broken pipe, a closed stream) is dropped: a log call
+    never raises into the data path, where it would stop a commit or its shutdown half way."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):
+            return 0
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
 
 
 class _RootHandler(logging.StreamHandler):
