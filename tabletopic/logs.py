@@ -56,21 +56,25 @@ def masked(text: str) -> str:
 
 
 class _CurrentStderr:
-    """What structlog prints to: the sys.stderr of the moment, not the one at `configure` (a redirect made
-    later, or a capture since closed, would otherwise swallow lines or fail every later log call).
+    """What structlog and the root handler print to: the sys.stderr of the moment, not the one at `configure`
+    (a redirect made later, or a capture since closed, would otherwise swallow lines or fail every later log
+    call).
 
-    A line that cannot be written (its reader gone: a broken pipe, a closed stream) is dropped: a log call
-    never raises into the data path, where it would stop a commit or its shutdown half way."""
+    A line whose reader is gone (a broken pipe, a closed stream) is dropped: a log call never raises into the
+    data path, where it would stop a commit or a shutdown half way."""
 
     def write(self, text: str) -> int:
         try:
             return sys.stderr.write(text)
-        except (OSError, ValueError):
+        except (BrokenPipeError, ValueError):
             return 0
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(BrokenPipeError, ValueError):
             sys.stderr.flush()
+
+
+_CURRENT_STDERR = _CurrentStderr()
 
 
 class _RootHandler(logging.StreamHandler):
@@ -82,7 +86,7 @@ class _RootHandler(logging.StreamHandler):
 
     @property
     def stream(self) -> Any:
-        return sys.stderr
+        return _CURRENT_STDERR
 
     @stream.setter
     def stream(self, _value: Any) -> None:
@@ -108,7 +112,7 @@ def configure(level: str = "info", json_output: bool | None = None, secrets: Ite
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]  # write, flush
+        logger_factory=structlog.PrintLoggerFactory(file=_CURRENT_STDERR),  # type: ignore[arg-type]  # write, flush
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
