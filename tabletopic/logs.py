@@ -56,25 +56,21 @@ def masked(text: str) -> str:
 
 
 class _CurrentStderr:
-    """What structlog and the root handler print to: the sys.stderr of the moment, not the one at `configure`
-    (a redirect made later, or a capture since closed, would otherwise swallow lines or fail every later log
-    call).
+    """What structlog prints to: the sys.stderr of the moment, not the one at `configure` (a redirect made
+    later, or a capture since closed, would otherwise swallow lines or fail every later log call).
 
-    A line whose reader is gone (a broken pipe, a closed stream) is dropped: a log call never raises into the
-    data path, where it would stop a commit or a shutdown half way."""
+    A line that cannot be written (its reader gone: a broken pipe, a closed stream) is dropped: a log call
+    never raises into the data path, where it would stop a commit or its shutdown half way."""
 
     def write(self, text: str) -> int:
         try:
             return sys.stderr.write(text)
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):
             return 0
 
     def flush(self) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
-
-
-_CURRENT_STDERR = _CurrentStderr()
 
 
 class _RootHandler(logging.StreamHandler):
@@ -86,7 +82,7 @@ class _RootHandler(logging.StreamHandler):
 
     @property
     def stream(self) -> Any:
-        return _CURRENT_STDERR
+        return sys.stderr
 
     @stream.setter
     def stream(self, _value: Any) -> None:
@@ -112,7 +108,7 @@ def configure(level: str = "info", json_output: bool | None = None, secrets: Ite
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_CURRENT_STDERR),  # type: ignore[arg-type]  # write, flush
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]  # write, flush
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -130,8 +130,7 @@ def _run(config: Config) -> int:
     try:
         return Service(config, stopping=stop.flag).run()
     finally:
-        # The service stopped within its bound; what follows (maintenance, HTTP) has timeouts of its own.
-        stop.disarm()
+        stop.bound_exit()  # the service stopped within its bound; what follows gets one of its own
 
 
 def _publish_probes(config: Config, flag: StopFlag) -> None:

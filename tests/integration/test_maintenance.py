@@ -49,29 +49,25 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
     def rewrote() -> int:
         return sum("into" in c.stdout and not c.stdout.startswith("compacted maint.events: 0") for c in compactions)
 
-    compactor = threading.Thread(target=compact_repeatedly)
+    compactor = threading.Thread(target=compact_repeatedly, daemon=True)  # a failed round must not hang the run
     produced = rounds = 0
     writer = spawn_writer(config)
-    try:
-        while rounds < 4 or (rewrote() < 2 and rounds < 12):
-            wait_holding_partitions(writer)
-            feeder = feed_slowly(kafka.bootstrap, topic, SLICE, 1000, 0.5, first=produced)
-            produced += SLICE
-            writer.wait_for("commit.done", timeout=120)
-            if compactor.ident is None:  # started once the table exists
-                compactor.start()
-            time.sleep(2)
-            writer.kill()
-            feeder.join()
-            writer = spawn_writer(config)
-            rounds += 1
-        iceberg = catalog_of(config)
-        wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300,
-                       writer=writer)
-    finally:
-        done.set()
-        if compactor.ident is not None:
-            compactor.join()
+    while rounds < 4 or (rewrote() < 2 and rounds < 12):
+        wait_holding_partitions(writer)
+        feeder = feed_slowly(kafka.bootstrap, topic, SLICE, 1000, 0.5, first=produced)
+        produced += SLICE
+        writer.wait_for("commit.done", timeout=120)
+        if compactor.ident is None:  # started once the table exists
+            compactor.start()
+        time.sleep(2)
+        writer.kill()
+        feeder.join()
+        writer = spawn_writer(config)
+        rounds += 1
+    iceberg = catalog_of(config)
+    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=writer)
+    done.set()
+    compactor.join()
     assert writer.stop() == 0, writer.log()
 
     assert all(c.returncode == 0 for c in compactions), [c.stderr[-2000:] for c in compactions if c.returncode]

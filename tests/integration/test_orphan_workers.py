@@ -132,12 +132,11 @@ def test_worker_stuck_in_a_commit_retry_exits_after_the_bound(
 def test_workers_whose_supervisor_and_log_reader_die_together_stop_and_lose_nothing(
     kafka: LocalKafka, pool_config: Path, spawn_writer: Callable[..., Writer],
 ) -> None:
-    """kill -9 of the supervisor and of the reader of its stderr (a log shipper, a test harness): the lines
-    the workers log from the reader's end on meet a broken pipe. Their shutdown still goes on, and they exit;
-    seen before: a worker whose shutdown stopped at a log line, left its consumer to the interpreter's exit
-    and spun there in librdkafka for good."""
-    import threading
-
+    """kill -9 of the supervisor and, at the same moment, of the reader of its stderr (a log shipper, a test
+    harness): every line the workers log from then on meets a broken pipe. Their shutdown still flushes,
+    commits and leaves the group, and they exit; seen before: a worker whose shutdown stopped at its first
+    line, left its consumer to the interpreter's exit and spun there in librdkafka for good."""
+    from tabletopic.supervisor import EXIT_BOUND_S
     from tests.support import assert_exactly_once, catalog_of, log_end, wait_committed
 
     settings = yaml.safe_load(pool_config.read_text())
@@ -151,11 +150,9 @@ def test_workers_whose_supervisor_and_log_reader_die_together_stop_and_lose_noth
             os.kill(pool.process.pid, signal.SIGKILL)
             pool.process.wait()
             assert pool.process.stderr is not None
-            # The close waits for the reading thread's current line: on a thread of its own, so that a worker
-            # that never writes again cannot hold the test.
-            threading.Thread(target=pool.process.stderr.close, daemon=True).start()
+            pool.process.stderr.close()
 
-        kill_supervisor_and_wait(pool, kill=kill_with_its_reader)
+        kill_supervisor_and_wait(pool, kill=kill_with_its_reader, wait_s=SHUTDOWN_S + EXIT_BOUND_S + MARGIN_S)
     finally:
         feeder.join()
     rerun = pool_config.with_name("rerun.yaml")  # one worker and the default shutdown bound: a plain restart
