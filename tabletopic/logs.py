@@ -8,7 +8,6 @@ processors, masking and renderer, via a handler on the root logger.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -57,20 +56,13 @@ def masked(text: str) -> str:
 
 class _CurrentStderr:
     """What structlog prints to: the sys.stderr of the moment, not the one at `configure` (a redirect made
-    later, or a capture since closed, would otherwise swallow lines or fail every later log call).
-
-    A line that cannot be written (its reader gone: a broken pipe, a closed stream) is dropped: a log call
-    never raises into the data path, where it would stop a commit or its shutdown half way."""
+    later, or a capture since closed, would otherwise swallow lines or fail every later log call)."""
 
     def write(self, text: str) -> int:
-        try:
-            return sys.stderr.write(text)
-        except (OSError, ValueError):
-            return 0
+        return sys.stderr.write(text)
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
+        sys.stderr.flush()
 
 
 class _RootHandler(logging.StreamHandler):

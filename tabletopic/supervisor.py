@@ -46,9 +46,6 @@ PROBING_WORKER_ENV = "TABLETOPIC_PROBING_WORKER"
 EXIT_MARGIN_S = 2.0
 # How often a worker looks whether its supervisor is still its parent.
 PARENT_CHECK_S = 0.5
-# What a `tabletopic run` process has left once its service returned: maintenance's stop (at most ~10 s), the
-# HTTP server's, the interpreter's exit. Past it the kernel ends the process.
-EXIT_BOUND_S = 30.0
 
 
 def supervisor_pid() -> int | None:
@@ -120,13 +117,6 @@ class WorkerStop:
         noticed later arms the bound again)."""
         signal.setitimer(signal.ITIMER_REAL, 0)
         self._exit_at = None
-
-    def bound_exit(self, seconds: float = EXIT_BOUND_S) -> None:
-        """The service has returned: the rest of the process gets `seconds`, then the kernel ends it (SIGALRM).
-        An exit can hang where no Python thread runs any more: a Kafka client freed by the interpreter's last
-        garbage collection waits on librdkafka's threads (seen spinning for good in an orphaned worker)."""
-        self._exit_at = None
-        signal.setitimer(signal.ITIMER_REAL, seconds)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # No logging here: the handler runs between two bytecodes of the main thread, maybe inside the log's lock.

@@ -130,7 +130,8 @@ def _run(config: Config) -> int:
     try:
         return Service(config, stopping=stop.flag).run()
     finally:
-        stop.bound_exit()  # the service stopped within its bound; what follows gets one of its own
+        # The service stopped within its bound; what follows (maintenance, HTTP) has timeouts of its own.
+        stop.disarm()
 
 
 def _publish_probes(config: Config, flag: StopFlag) -> None:

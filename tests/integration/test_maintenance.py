@@ -49,7 +49,7 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
     def rewrote() -> int:
         return sum("into" in c.stdout and not c.stdout.startswith("compacted maint.events: 0") for c in compactions)
 
-    compactor = threading.Thread(target=compact_repeatedly, daemon=True)  # a failed round must not hang the run
+    compactor = threading.Thread(target=compact_repeatedly)
     produced = rounds = 0
     writer = spawn_writer(config)
     while rounds < 4 or (rewrote() < 2 and rounds < 12):

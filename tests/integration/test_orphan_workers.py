@@ -47,9 +47,8 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited; only its parent's wait is missing
 
 
-def kill_supervisor_and_wait(pool: Writer, kill: Callable[[], None] | None = None,
-                             wait_s: float = SHUTDOWN_S + MARGIN_S) -> None:
-    """kill -9 the pool's supervisor (or `kill` it so), then wait (at most `wait_s`) for its workers to be gone."""
+def kill_supervisor_and_wait(pool: Writer, kill: Callable[[], None] | None = None) -> None:
+    """kill -9 the pool's supervisor (or `kill` it so), then wait for its workers to be gone."""
     supervisor = pool.process.pid
     workers = workers_of(supervisor)
     if kill is None:
@@ -58,6 +57,7 @@ def kill_supervisor_and_wait(pool: Writer, kill: Callable[[], None] | None = Non
     else:
         kill()
     workers = sorted({*workers, *workers_of(supervisor)})  # one forked a moment before the kill too
+    wait_s = SHUTDOWN_S + MARGIN_S
     deadline = time.monotonic() + wait_s
     while workers and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -127,38 +127,3 @@ def test_worker_stuck_in_a_commit_retry_exits_after_the_bound(
         if lock is not None:
             lock.close()
         feeder.join()
-
-
-def test_workers_whose_supervisor_and_log_reader_die_together_stop_and_lose_nothing(
-    kafka: LocalKafka, pool_config: Path, spawn_writer: Callable[..., Writer],
-) -> None:
-    """kill -9 of the supervisor and, at the same moment, of the reader of its stderr (a log shipper, a test
-    harness): every line the workers log from then on meets a broken pipe. Their shutdown still flushes,
-    commits and leaves the group, and they exit; seen before: a worker whose shutdown stopped at its first
-    line, left its consumer to the interpreter's exit and spun there in librdkafka for good."""
-    from tabletopic.supervisor import EXIT_BOUND_S
-    from tests.support import assert_exactly_once, catalog_of, log_end, wait_committed
-
-    settings = yaml.safe_load(pool_config.read_text())
-    topic, table = settings["tables"][0]["topic"], settings["tables"][0]["table"]
-    feeder = feed_slowly(kafka.bootstrap, topic, 6000, 500, 0.3)
-    try:
-        pool = spawn_writer(pool_config)
-        pool.wait_for("commit.done", timeout=120)
-
-        def kill_with_its_reader() -> None:
-            os.kill(pool.process.pid, signal.SIGKILL)
-            pool.process.wait()
-            assert pool.process.stderr is not None
-            pool.process.stderr.close()
-
-        kill_supervisor_and_wait(pool, kill=kill_with_its_reader, wait_s=SHUTDOWN_S + EXIT_BOUND_S + MARGIN_S)
-    finally:
-        feeder.join()
-    rerun = pool_config.with_name("rerun.yaml")  # one worker and the default shutdown bound: a plain restart
-    rerun.write_text(yaml.safe_dump({**settings, "workers": 1, "shutdown_timeout_seconds": 20}))
-    writer = spawn_writer(rerun)
-    iceberg = catalog_of(rerun)
-    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), writer=writer)
-    assert writer.stop() == 0, writer.log()
-    assert_exactly_once(iceberg, rerun, topic, table, 6000)

@@ -116,33 +116,3 @@ def test_a_terminals_traceback_shows_no_local_variables_and_masks_the_message(
     assert "Traceback (most recent call last)" in text and "PermissionError" in text
     assert SECRET not in text
     assert "{'aws_secret_access_key'" not in text and "locals" not in text  # rich's panel of a frame's locals
-
-
-class _GoneReader:
-    """A stderr whose reader is gone: each write fails as a pipe's would."""
-
-    def write(self, _text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def flush(self) -> None:
-        raise BrokenPipeError(32, "Broken pipe")
-
-
-def test_a_line_whose_reader_is_gone_is_dropped_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A supervisor killed with -9 takes its workers' stderr with it: their shutdown (flush, commit, leave the
-    group) must not stop at its first log line."""
-    import io
-
-    logs.configure("info", json_output=True)
-    log = structlog.get_logger("tabletopic.test")
-    monkeypatch.setattr("sys.stderr", _GoneReader())
-    log.info("service.stopping", signal="supervisor_gone")
-    logging.getLogger("pyiceberg.io").warning("through the root handler too")
-    closed = io.StringIO()
-    closed.close()
-    monkeypatch.setattr("sys.stderr", closed)
-    log.info("service.stopped", exit_code=0)
-    after = io.StringIO()
-    monkeypatch.setattr("sys.stderr", after)
-    log.info("back")
-    assert json.loads(after.getvalue())["event"] == "back"
