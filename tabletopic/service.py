@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import FrameType
 
 import structlog
 from pyiceberg.catalog import Catalog
@@ -310,6 +312,15 @@ class Service:
     def stop(self) -> None:
         """Ask the loop to finish; safe from a signal handler or another thread."""
         self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            # No logging here: the handler runs between two bytecodes of the main thread, which may be
+            # inside the log writer's lock already (a deadlock: the writer never stopped, seen in tests).
+            self._stopping.set(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
 
     def run(self) -> int:
         """Poll, buffer, flush until stopped or a bad record; returns the process exit code."""

@@ -40,8 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# polars-avro's native allocator (jemalloc) keeps freed pages for 10 s by default; a writer decoding
+# batch after batch then holds far more than its buffers. Set before the library loads.
+_NATIVE_ALLOCATOR = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:1000")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # the catalog database, the local warehouse, metrics files: this user's alone
+    os.environ.setdefault(*_NATIVE_ALLOCATOR)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:

@@ -353,24 +353,18 @@ def test_stop_flushes_commits_the_group_offsets_and_leaves(catalog):
 
 
 def test_sigterm_stops_the_loop_like_stop(catalog):
-    """As `tabletopic run` wires it: WorkerStop's handler sets the flag the service's loop reads."""
-    from tabletopic.supervisor import WorkerStop
-
     fake = broker()
     at(1, lambda f: f.assign([T0]), fake)
     at(3, lambda _: os.kill(os.getpid(), signal.SIGTERM), fake)
-    stop = WorkerStop(shutdown_timeout_s=60)
-    service = Service(config(), catalog, consumer=fake, list_topics=fake.list_topics, clock=fake.clock,
-                      stopping=stop.flag)
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    service = service_on(catalog, fake)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        stop.install()
+        service.install_signal_handlers()
         with capture_logs() as logs:
             assert run(service, fake) == ExitCode.OK
     finally:
-        stop.disarm()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
     assert fake.polls == 3
     assert [e["signal"] for e in logs if e["event"] == "service.stopping"] == ["SIGTERM"]
     assert committed(catalog) == {T0: 5}
