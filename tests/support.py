@@ -189,14 +189,6 @@ def log_end(bootstrap: str, topic: str, partitions: int) -> dict[tuple[str, int]
         consumer.close()
 
 
-def wait_holding_partitions(writer: Writer, timeout_s: float = 180) -> None:
-    """Until the writer (or a worker of its pool) is given partitions: a test's input starts then, however slow
-    the start. A member joining under cooperative rebalancing may first be given none."""
-    deadline = time.monotonic() + timeout_s
-    while not writer.wait_for("kafka.assigned", timeout=max(deadline - time.monotonic(), 0.1))["partitions"]:
-        pass
-
-
 def wait_committed(
     catalog: Catalog, table: str, group: str, expected: Mapping[tuple[str, int], int], timeout: float = 120.0,
     writer: Writer | None = None,

@@ -33,7 +33,6 @@ from tests.support import (
     log_end,
     produce,
     wait_committed,
-    wait_holding_partitions,
     writer_config,
 )
 
@@ -115,9 +114,8 @@ def kill_9_chaos(lake: LakeUnderTest, kafka: Any, new_topic: Callable[..., str],
                 capture_output=True, text=True, timeout=300))
             done.wait(1.0)
 
-    writer = spawn_writer(config)
-    wait_holding_partitions(writer)
     producer = feed_slowly(kafka.bootstrap, topic, CHAOS_RECORDS, 2000, 0.8, value=_padded)
+    writer = spawn_writer(config)
     writer.wait_for("commit.done", timeout=180)
     compactor = threading.Thread(target=compact_repeatedly)
     compactor.start()
@@ -176,11 +174,10 @@ def writers_race(lake: LakeUnderTest, kafka: Any, new_topic: Callable[..., str],
     topic, table = new_topic(PARTITIONS), fresh_table(lake)
     config = _config(lake, tmp_path / "race.yaml", kafka.bootstrap, topic, table,
                      commit={"interval_seconds": 0.3}, consumer={"batch_size": 500})
-    first = spawn_writer(config)
-    wait_holding_partitions(first)
-    second = spawn_writer(config)
-    wait_holding_partitions(second)  # each holds partitions of its own: both commit what arrives from here
     producer = feed_slowly(kafka.bootstrap, topic, RACE_RECORDS, 1000, 0.5, value=_padded)
+    first = spawn_writer(config)
+    first.wait_for("commit.done", timeout=180)
+    second = spawn_writer(config)
     producer.join()
     iceberg = catalog_of(config)
     wait_committed(iceberg, table, GROUP, log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=second)
@@ -201,9 +198,8 @@ def outage(lake: LakeUnderTest, kafka: Any, new_topic: Callable[..., str],
     topic, table = new_topic(PARTITIONS), fresh_table(lake)
     config = _config(lake, tmp_path / "outage.yaml", kafka.bootstrap, topic, table,
                      commit={"interval_seconds": 1, "retry_deadline_seconds": 8})
-    writer = spawn_writer(config)
-    wait_holding_partitions(writer)  # ~30 s of input from here: records arrive during the outage
     producer = feed_slowly(kafka.bootstrap, topic, OUTAGE_RECORDS, 1000, 1.0, value=_padded)
+    writer = spawn_writer(config)
     writer.wait_for("commit.done", timeout=180)
     with lake.pause():
         time.sleep(seconds)

@@ -11,16 +11,7 @@ from tabletopic.local.kafka import LocalKafka
 from tabletopic.local.rest_catalog import LocalRestCatalog
 from tabletopic.local.topics import create_topic
 from tests.engines.engines import SparkEngine
-from tests.support import (
-    Writer,
-    assert_exactly_once,
-    catalog_of,
-    feed_slowly,
-    log_end,
-    wait_committed,
-    wait_holding_partitions,
-    writer_config,
-)
+from tests.support import Writer, assert_exactly_once, catalog_of, feed_slowly, log_end, wait_committed, writer_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -41,7 +32,7 @@ def test_spark_rewrites_files_while_tabletopic_keeps_committing(kafka: LocalKafk
     writer = Writer(config)
     producer = None
     try:
-        wait_holding_partitions(writer)  # ~21 s of input from here
+        writer.wait_for("kafka.assigned", timeout=120)  # ~21 s of input from here, however slow the start
         producer = feed_slowly(kafka.bootstrap, topic, RECORDS, 1000, 0.7)
         writer.wait_for("commit.done", timeout=120)
         rewrites = []

@@ -9,16 +9,7 @@ import sys
 import threading
 import time
 
-from tests.support import (
-    assert_exactly_once,
-    catalog_of,
-    feed_slowly,
-    log_end,
-    produce,
-    wait_committed,
-    wait_holding_partitions,
-    writer_config,
-)
+from tests.support import assert_exactly_once, catalog_of, feed_slowly, log_end, produce, wait_committed, writer_config
 
 SLICE = 8_000
 PARTITIONS = 4
@@ -53,7 +44,7 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
     produced = rounds = 0
     writer = spawn_writer(config)
     while rounds < 4 or (rewrote() < 2 and rounds < 12):
-        wait_holding_partitions(writer)
+        writer.wait_for("kafka.assigned", timeout=120)
         feeder = feed_slowly(kafka.bootstrap, topic, SLICE, 1000, 0.5, first=produced)
         produced += SLICE
         writer.wait_for("commit.done", timeout=120)
@@ -112,7 +103,7 @@ def test_built_in_maintenance_compacts_while_the_writer_runs_and_dies_with_it(ka
 
     writer = spawn_writer(config)
     pid = writer.wait_for("maintenance.started", timeout=60)["pid"]
-    wait_holding_partitions(writer)  # records arrive while it commits: many small files
+    writer.wait_for("kafka.assigned", timeout=120)  # records arrive while it commits: many small files
     producer = feed_slowly(kafka.bootstrap, topic, records, 1000, 0.5)
     writer.wait_for("compaction.done", timeout=120)
     writer.wait_for("snapshots.expired", timeout=120)
@@ -254,7 +245,7 @@ def test_compaction_lands_while_writers_append_between_its_attempts(kafka, new_t
     config = writer_config(tmp_path / "c.yaml", kafka.bootstrap, topic, table, tmp_path / "wh", workers=2,
                            commit={"interval_seconds": 0.3})
     writer = spawn_writer(config)
-    wait_holding_partitions(writer)
+    writer.wait_for("kafka.assigned", timeout=120)  # the input starts once a writer reads, however slow its start
     producer = feed_slowly(kafka.bootstrap, topic, records, 400, 0.3)
     iceberg = catalog_of(config)
     deadline = time.monotonic() + 120
