@@ -43,22 +43,26 @@ def test_compaction_beside_a_writer_killed_again_and_again(kafka, new_topic, spa
     compactor = threading.Thread(target=compact_repeatedly)
     produced = rounds = 0
     writer = spawn_writer(config)
-    while rounds < 4 or (rewrote() < 2 and rounds < 12):
-        writer.wait_for("kafka.assigned", timeout=120)
-        feeder = feed_slowly(kafka.bootstrap, topic, SLICE, 1000, 0.5, first=produced)
-        produced += SLICE
-        writer.wait_for("commit.done", timeout=120)
-        if compactor.ident is None:  # started once the table exists
-            compactor.start()
-        time.sleep(2)
-        writer.kill()
-        feeder.join()
-        writer = spawn_writer(config)
-        rounds += 1
-    iceberg = catalog_of(config)
-    wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300, writer=writer)
-    done.set()
-    compactor.join()
+    try:
+        while rounds < 4 or (rewrote() < 2 and rounds < 12):
+            writer.wait_for("kafka.assigned", timeout=120)
+            feeder = feed_slowly(kafka.bootstrap, topic, SLICE, 1000, 0.5, first=produced)
+            produced += SLICE
+            writer.wait_for("commit.done", timeout=120)
+            if compactor.ident is None:  # started once the table exists
+                compactor.start()
+            time.sleep(2)
+            writer.kill()
+            feeder.join()
+            writer = spawn_writer(config)
+            rounds += 1
+        iceberg = catalog_of(config)
+        wait_committed(iceberg, table, "tests", log_end(kafka.bootstrap, topic, PARTITIONS), timeout=300,
+                       writer=writer)
+    finally:  # a failed round must not leave the compactor running, and the test process waiting on it
+        done.set()
+        if compactor.ident is not None:
+            compactor.join()
     assert writer.stop() == 0, writer.log()
 
     assert all(c.returncode == 0 for c in compactions), [c.stderr[-2000:] for c in compactions if c.returncode]
